@@ -1,0 +1,22 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   installs valle2 and synthesizes with the shipped demo model and consented demo voice
+#   make test   installs valle2 with its test extras and runs the test suite
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+STAMP = .install.stamp
+
+$(STAMP): pyproject.toml
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[eval,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PYTHON) -m valle2.cli demo --out demo_out/demo.wav
+
+test: install
+	$(PYTHON) -m pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
+
+.PHONY: install demo test

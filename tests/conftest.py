@@ -1,0 +1,60 @@
+"""Shared fixtures: real ARCTIC clips copied into tests/fixtures (CMU ARCTIC licence, see
+tests/fixtures/LICENSE.md) and a tiny AR+NAR overfit on them once per test session."""
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@dataclass
+class Clip:
+    id: str
+    path: Path
+    speaker: str
+    text: str
+
+
+def overfit_clips() -> list[Clip]:
+    folder = FIXTURES / "overfit"
+    with open(folder / "transcripts.tsv") as f:
+        return [Clip(r["id"], folder / r["file"], r["speaker"], r["text"]) for r in csv.DictReader(f, delimiter="\t")]
+
+
+@pytest.fixture(scope="session")
+def clips() -> list[Clip]:
+    return overfit_clips()
+
+
+@pytest.fixture(scope="session")
+def codec():
+    from valle2.codec import load_codec
+
+    return load_codec("encodec", pretrained=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, clips, codec):
+    """A G=2 AR+NAR trained to memorise the four fixture utterances; returns (path, bundle, data)."""
+    from valle2.audio import load_audio
+    from valle2.checkpoint import ModelBundle, save_model
+    from valle2.model import ModelDims
+    from valle2.text import TextTokenizer
+    from valle2.train import TrainConfig, Trainer, Utterance, frames_per_token
+
+    torch.set_num_threads(2)
+    tokenizer = TextTokenizer.train([c.text for c in clips], vocab_size=64)
+    data = []
+    for c in clips:
+        wav, sr = load_audio(c.path)
+        data.append(Utterance(torch.tensor(tokenizer.encode(c.text)), codec.encode(wav, sr), c.speaker))
+    dims = ModelDims(n_text_vocab=tokenizer.vocab_size, codebook_size=codec.codebook_size, n_codebooks=codec.n_codebooks,
+                     group_size=2, d_model=128, n_heads=4, n_ar_layers=2, n_nar_layers=2, d_ff=256, dropout=0.0)
+    trainer = Trainer(dims, TrainConfig(steps=250, batch_size=4, lr=3e-3, warmup_steps=20, seed=0))
+    history = trainer.fit(data, progress=False)
+    bundle = ModelBundle(dims, trainer.ar.eval(), trainer.nar.eval(), tokenizer, codec.describe(), frames_per_token(data))
+    path = save_model(tmp_path_factory.mktemp("model") / "tiny.pt", bundle)
+    return path, bundle, data, history

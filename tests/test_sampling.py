@@ -1,0 +1,77 @@
+"""Top-k/top-p filtering and Repetition Aware Sampling on hand-built distributions."""
+import math
+
+import torch
+
+from valle2.sampling import ras_sample, repetition_ratio, top_k_top_p_filter
+
+
+def logits_of(probs):
+    return torch.tensor([probs]).log()
+
+
+def test_nucleus_keeps_smallest_set_reaching_top_p():
+    logits = logits_of([0.5, 0.3, 0.15, 0.05])
+    kept = torch.isfinite(top_k_top_p_filter(logits, top_p=0.75))[0].tolist()
+    assert kept == [True, True, False, False]
+    kept = torch.isfinite(top_k_top_p_filter(logits, top_p=0.81))[0].tolist()
+    assert kept == [True, True, True, False]
+    # top_p = 0 keeps only the most likely token (greedy); 1 keeps everything
+    assert torch.isfinite(top_k_top_p_filter(logits, top_p=0.0))[0].tolist() == [True, False, False, False]
+    assert torch.isfinite(top_k_top_p_filter(logits, top_p=1.0)).all()
+
+
+def test_nucleus_works_on_unsorted_rows():
+    logits = logits_of([0.05, 0.5, 0.15, 0.3])
+    assert torch.isfinite(top_k_top_p_filter(logits, top_p=0.75))[0].tolist() == [False, True, False, True]
+
+
+def test_top_k():
+    logits = logits_of([0.1, 0.4, 0.2, 0.3])
+    assert torch.isfinite(top_k_top_p_filter(logits, top_k=2))[0].tolist() == [False, True, False, True]
+
+
+def test_repetition_ratio_counts_last_window():
+    hist = torch.tensor([[7, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 7]])
+    # last 10 entries: 1..9 and 7 -> token 7 appears twice
+    assert math.isclose(repetition_ratio(torch.tensor([7]), hist, 10).item(), 0.2, rel_tol=1e-6)
+    assert repetition_ratio(torch.tensor([0]), hist, 10).item() == 0.0
+    empty = torch.full((1, 10), -1)
+    assert repetition_ratio(torch.tensor([3]), empty, 10).item() == 0.0
+
+
+def test_ras_falls_back_exactly_when_window_repeats():
+    # nucleus (top_p=0.5) holds token 0 alone; the full distribution puts 0.9 on token 1.
+    probs = [0.55, 0.44, 0.01]
+    logits = logits_of(probs).repeat(2, 1)
+    no_repeat = torch.tensor([2, 2, 2, 2, 2, 2, 2, 2, 2, 2])
+    one_repeat = torch.tensor([2, 2, 2, 2, 2, 2, 2, 2, 2, 0])
+    history = torch.stack([no_repeat, one_repeat])
+    n_fell = torch.zeros(2)
+    n = 400
+    g = torch.Generator().manual_seed(0)
+    picks = torch.zeros(2, 3)
+    for _ in range(n):
+        tok, fell = ras_sample(logits, history, top_p=0.5, window=10, threshold=0.1, generator=g)
+        n_fell += fell.float()
+        picks[0, tok[0]] += 1
+        picks[1, tok[1]] += 1
+    # row 0: token 0 never repeats in the window -> never falls back, always the nucleus token
+    assert n_fell[0] == 0 and picks[0, 0] == n
+    # row 1: token 0 already in the window (ratio 0.1 = t_r) -> always falls back to the full distribution
+    assert n_fell[1] == n
+    freq = picks[1] / n
+    assert abs(freq[0] - 0.55) < 0.08 and abs(freq[1] - 0.44) < 0.08
+
+
+def test_ras_threshold_above_ratio_keeps_nucleus():
+    logits = logits_of([0.55, 0.44, 0.01])
+    history = torch.tensor([[2, 2, 2, 2, 2, 2, 2, 2, 2, 0]])
+    tok, fell = ras_sample(logits, history, top_p=0.5, window=10, threshold=0.2)
+    assert not fell.item() and tok.item() == 0
+
+
+def test_greedy_temperature_zero():
+    logits = logits_of([0.2, 0.5, 0.3])
+    tok, _ = ras_sample(logits, torch.full((1, 10), -1), top_p=1.0, temperature=0.0)
+    assert tok.item() == 1

@@ -1,0 +1,26 @@
+"""valle2: VALL-E 2 zero-shot text-to-speech with consent, watermark and detection safeguards.
+
+Data flows one way: text and audio -> tokens -> AR -> NAR -> codec -> watermark -> file.
+
+    >>> import valle2
+    >>> model = valle2.load_model("model.pt")
+    >>> wav, sr = model.synthesize("Hello there.", prompt_wav, prompt_sr, prompt_text="...")
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .codec import load_codec
+from .decoding import DecodingOptions
+from .errors import AudioError, CodecError, ModelError, TextError, Valle2Error
+
+
+def load_model(path, codec=None, device: str = "cpu"):
+    """Load a valle2 model file: see :func:`valle2.synthesis.load_model`."""
+    from .synthesis import load_model as _load
+
+    return _load(path, codec, device)
+
+
+__all__ = ["load_model", "load_codec", "DecodingOptions", "Valle2Error", "AudioError", "TextError", "CodecError",
+           "ModelError", "__version__"]

@@ -1,0 +1,73 @@
+"""The ``valle2`` command line: ``valle2 <command> --help`` for each command's options."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import Valle2Error
+
+
+def add_decoding_args(p: argparse.ArgumentParser) -> None:
+    """Sampling options shared by every command that decodes."""
+    g = p.add_argument_group("sampling")
+    g.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=0, help="0 = off")
+    g.add_argument("--top-p", type=float, default=0.8, help="nucleus mass; 0 = greedy, 1 = off")
+    g.add_argument("--no-ras", action="store_true", help="plain nucleus sampling, without Repetition Aware Sampling")
+    g.add_argument("--ras-window", type=int, default=10, help="K, the window of Repetition Aware Sampling")
+    g.add_argument("--ras-threshold", type=float, default=0.1, help="t_r, the repetition ratio that triggers resampling")
+    g.add_argument("--no-kv-cache", action="store_true", help="recompute the whole sequence each step (slow; for comparison)")
+    g.add_argument("--seed", type=int, default=None)
+
+
+def decoding_options(args: argparse.Namespace):
+    from .decoding import DecodingOptions
+
+    return DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ras=not args.no_ras,
+                           ras_window=args.ras_window, ras_threshold=args.ras_threshold,
+                           use_kv_cache=not args.no_kv_cache, seed=args.seed)
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from .audio import load_audio, save_audio
+    from .synthesis import load_model
+
+    model = load_model(args.model)
+    wav, sr = load_audio(args.prompt)
+    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode,
+                                   options=decoding_options(args), include_prompt=args.include_prompt, progress=True)
+    save_audio(args.out, out, out_sr)
+    print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="valle2", description="VALL-E 2 zero-shot text-to-speech with safeguards")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synthesize", help="speak text in the voice of a prompt recording")
+    p.add_argument("--model", required=True, type=Path, help="a valle2 model file")
+    p.add_argument("--prompt", required=True, type=Path, help="prompt recording (wav, flac, ogg, mp3), about 3 s")
+    p.add_argument("--prompt-text", default=None, help="transcript of the prompt (needed for --mode cross)")
+    p.add_argument("--text", required=True, help="what to say")
+    p.add_argument("--out", required=True, type=Path, help="output audio file (.wav, .flac, .ogg, .mp3)")
+    p.add_argument("--mode", choices=("cross", "continuation"), default="cross",
+                   help="cross: prompt is another utterance; continuation: --text is the prompt's whole transcript")
+    p.add_argument("--include-prompt", action="store_true", help="prepend the prompt's resynthesis to the output")
+    add_decoding_args(p)
+    p.set_defaults(func=cmd_synthesize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Valle2Error as exc:
+        print(f"valle2 {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The interface every codec backend implements.
+
+A codec turns a mono waveform into a grid of discrete codes, ``LongTensor[n_codebooks, T]``
+with ``T = ceil(samples * frame_rate / sample_rate)``, and back.  Codebook 0 is the coarsest
+stage: the AR model predicts it, the NAR model predicts codebooks ``1 .. n_codebooks - 1``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+
+from ..audio import resample, validate_waveform
+from ..errors import CodecError
+
+
+class Codec(ABC):
+    """Base class: subclasses set the four attributes and implement ``_encode``/``_decode``."""
+
+    name: str
+    sample_rate: int
+    frame_rate: float
+    n_codebooks: int
+    codebook_size: int
+
+    @abstractmethod
+    def _encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """FloatTensor[samples] at ``sample_rate`` -> LongTensor[n_codebooks, T]."""
+
+    @abstractmethod
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """LongTensor[n_codebooks, T] -> FloatTensor[samples] at ``sample_rate``."""
+
+    @torch.inference_mode()
+    def encode(self, wav: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
+        """Encode a mono waveform ``[samples]`` at rate ``sr`` to ``LongTensor[n_codebooks, T]``."""
+        wav = validate_waveform(wav, sr)
+        if sr != self.sample_rate:
+            wav = resample(wav, sr, self.sample_rate)
+        codes = self._encode(torch.as_tensor(wav, dtype=torch.float32))
+        return codes.long()
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Decode ``LongTensor[n_codebooks, T]`` to ``FloatTensor[samples]`` at ``sample_rate``."""
+        self.check_codes(codes)
+        return self._decode(codes.long()).float().clamp(-1.0, 1.0)
+
+    def encode_batch(self, wavs: list, sr: int) -> list[torch.Tensor]:
+        """Encode several waveforms; returns one ``[n_codebooks, T_i]`` tensor each."""
+        return [self.encode(w, sr) for w in wavs]
+
+    def decode_batch(self, codes: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Decode several code grids; returns one waveform each."""
+        return [self.decode(c) for c in codes]
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of code frames for ``n_samples`` samples at ``sample_rate``."""
+        return int(np.ceil(n_samples * self.frame_rate / self.sample_rate))
+
+    def check_codes(self, codes: torch.Tensor) -> None:
+        """Raise CodecError unless ``codes`` is an integer ``[n_codebooks, T]`` grid in range."""
+        if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
+            raise CodecError(f"codes must be a 2-D tensor [n_codebooks, T], got {getattr(codes, 'shape', type(codes))}")
+        if codes.shape[0] != self.n_codebooks:
+            raise CodecError(f"codec '{self.name}' has {self.n_codebooks} codebooks, codes have {codes.shape[0]}")
+        if codes.shape[1] == 0:
+            raise CodecError("codes are empty (T = 0)")
+        if codes.is_floating_point():
+            raise CodecError("codes must be integers")
+        lo, hi = int(codes.min()), int(codes.max())
+        if lo < 0 or hi >= self.codebook_size:
+            raise CodecError(f"codes must lie in [0, {self.codebook_size}), got [{lo}, {hi}]")
+
+    def load_options(self) -> dict:
+        """Keyword arguments of ``load_codec(name, ...)`` that rebuild this exact codec."""
+        return {}
+
+    def describe(self) -> dict:
+        """What a checkpoint records: the settings that must match, and how to load the codec again."""
+        return {"name": self.name, "sample_rate": self.sample_rate, "frame_rate": self.frame_rate,
+                "n_codebooks": self.n_codebooks, "codebook_size": self.codebook_size, "options": self.load_options()}

@@ -1,0 +1,169 @@
+"""Decoding: batched AR generation of codebook 0 (KV cache or full recomputation) and the
+NAR's greedy passes for codebooks 1..n_q-1."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .model import AUDIO, PAD, TEXT, ARModel, KVCache, NARModel, ungroup_codes
+from .sampling import ras_sample, sample_or_greedy, apply_temperature
+
+
+@dataclass
+class DecodingOptions:
+    """How the AR samples codebook 0.
+
+    ``top_p``/``top_k``/``temperature`` shape the distribution; with ``ras`` on, Repetition Aware
+    Sampling resamples a code whose ratio over the last ``ras_window`` codes reaches
+    ``ras_threshold``.  Decoding stops at EOS or at ``max_frames`` (per sample), whichever is first.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.8
+    ras: bool = True
+    ras_window: int = 10
+    ras_threshold: float = 0.1
+    use_kv_cache: bool = True
+    seed: int | None = None
+    length_slack: float = 2.5
+    max_seconds: float = 40.0
+
+
+def frame_limit(n_target_tokens: int, frames_per_token: float, frame_rate: float, options: DecodingOptions) -> int:
+    """The most frames the AR may generate for ``n_target_tokens`` text tokens: the expected
+    length (``frames_per_token``, measured on the training data or the prompt) times
+    ``length_slack`` plus one second, never more than ``max_seconds``."""
+    expected = n_target_tokens * frames_per_token * options.length_slack + frame_rate
+    return max(1, int(min(expected, options.max_seconds * frame_rate)))
+
+
+@dataclass
+class ARResult:
+    """Codebook-0 codes ``[T_i]`` per sample (prompt excluded), and diagnostics."""
+
+    codes: list[Tensor]
+    hit_limit: list[bool]
+    n_fallbacks: int = 0
+    n_steps: int = 0
+    step_logits: list[Tensor] = field(default_factory=list)
+
+
+def _pad_left(rows: list[Tensor], fill) -> Tensor:
+    """Left-pad ``[L_i, ...]`` tensors to ``[B, max L, ...]`` so that every row ends in the same column."""
+    width = max(r.shape[0] for r in rows)
+    out = rows[0].new_full((len(rows), width, *rows[0].shape[1:]), fill)
+    for i, r in enumerate(rows):
+        out[i, width - r.shape[0]:] = r
+    return out
+
+
+@torch.inference_mode()
+def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frames: list[int],
+                options: DecodingOptions = DecodingOptions(), progress=None, keep_logits: bool = False) -> ARResult:
+    """Generate codebook 0 for a batch.
+
+    text: B LongTensors ``[L_i]`` (the whole text: prompt transcript + target, as the model was
+    trained); prompt: B LongTensors ``[P_i]`` of codebook-0 prompt codes (trimmed at the start to
+    a multiple of G); max_frames: per-sample limit on generated frames.  ``progress`` is called
+    with the number of finished steps.  With ``keep_logits`` the per-step logits ``[B, G, V]`` are
+    returned (to compare the KV cache with full recomputation).
+    """
+    dims = ar.dims
+    g, eos = dims.group_size, dims.eos_id
+    device = next(ar.parameters()).device
+    b = len(text)
+    gen = torch.Generator(device=device)
+    if options.seed is not None:
+        gen.manual_seed(options.seed)
+    else:
+        gen.seed()
+    prompt = [p[p.shape[0] % g:] for p in prompt]
+    text_pad = nn.utils.rnn.pad_sequence(text, batch_first=True)
+    text_seg = nn.utils.rnn.pad_sequence([torch.full_like(t, TEXT) for t in text], batch_first=True)
+    # Audio region: BOS then prompt groups, left-padded so that all rows end together.
+    a_groups = _pad_left([torch.cat([p.new_zeros(1, g), p.view(-1, g)]) for p in prompt], 0)
+    a_seg = _pad_left([torch.full((p.shape[0] // g + 1,), AUDIO, dtype=torch.long) for p in prompt], PAD)
+    a_bos = _pad_left([torch.arange(p.shape[0] // g + 1) == 0 for p in prompt], False)
+    tt, ta = text_pad.shape[1], a_groups.shape[1]
+    ids = torch.cat([text_pad, text_pad.new_zeros(b, ta)], 1).to(device)
+    groups = torch.cat([a_groups.new_zeros(b, tt, g), a_groups], 1).to(device)
+    seg = torch.cat([text_seg.masked_fill(text_seg == 0, PAD), a_seg], 1).to(device)
+    is_bos = torch.cat([torch.zeros(b, tt, dtype=torch.bool), a_bos], 1).to(device)
+
+    max_groups = [math.ceil(m / g) for m in max_frames]
+    steps_total = max(max_groups)
+    cache = KVCache(dims.n_ar_layers, b, dims.n_heads, seg.shape[1] + steps_total, dims.d_model // dims.n_heads, device,
+                    next(ar.parameters()).dtype) if options.use_kv_cache else None
+    history = _pad_left([p[-options.ras_window:] if p.numel() else p.new_full((1,), -1) for p in prompt], -1).to(device)
+    out = torch.zeros(b, steps_total, g, dtype=torch.long, device=device)
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    n_steps = torch.zeros(b, dtype=torch.long, device=device)
+    result = ARResult(codes=[], hit_limit=[])
+    new = (ids, groups, seg, is_bos)
+    for step in range(steps_total):
+        h = ar(*new, cache=cache) if cache is not None else ar(ids, groups, seg, is_bos)
+        logits = ar.logits(h[:, -1:])[:, 0]  # [B, G, V]
+        if keep_logits:
+            result.step_logits.append(logits.clone())
+        group = torch.empty(b, g, dtype=torch.long, device=device)
+        for i in range(g):
+            if options.ras:
+                tok, fell = ras_sample(logits[:, i], history, options.top_p, options.top_k, options.temperature,
+                                       options.ras_window, options.ras_threshold, gen)
+                result.n_fallbacks += int((fell & ~done).sum())
+            else:
+                tok = sample_or_greedy(apply_temperature(logits[:, i], options.temperature), options.top_k,
+                                       options.top_p, options.temperature, gen)
+            if i > 0:  # once a row has emitted EOS, the rest of its group is EOS
+                tok = torch.where(group[:, :i].eq(eos).any(1), torch.full_like(tok, eos), tok)
+            group[:, i] = tok
+            history = torch.cat([history, tok.unsqueeze(1)], 1)[:, -options.ras_window:]
+        group = torch.where(done.unsqueeze(1), torch.full_like(group, eos), group)
+        out[:, step] = group
+        n_steps += (~done).long()
+        done |= group.eq(eos).any(1)
+        done |= torch.tensor([step + 1 >= m for m in max_groups], device=device)
+        if progress is not None:
+            progress(step + 1)
+        if bool(done.all()):
+            break
+        col = (torch.zeros(b, 1, dtype=torch.long, device=device), group.unsqueeze(1),
+               torch.full((b, 1), AUDIO, dtype=torch.long, device=device), torch.zeros(b, 1, dtype=torch.bool, device=device))
+        if cache is not None:
+            new = col
+        else:
+            ids, groups, seg, is_bos = (torch.cat([a, c], 1) for a, c in zip((ids, groups, seg, is_bos), col))
+    for i in range(b):
+        codes = ungroup_codes(out[i, : int(n_steps[i])], eos)
+        hit = codes.shape[0] >= max_groups[i] * g
+        result.codes.append(codes[: max_frames[i]].cpu())
+        result.hit_limit.append(bool(hit))
+    result.n_steps = step + 1
+    return result
+
+
+@torch.inference_mode()
+def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0: list[Tensor]) -> list[Tensor]:
+    """Fill codebooks ``1 .. n_q-1`` greedily, one pass a codebook.
+
+    text: B LongTensors ``[L_i]``; prompt: B LongTensors ``[P_i, n_q]``; code0: B LongTensors
+    ``[T_i]``.  Returns B LongTensors ``[n_q, T_i]``.
+    """
+    n_q = nar.dims.n_codebooks
+    device = next(nar.parameters()).device
+    text_pad = nn.utils.rnn.pad_sequence(text, batch_first=True).to(device)
+    text_lens = torch.tensor([t.shape[0] for t in text], device=device)
+    targets = [torch.zeros(c.shape[0], n_q, dtype=torch.long, device=device) for c in code0]
+    for t, c in zip(targets, code0):
+        t[:, 0] = c.to(device)
+    prompt = [p.to(device) for p in prompt]
+    for j in range(1, n_q):
+        stage = torch.full((len(text),), j, dtype=torch.long, device=device)
+        logits, _ = nar(text_pad, text_lens, prompt, targets, stage)
+        for i, (p, t) in enumerate(zip(prompt, targets)):
+            t[:, j] = logits[i, p.shape[0]: p.shape[0] + t.shape[0]].argmax(-1)
+    return [t.T.contiguous().cpu() for t in targets]

@@ -1,0 +1,76 @@
+"""Token sampling: temperature, top-k, top-p (nucleus) and Repetition Aware Sampling.
+
+Repetition Aware Sampling (VALL-E 2, Algorithm 1): nucleus-sample a code; if that code's
+repetition ratio over the last ``K`` decoded codes reaches ``t_r``, throw it away and sample
+from the full distribution instead.  This keeps nucleus sampling's stability while breaking the
+loops that make codec language models repeat forever.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
+    """Scale logits ``[N, V]``; temperature 0 means greedy and is handled by the callers."""
+    return logits / max(temperature, 1e-5)
+
+
+def top_k_top_p_filter(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Mask logits ``[N, V]`` to ``-inf`` outside the top ``k`` and outside the nucleus.
+
+    The nucleus is the smallest set of the most likely tokens whose probability reaches
+    ``top_p``; it always holds the most likely token, so ``top_p = 0`` is greedy.
+    ``top_k = 0`` and ``top_p >= 1`` switch the filters off.
+    """
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        mass_before = probs.cumsum(-1) - probs
+        drop_sorted = mass_before >= top_p
+        drop_sorted[..., 0] = False
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_from(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Draw one token per row of logits ``[N, V]`` -> LongTensor ``[N]``."""
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def repetition_ratio(tokens: Tensor, history: Tensor, window: int) -> Tensor:
+    """Share of the last ``window`` history entries equal to each token.
+
+    tokens ``[N]``; history ``[N, H]`` (most recent last, ``-1`` where empty) -> FloatTensor ``[N]``.
+    """
+    recent = history[:, -window:]
+    return (recent == tokens.unsqueeze(1)).sum(1).float() / window
+
+
+def ras_sample(logits: Tensor, history: Tensor, top_p: float, top_k: int = 0, temperature: float = 1.0,
+               window: int = 10, threshold: float = 0.1, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Repetition Aware Sampling for one step.
+
+    logits ``[N, V]``; history ``[N, H]`` of earlier codes (``-1`` = empty).  Returns
+    ``(tokens [N], fell_back [N] bool)``: ``fell_back`` marks rows whose nucleus sample had a
+    repetition ratio ``>= threshold`` over the last ``window`` codes and was resampled from the
+    full (temperature-scaled) distribution.
+    """
+    scaled = apply_temperature(logits, temperature)
+    tokens = sample_or_greedy(scaled, top_k, top_p, temperature, generator)
+    fell_back = repetition_ratio(tokens, history, window) >= threshold - 1e-6  # float32 ratios like 1/10
+    if fell_back.any():
+        tokens = torch.where(fell_back, sample_from(scaled, generator), tokens)
+    return tokens, fell_back
+
+
+def sample_or_greedy(scaled: Tensor, top_k: int, top_p: float, temperature: float,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """Nucleus/top-k sample from temperature-scaled logits ``[N, V]``; argmax when temperature is 0."""
+    if temperature <= 0:
+        return scaled.argmax(-1)
+    return sample_from(top_k_top_p_filter(scaled, top_k, top_p), generator)
