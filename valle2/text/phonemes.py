@@ -47,10 +47,8 @@ def _configure_espeak() -> None:
     import espeakng_loader
     from phonemizer.backend.espeak.wrapper import EspeakWrapper
 
-    data_path = espeakng_loader.get_data_path()
-    os.environ["ESPEAK_DATA_PATH"] = data_path
+    os.environ["ESPEAK_DATA_PATH"] = espeakng_loader.get_data_path()
     EspeakWrapper.set_library(espeakng_loader.get_library_path())
-    EspeakWrapper.set_data_path(data_path)
     _espeak_ready = True
 
 
