@@ -43,9 +43,9 @@ def tiny_model(tmp_path_factory, clips, codec):
     from valle2.checkpoint import ModelBundle, save_model
     from valle2.model import ModelDims
     from valle2.text import TextTokenizer
-    from valle2.train import TrainConfig, Trainer, Utterance, frames_per_token
+    from valle2.config import OptimConfig
+    from valle2.train import Trainer, Utterance, frames_per_token
 
-    torch.set_num_threads(2)
     tokenizer = TextTokenizer.train([c.text for c in clips], vocab_size=64)
     data = []
     for c in clips:
@@ -53,8 +53,8 @@ def tiny_model(tmp_path_factory, clips, codec):
         data.append(Utterance(torch.tensor(tokenizer.encode(c.text)), codec.encode(wav, sr), c.speaker))
     dims = ModelDims(n_text_vocab=tokenizer.vocab_size, codebook_size=codec.codebook_size, n_codebooks=codec.n_codebooks,
                      group_size=2, d_model=128, n_heads=4, n_ar_layers=2, n_nar_layers=2, d_ff=256, dropout=0.0)
-    trainer = Trainer(dims, TrainConfig(steps=250, batch_size=4, lr=3e-3, warmup_steps=20, seed=0))
-    history = trainer.fit(data, progress=False)
+    trainer = Trainer(dims, OptimConfig(steps=250, lr=3e-3, warmup_steps=20, seed=0))
+    history = trainer.fit(data, batch_size=4, progress=False)
     bundle = ModelBundle(dims, trainer.ar.eval(), trainer.nar.eval(), tokenizer, codec.describe(), frames_per_token(data))
     path = save_model(tmp_path_factory.mktemp("model") / "tiny.pt", bundle)
     return path, bundle, data, history

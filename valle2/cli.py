@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-prompt", action="store_true", help="prepend the prompt's resynthesis to the output")
     add_decoding_args(p)
     p.set_defaults(func=cmd_synthesize)
+
+    from .data.command import add_prepare_parser
+    from .train import add_train_args, cmd_train
+
+    add_prepare_parser(sub)
+    p = sub.add_parser("train", help="train the AR and NAR from a YAML config (torchrun -m valle2.train for DDP)")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,19 +1,36 @@
-"""Training the AR and NAR on tokenized utterances.
+"""Training the AR and NAR, from a few utterances in memory up to many GPUs.
 
 The AR learns codebook 0 of a whole utterance from its whole text.  The NAR learns codebook
 ``j`` (drawn per utterance from ``1 .. n_q-1``) after each utterance is split into a condition
 part (its first 25-50 % of frames, all codebooks summed) and a target part, as in VALL-E.
+
+    valle2 train --config configs/demo.yaml                        # one process
+    torchrun --nproc_per_node=N -m valle2.train --config X.yaml    # DDP: gloo on CPU, nccl on GPU
+
+Checkpoints are written atomically and resume exactly: weights, optimiser, schedule, the
+lhotse sampler's position and every RNG.
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
+import io
+import json
 import math
+import os
 import random
-from dataclasses import dataclass
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .audio import atomic_write_bytes
+from .config import Config, OptimConfig, load_config
 from .model import ARModel, ModelDims, NARModel
 
 
@@ -27,25 +44,34 @@ class Utterance:
 
 
 @dataclass
-class TrainConfig:
-    """Optimiser and schedule: AdamW, linear warm-up then cosine decay to ``min_lr_ratio``."""
+class Batch:
+    """A collated batch: text ``[B, L]`` right-padded with ``text_lens [B]``; per-utterance codes
+    ``[n_q, T_i]``; the NAR's condition length ``nar_split[i]`` and codebook ``stage [B]``."""
 
-    steps: int = 1000
-    batch_size: int = 8
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.98)
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    nar_prompt_min: float = 0.25
-    nar_prompt_max: float = 0.5
-    seed: int = 0
+    text: Tensor
+    text_lens: Tensor
+    codes: list[Tensor]
+    nar_split: list[int]
+    stage: Tensor
+
+    @property
+    def n_tokens(self) -> int:
+        """Text tokens plus codec frames: the unit of training throughput."""
+        return int(self.text_lens.sum()) + sum(c.shape[1] for c in self.codes)
 
 
-def lr_lambda(cfg: TrainConfig):
-    """Multiplier of ``cfg.lr`` at each step: warm-up, then cosine decay."""
+def collate(utts: list[Utterance], rng: random.Random, cfg: OptimConfig, n_codebooks: int) -> Batch:
+    """Pad the text and draw each utterance's NAR split and stage from ``rng``."""
+    splits = [min(u.codes.shape[1] - 1, max(1, int(u.codes.shape[1] * rng.uniform(cfg.nar_prompt_min, cfg.nar_prompt_max))))
+              for u in utts]
+    return Batch(text=nn.utils.rnn.pad_sequence([u.text_ids.long() for u in utts], batch_first=True),
+                 text_lens=torch.tensor([u.text_ids.shape[0] for u in utts]),
+                 codes=[u.codes.long() for u in utts], nar_split=splits,
+                 stage=torch.tensor([rng.randint(1, n_codebooks - 1) for _ in utts]))
+
+
+def lr_lambda(cfg: OptimConfig):
+    """Multiplier of ``cfg.lr`` at each step: linear warm-up, then cosine decay."""
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -59,15 +85,41 @@ def frames_per_token(data: list[Utterance]) -> float:
     return sum(u.codes.shape[1] for u in data) / max(1, sum(u.text_ids.shape[0] for u in data))
 
 
-class Trainer:
-    """Holds both models, one AdamW optimiser and the schedule; :meth:`step` runs one update."""
+class VallE2Loss(nn.Module):
+    """Both networks behind one ``forward`` so that DDP/FSDP see every parameter."""
 
-    def __init__(self, dims: ModelDims, cfg: TrainConfig, ar: ARModel | None = None, nar: NARModel | None = None):
-        self.dims, self.cfg = dims, cfg
+    def __init__(self, ar: ARModel, nar: NARModel):
+        super().__init__()
+        self.ar, self.nar = ar, nar
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict]:
+        device = next(self.parameters()).device
+        text, lens = batch.text.to(device), batch.text_lens.to(device)
+        codes = [c.to(device) for c in batch.codes]
+        ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes])
+        nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, batch.nar_split)],
+                                            [c[:, p:].T for c, p in zip(codes, batch.nar_split)], batch.stage.to(device))
+        stats.update(nar_stats)
+        return ar_loss + nar_loss, stats
+
+
+class Trainer:
+    """Both models, one AdamW optimiser and the schedule; :meth:`step` runs one update."""
+
+    def __init__(self, dims: ModelDims, cfg: OptimConfig, device: str = "cpu", distributed: bool = False, fsdp: bool = False):
+        self.dims, self.cfg, self.device = dims, cfg, torch.device(device)
         torch.manual_seed(cfg.seed)
-        self.ar = ar if ar is not None else ARModel(dims)
-        self.nar = nar if nar is not None else NARModel(dims)
-        params = list(self.ar.parameters()) + list(self.nar.parameters())
+        self.ar, self.nar = ARModel(dims).to(self.device), NARModel(dims).to(self.device)
+        self.module: nn.Module = VallE2Loss(self.ar, self.nar)
+        if fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            for block in [*self.ar.backbone.blocks, *self.nar.backbone.blocks]:
+                fully_shard(block)
+            fully_shard(self.module)
+        elif distributed:
+            self.module = nn.parallel.DistributedDataParallel(self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        params = list(self.module.parameters())
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -76,50 +128,230 @@ class Trainer:
         self.rng = random.Random(cfg.seed)
         self.step_count = 0
 
-    def losses(self, batch: list[Utterance]) -> tuple[Tensor, dict]:
-        """AR + NAR loss of one batch, with their statistics."""
-        text = nn.utils.rnn.pad_sequence([u.text_ids for u in batch], batch_first=True)
-        text_lens = torch.tensor([u.text_ids.shape[0] for u in batch])
-        ar_loss, stats = self.ar.loss(text, text_lens, [u.codes[0] for u in batch])
-        prompts, targets = [], []
-        for u in batch:
-            t = u.codes.shape[1]
-            p = min(t - 1, max(1, int(t * self.rng.uniform(self.cfg.nar_prompt_min, self.cfg.nar_prompt_max))))
-            prompts.append(u.codes[:, :p].T)
-            targets.append(u.codes[:, p:].T)
-        stage = torch.tensor([self.rng.randint(1, self.dims.n_codebooks - 1) for _ in batch])
-        nar_loss, nar_stats = self.nar.loss(text, text_lens, prompts, targets, stage)
-        stats.update(nar_stats)
-        return ar_loss + nar_loss, stats
-
-    def step(self, batches: list[list[Utterance]]) -> dict:
+    def step(self, micro_batches: list[list[Utterance]]) -> dict:
         """One optimiser update over ``grad_accum`` micro-batches; returns averaged statistics."""
-        self.ar.train()
-        self.nar.train()
+        self.module.train()
         self.opt.zero_grad(set_to_none=True)
-        totals: dict[str, float] = {}
-        for batch in batches:
-            loss, stats = self.losses(batch)
-            (loss / len(batches)).backward()
+        totals: dict[str, float] = {"tokens": 0.0}
+        for utts in micro_batches:
+            batch = collate(utts, self.rng, self.cfg, self.dims.n_codebooks)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                loss, stats = self.module(batch)
+            (loss / len(micro_batches)).backward()
             for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + v / len(batches)
-        params = [p for m in (self.ar, self.nar) for p in m.parameters()]
-        totals["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
+                totals[k] = totals.get(k, 0.0) + v / len(micro_batches)
+            totals["tokens"] += batch.n_tokens
+        totals["grad_norm"] = float(nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip))
         self.opt.step()
         self.sched.step()
         self.step_count += 1
         totals["lr"] = self.sched.get_last_lr()[0]
         return totals
 
-    def fit(self, data: list[Utterance], progress: bool = True, log=None) -> list[dict]:
-        """Train for ``cfg.steps`` updates on random batches of ``data``; returns each step's stats."""
+    @torch.no_grad()
+    def evaluate(self, batches: list[list[Utterance]]) -> dict:
+        """Mean validation statistics (loss, accuracy, top-10 accuracy) over fixed batches."""
+        self.module.eval()
+        rng = random.Random(0)  # the same NAR splits and stages every time
+        totals: dict[str, float] = {}
+        for utts in batches:
+            _, stats = self.module(collate(utts, rng, self.cfg, self.dims.n_codebooks))
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + v / len(batches)
+        return totals
+
+    def fit(self, data: list[Utterance], batch_size: int = 8, progress: bool = True, log=None) -> list[dict]:
+        """Train to ``cfg.steps`` on random batches of in-memory ``data``; returns each step's stats."""
         history = []
         bar = tqdm(range(self.step_count, self.cfg.steps), desc="training", disable=not progress)
         for _ in bar:
-            batches = [self.rng.sample(data, min(self.cfg.batch_size, len(data))) for _ in range(self.cfg.grad_accum)]
-            stats = self.step(batches)
+            stats = self.step([self.rng.sample(data, min(batch_size, len(data))) for _ in range(self.cfg.grad_accum)])
             history.append(stats)
             bar.set_postfix(ar=f"{stats['ar_loss']:.2f}", nar=f"{stats['nar_loss']:.2f}")
             if log is not None:
                 log(self.step_count, stats)
         return history
+
+    def state_dict(self) -> dict:
+        """Everything exact resume needs (the sampler's position is added by the caller)."""
+        return {"step": self.step_count, "ar": self.ar.state_dict(), "nar": self.nar.state_dict(),
+                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "rng_python": self.rng.getstate(),
+                "rng_torch": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ar.load_state_dict(state["ar"])
+        self.nar.load_state_dict(state["nar"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.rng.setstate(state["rng_python"])
+        torch.set_rng_state(state["rng_torch"])
+        if state["rng_cuda"]:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.step_count = state["step"]
+
+    def weights_digest(self) -> str:
+        """SHA-256 over every parameter: equal on all DDP ranks when they are in sync."""
+        h = hashlib.sha256()
+        for m in (self.ar, self.nar):
+            for k, v in m.state_dict().items():
+                h.update(k.encode())
+                h.update(v.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()
+
+
+def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
+    """Join the process group that torchrun describes (gloo on CPU, nccl on GPU).
+
+    Returns ``(rank, world_size, device)``; a plain run is rank 0 of 1.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
+    device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+def _cutset(data: list[Utterance], frame_rate: float):
+    """Recording-free lhotse cuts, one an utterance (id = its index), for duration bucketing."""
+    from lhotse import CutSet, MonoCut
+
+    return CutSet.from_cuts(MonoCut(id=str(i), start=0.0, duration=u.codes.shape[1] / frame_rate, channel=0)
+                            for i, u in enumerate(data))
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def run(cfg: Config) -> Path:
+    """Train from prepared shards as ``cfg`` says; returns the exported model file.
+
+    Resumes from ``run.out_dir/last.pt`` when present.  Rank 0 logs to TensorBoard under
+    ``run.out_dir/tb``, writes checkpoints and exports ``run.out_dir/model.pt``.
+    """
+    from lhotse.dataset import DynamicBucketingSampler
+
+    from .checkpoint import ModelBundle, save_model
+    from .data import load_prepared
+    from .monitor import Monitor
+
+    rank, world, device = setup_distributed(cfg.run.device)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    out = Path(cfg.run.out_dir)
+    train = load_prepared(cfg.data.train)
+    valid = load_prepared(cfg.data.valid) if cfg.data.valid else None
+    frame_rate = float(train.codec["frame_rate"])
+    limit = cfg.data.max_utterance_seconds * frame_rate
+    data = [u for u in train.utterances if 1 < u.codes.shape[1] <= limit]
+    dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
+                     codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
+    trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp)
+    sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
+                                      num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=True,
+                                      seed=cfg.optim.seed, world_size=world, rank=rank)
+    epoch = 0
+    last = out / "last.pt"
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        trainer.load_state_dict(state["trainer"])
+        epoch = state["epoch"]
+        sampler.load_state_dict(state["sampler"])
+    valid_batches = []
+    if valid is not None:
+        vd = [u for u in valid.utterances if 1 < u.codes.shape[1] <= limit][: cfg.data.valid_max_utterances]
+        valid_batches = [vd[i:i + 8] for i in range(0, len(vd), 8)]
+    monitor = Monitor(out, cfg, train, valid, dims) if rank == 0 else None
+    fpt = frames_per_token(data)
+
+    def save_checkpoint() -> None:
+        state = {"trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "epoch": epoch, "config": asdict(cfg)}
+        ckpt = out / "checkpoints" / f"step-{trainer.step_count:08d}.pt"
+        _atomic_torch_save(state, ckpt)
+        _atomic_torch_save(state, last)
+        for old in sorted((out / "checkpoints").glob("step-*.pt"))[: -cfg.run.keep_checkpoints]:
+            old.unlink()
+
+    def batches():
+        nonlocal epoch
+        while True:
+            for cuts in sampler:
+                yield [data[int(c.id)] for c in cuts]
+            epoch += 1
+            sampler.set_epoch(epoch)
+
+    stream = batches()
+    bar = tqdm(total=cfg.optim.steps, initial=trainer.step_count, desc="training", disable=rank != 0)
+    while trainer.step_count < cfg.optim.steps:
+        micro = [next(stream) for _ in range(cfg.optim.grad_accum)]
+        tick = time.perf_counter()
+        stats = trainer.step(micro)
+        stats["tokens_per_s"] = stats["tokens"] * world / max(time.perf_counter() - tick, 1e-9)
+        step = trainer.step_count
+        bar.update(1)
+        bar.set_postfix(ar=f"{stats['ar_loss']:.2f}", nar=f"{stats['nar_loss']:.2f}")
+        if monitor is not None and step % cfg.run.log_every == 0:
+            monitor.scalars("train", stats, step)
+        if valid_batches and step % cfg.run.valid_every == 0:
+            vstats = trainer.evaluate(valid_batches)
+            if monitor is not None:
+                monitor.scalars("valid", vstats, step)
+        if monitor is not None and step % cfg.run.sample_every == 0:
+            monitor.sample(trainer.ar, trainer.nar, fpt, step)
+        if step % cfg.run.checkpoint_every == 0 or step == cfg.optim.steps:
+            if rank == 0:
+                save_checkpoint()
+    bar.close()
+    digests = [trainer.weights_digest()]
+    if world > 1:
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, digests[0])
+        digests = gathered
+    model_path = out / "model.pt"
+    if rank == 0:
+        bundle = ModelBundle(dims, trainer.ar, trainer.nar, train.tokenizer, train.codec, fpt,
+                             {"steps": trainer.step_count, "config": asdict(cfg)})
+        save_model(model_path, bundle, half=cfg.run.export_half)
+        summary = {"step": trainer.step_count, "world_size": world, "rank_weight_digests": digests}
+        atomic_write_bytes(out / "final_state.json", json.dumps(summary, indent=2).encode())
+        monitor.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return model_path
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, type=Path, help="YAML config (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    print(f"exported {run(load_config(args.config, args.set))}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m valle2.train`` / ``torchrun -m valle2.train``: the same as ``valle2 train``."""
+    from .errors import Valle2Error
+
+    p = argparse.ArgumentParser(prog="valle2.train", description="train the AR and NAR from a YAML config")
+    add_train_args(p)
+    args = p.parse_args(argv)
+    try:
+        return cmd_train(args)
+    except Valle2Error as exc:
+        print(f"valle2 train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

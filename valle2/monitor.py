@@ -1,0 +1,62 @@
+"""Training monitoring on rank 0: TensorBoard scalars, and a synthesized sample with its
+spectrogram every ``run.sample_every`` steps."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .decoding import DecodingOptions, ar_generate, frame_limit, nar_generate
+from .plots import spectrogram_figure
+
+
+class Monitor:
+    def __init__(self, out_dir: Path, cfg, train, valid, dims):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(Path(out_dir) / "tb"))
+        self.cfg, self.dims = cfg, dims
+        source = valid if valid is not None and valid.utterances else train
+        self.example = source.utterances[0]
+        self.codec_desc = train.codec
+        self._codec = None
+
+    def scalars(self, split: str, stats: dict, step: int) -> None:
+        for k, v in stats.items():
+            self.writer.add_scalar(f"{split}/{k}", v, step)
+        self.writer.flush()
+
+    @property
+    def codec(self):
+        if self._codec is None:
+            from .codec import load_codec
+
+            self._codec = load_codec(self.codec_desc["name"], **self.codec_desc.get("options", {}))
+        return self._codec
+
+    @torch.no_grad()
+    def sample(self, ar, nar, frames_per_token: float, step: int) -> None:
+        """Continue the first 3 s of a held-out utterance with its own text; log audio and spectrograms."""
+        ar.eval()
+        nar.eval()
+        u = self.example
+        rate = self.codec.frame_rate
+        p = min(int(3 * rate), u.codes.shape[1] // 2)
+        device = next(ar.parameters()).device
+        opts = DecodingOptions(seed=step)
+        limit = max(1, frame_limit(u.text_ids.shape[0], frames_per_token, rate, opts) - p)
+        text = u.text_ids.long().to(device)
+        res = ar_generate(ar, [text], [u.codes[0, :p].long().to(device)], [limit], opts)
+        code0 = res.codes[0] if res.codes[0].numel() else u.codes[0, p:p + 1].long()
+        gen = nar_generate(nar, [text], [u.codes[:, :p].T.long().to(device)], [code0])[0]
+        out = self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy()
+        ref = self.codec.decode(u.codes.long()).numpy()
+        sr = self.codec.sample_rate
+        self.writer.add_audio("sample/generated", torch.from_numpy(out).unsqueeze(0), step, sr)
+        self.writer.add_audio("sample/reference", torch.from_numpy(ref).unsqueeze(0), step, sr)
+        fig = spectrogram_figure({"reference (codec resynthesis)": (ref, sr), f"generated, step {step} (3 s prompt + continuation)": (out, sr)})
+        self.writer.add_figure("sample/spectrogram", fig, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
