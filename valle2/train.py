@@ -21,6 +21,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .audio import atomic_write_bytes
-from .config import Config, OptimConfig, load_config
+from .config import Config, ConfigError, OptimConfig, load_config
 from .model import ARModel, ModelDims, NARModel
 
 
@@ -243,6 +244,9 @@ def run(cfg: Config) -> Path:
     from .data import load_prepared
     from .monitor import Monitor
 
+    if cfg.data.num_buckets < 2:
+        raise ConfigError(f"data.num_buckets must be at least 2, got {cfg.data.num_buckets}")
+    warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
     rank, world, device = setup_distributed(cfg.run.device)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
@@ -256,7 +260,7 @@ def run(cfg: Config) -> Path:
                      codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
     trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp)
     sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
-                                      num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=True,
+                                      num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=False,
                                       seed=cfg.optim.seed, world_size=world, rank=rank)
     epoch = 0
     last = out / "last.pt"
@@ -283,8 +287,13 @@ def run(cfg: Config) -> Path:
     def batches():
         nonlocal epoch
         while True:
+            n = 0
             for cuts in sampler:
-                yield [data[int(c.id)] for c in cuts]
+                n += 1
+                yield [data[int(c.id.split("_", 1)[0])] for c in cuts]  # lhotse may add "_dup<k>" for DDP
+            if n == 0:
+                raise ConfigError(f"an epoch gave rank {rank} no batch: {len(data)} utterances are too few for "
+                                  f"{world} process(es); use more data or fewer processes")
             epoch += 1
             sampler.set_epoch(epoch)
 

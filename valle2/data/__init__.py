@@ -1,0 +1,45 @@
+"""Data preparation: lhotse manifests, speaker-disjoint splits, resumable tokenized shards, and
+optional synthetic speakers.
+
+>>> cuts = manifests_from_tsv("../shared/data")
+>>> train, valid = split_by_speaker(cuts, valid_speakers=1, seed=0)
+>>> prepare(train, load_codec("offline"), None, "prepared/train")
+>>> data = load_shards("prepared/train")  # list[valle2.train.Utterance]
+"""
+from .command import add_prepare_parser, cmd_prepare
+from .manifests import (
+    RECIPES,
+    TRAIN_PARTS,
+    DataError,
+    cut_speaker,
+    cut_text,
+    manifests_from_recipe,
+    manifests_from_tsv,
+    split_by_speaker,
+)
+from .prepare import Prepared, PrepareReport, load_prepared, load_shards, load_tokenizer, prepare
+from .synthetic import ESPEAK_VOICES, SyntheticVoice, default_voices, flite_voices, synthesize_corpus
+
+__all__ = [
+    "ESPEAK_VOICES",
+    "RECIPES",
+    "TRAIN_PARTS",
+    "DataError",
+    "PrepareReport",
+    "Prepared",
+    "SyntheticVoice",
+    "add_prepare_parser",
+    "cmd_prepare",
+    "cut_speaker",
+    "cut_text",
+    "default_voices",
+    "flite_voices",
+    "load_prepared",
+    "load_shards",
+    "load_tokenizer",
+    "manifests_from_recipe",
+    "manifests_from_tsv",
+    "prepare",
+    "split_by_speaker",
+    "synthesize_corpus",
+]
