@@ -42,6 +42,31 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_TEXT = "Hello! This voice was cloned from a three second recording, with the speaker's consent."
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthesize with the model and demo voice that ship in the package."""
+    import json
+
+    from .audio import load_audio, save_audio
+    from .errors import ModelError
+    from .recipe import ASSETS
+    from .synthesis import load_model
+
+    if not (ASSETS / "model.pt").is_file():
+        raise ModelError(f"no demo model in {ASSETS}: train one with `valle2 recipe demo --data ../shared/data --ship`")
+    voice = json.loads((ASSETS / "voice.json").read_text())
+    model = load_model(ASSETS / "model.pt")
+    wav, sr = load_audio(ASSETS / "voice.flac")
+    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=voice["text"], options=decoding_options(args),
+                                   progress=True)
+    save_audio(args.out, out, out_sr)
+    print(f"demo voice {voice['id']} ({voice['speaker']}) said: {args.text!r}")
+    print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="valle2", description="VALL-E 2 zero-shot text-to-speech with safeguards")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,10 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoding_args(p)
     p.set_defaults(func=cmd_synthesize)
 
-    from .data.command import add_prepare_parser
+    p = sub.add_parser("demo", help="synthesize with the shipped demo model and demo voice")
+    p.add_argument("--text", default=DEMO_TEXT)
+    p.add_argument("--out", type=Path, default=Path("demo_out/demo.wav"))
+    add_decoding_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    from .data import add_prepare_parser
+    from .recipe import add_recipe_parser
     from .train import add_train_args, cmd_train
 
     add_prepare_parser(sub)
+    add_recipe_parser(sub)
     p = sub.add_parser("train", help="train the AR and NAR from a YAML config (torchrun -m valle2.train for DDP)")
     add_train_args(p)
     p.set_defaults(func=cmd_train)

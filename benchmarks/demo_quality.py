@@ -1,0 +1,113 @@
+"""Zero-shot quality of the demo model, measured here on 2 cores.
+
+- Text: the ARCTIC sentences the demo recipe held out of training (model metadata), so no
+  sentence was seen in training.
+- Unseen speakers: LibriSpeech speakers held out of training; the prompt is the first 3 s of
+  their clip, its transcript from the offline recogniser (no transcripts ship with them).
+- Seen speakers: ARCTIC bdl and slt, prompted with one of their training utterances.
+- Reference figures from real audio: the WER of the training speakers' real recordings of the
+  same held-out sentences, and Resemblyzer same-speaker / different-speaker cosine means.
+
+Prints a table and a last line
+``wer=<x> wer_real=<y> wer_ratio=<x/y> sim_unseen=<s> sim_diff_mean=<d> sim_margin=<s-d> sim_seen=<z> dnsmos=<m> rtf=<r>``
+(targets: wer_ratio <= 2, sim_margin >= 0.1, rtf <= 0.2).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import valle2
+from valle2 import metrics
+from valle2.audio import load_audio
+from valle2.recipe import ASSETS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=ASSETS / "model.pt")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--sentences", type=int, default=50)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    model = valle2.load_model(args.model)
+    heldout = model.bundle.meta.get("heldout")
+    if not heldout:
+        raise SystemExit(f"{args.model} has no held-out lists in its metadata; train it with `valle2 recipe demo`")
+    sr_model = model.sample_rate
+    transcribed = rows(args.data / "transcribed.tsv")
+    by_sentence: dict[str, dict[str, dict]] = {}
+    for r in transcribed:
+        by_sentence.setdefault(r["id"].rsplit("_", 1)[1], {})[r["speaker"]] = r
+    sentences = [s for s in heldout["sentences"] if s in by_sentence][: args.sentences]
+    texts = [next(iter(by_sentence[s].values()))["text"] for s in sentences]
+    unseen = [r for r in rows(args.data / "untranscribed.tsv") if r["speaker"] in set(heldout["speakers"])]
+    rng = random.Random(args.seed)
+    seen_prompts = {spk: next(r for r in transcribed if r["speaker"] == spk and r["id"].rsplit("_", 1)[1] not in set(heldout["sentences"]))
+                    for spk in ("bdl", "slt")}
+
+    # Real-audio references
+    wer_real = metrics.wer([by_sentence[s][spk]["text"] for s in sentences for spk in by_sentence[s]],
+                           [metrics.transcribe(*load_audio(args.data / by_sentence[s][spk]["path"]))
+                            for s in tqdm(sentences, desc="ASR of real recordings") for spk in by_sentence[s]])
+    emb = {r["speaker"]: metrics.speaker_embedding(*load_audio(args.data / r["path"])) for r in unseen}
+    halves = {r["speaker"]: [metrics.speaker_embedding(w[: len(w) // 2], sr), metrics.speaker_embedding(w[len(w) // 2:], sr)]
+              for r in unseen for w, sr in [load_audio(args.data / r["path"])]}
+    same = float(np.mean([float(a @ b) for a, b in halves.values()]))
+    diff = float(np.mean([float(emb[a] @ emb[b]) for a, b in itertools.combinations(sorted(emb), 2)]))
+
+    def run(prompt_wav, prompt_sr, prompt_text, text):
+        start = time.perf_counter()
+        out, sr = model.synthesize(text, prompt_wav, prompt_sr, prompt_text=prompt_text,
+                                   options=valle2.DecodingOptions(seed=rng.randrange(2**31)))
+        return out, time.perf_counter() - start
+
+    results = {"unseen": [], "seen": []}
+    for i, text in enumerate(tqdm(texts, desc="zero-shot synthesis")):
+        r = unseen[i % len(unseen)]
+        wav, sr = load_audio(args.data / r["path"])
+        prompt = wav[: 3 * sr]
+        prompt_text = metrics.transcribe(prompt, sr) or "hello"
+        out, secs = run(prompt, sr, prompt_text, text)
+        results["unseen"].append((text, out, secs, metrics.speaker_similarity(out, sr_model, prompt, sr)))
+        spk = ("bdl", "slt")[i % 2]
+        pw, psr = load_audio(args.data / seen_prompts[spk]["path"])
+        out, secs = run(pw, psr, seen_prompts[spk]["text"], text)
+        results["seen"].append((text, out, secs, metrics.speaker_similarity(out, sr_model, pw, psr)))
+    all_out = results["unseen"] + results["seen"]
+    wer = metrics.wer([t for t, *_ in all_out], [metrics.transcribe(o, sr_model) for _, o, _, _ in tqdm(all_out, desc="ASR of outputs")])
+    mos = float(np.mean([metrics.dnsmos(o, sr_model) for _, o, _, _ in all_out]))
+    rtf = sum(s for _, _, s, _ in all_out) / sum(len(o) / sr_model for _, o, _, _ in all_out)
+    sim_unseen = float(np.mean([s for *_, s in results["unseen"]]))
+    sim_seen = float(np.mean([s for *_, s in results["seen"]]))
+    print(f"{len(texts)} held-out sentences; unseen prompts from {len({r['speaker'] for r in unseen})} LibriSpeech speakers; "
+          f"{args.threads} threads")
+    print(f"{'measure':<44}{'value':>8}")
+    for name, v in [("WER of outputs (pocketsphinx)", wer), ("WER of real training-speaker recordings", wer_real),
+                    ("SIM to prompt, unseen speakers", sim_unseen), ("SIM to prompt, seen speakers", sim_seen),
+                    ("SIM real same-speaker mean", same), ("SIM real different-speaker mean", diff),
+                    ("DNSMOS P.808 of outputs", mos), ("real-time factor", rtf)]:
+        print(f"{name:<44}{v:>8.3f}")
+    print(f"wer={wer:.3f} wer_real={wer_real:.3f} wer_ratio={wer / max(wer_real, 1e-9):.2f} sim_unseen={sim_unseen:.3f} "
+          f"sim_diff_mean={diff:.3f} sim_margin={sim_unseen - diff:.3f} sim_seen={sim_seen:.3f} dnsmos={mos:.2f} rtf={rtf:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""``valle2 recipe demo``: the CPU demo model, from ../shared/data to a shipped model file.
+
+Steps (each resumable: a rerun reuses what is done):
+
+1. Manifests of the transcribed ARCTIC speakers (bdl, slt).  60 ARCTIC sentences are held out
+   of training entirely, so that zero-shot checks read unseen text.
+2. LibriSpeech speakers (no transcripts here): 50 are held out as unseen zero-shot prompt
+   speakers; the others are transcribed with the offline recogniser (pocketsphinx) and join
+   training for speaker diversity (noisy transcripts, but many voices).
+3. Optional synthetic speakers (espeak-ng, flite) reading the training sentences.
+4. A speaker-disjoint validation split, ``valle2 prepare`` shards with the offline codec.
+5. Training with ``configs/demo.yaml``; export to ``OUT/model.pt`` (fp16) and, with ``--ship``,
+   into the package with the demo voice.
+
+The held-out lists are stored in the model's metadata, where ``benchmarks/demo_quality.py``
+reads them.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lhotse import CutSet
+from lhotse.utils import fastcopy
+from tqdm.auto import tqdm
+
+from .audio import atomic_write_bytes
+
+ASSETS = Path(__file__).parent / "assets" / "demo"
+
+
+@dataclass
+class DemoRecipe:
+    """Settings of the demo recipe."""
+
+    data: Path
+    out: Path = Path("runs/demo")
+    config: Path = Path("configs/demo.yaml")
+    steps: int | None = None
+    heldout_sentences: int = 60
+    heldout_speakers: int = 50
+    asr_speakers: bool = True
+    synthetic_texts: int = 0
+    workers: int = 2
+    seed: int = 0
+
+
+def heldout_split(data: Path, n_sentences: int, n_speakers: int, seed: int) -> dict:
+    """Pick held-out ARCTIC sentence ids (e.g. ``a0042``) and LibriSpeech speakers, deterministically."""
+    with open(data / "transcribed.tsv", newline="") as f:
+        sentence_ids = sorted({r["id"].rsplit("_", 1)[1] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)})
+    with open(data / "untranscribed.tsv", newline="") as f:
+        speakers = sorted({r["speaker"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)})
+    rng = random.Random(seed)
+    return {"sentences": sorted(rng.sample(sentence_ids, n_sentences)), "speakers": sorted(rng.sample(speakers, n_speakers))}
+
+
+def asr_transcripts(cuts: CutSet, cache: Path) -> dict[str, str]:
+    """Transcribe each cut with pocketsphinx once; results are cached in a TSV (resumable)."""
+    from .metrics import transcribe
+
+    done: dict[str, str] = {}
+    if cache.is_file():
+        with open(cache, newline="") as f:
+            done = {r["id"]: r["text"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
+    todo = [c for c in cuts if c.id not in done]
+    for cut in tqdm(todo, desc="transcribing LibriSpeech prompts (pocketsphinx)"):
+        done[cut.id] = transcribe(cut.load_audio()[0], cut.sampling_rate)
+        lines = ["id\ttext"] + [f"{k}\t{v}" for k, v in sorted(done.items())]
+        atomic_write_bytes(cache, ("\n".join(lines) + "\n").encode())
+    return done
+
+
+def with_text(cuts: CutSet, texts: dict[str, str]) -> CutSet:
+    """Cuts whose transcript is known and non-empty, with that transcript set."""
+    out = []
+    for cut in cuts:
+        text = texts.get(cut.id, "").strip()
+        if len(text.split()) >= 3:
+            sup = fastcopy(cut.supervisions[0], text=text)
+            out.append(fastcopy(cut, supervisions=[sup]))
+    return CutSet.from_cuts(out)
+
+
+def build_corpus(r: DemoRecipe, heldout: dict) -> CutSet:
+    """The training corpus: ARCTIC minus held-out sentences, ASR-transcribed LibriSpeech speakers
+    not held out, and synthetic speakers reading the training sentences."""
+    from .data import manifests_from_tsv, synthesize_corpus
+
+    held = set(heldout["sentences"])
+    arctic = CutSet.from_cuts(c for c in manifests_from_tsv(r.data) if c.id.rsplit("_", 1)[1] not in held)
+    parts = [arctic]
+    if r.asr_speakers:
+        libri = CutSet.from_cuts(c for c in manifests_from_tsv(r.data, transcribed=False)
+                                 if c.supervisions[0].speaker not in set(heldout["speakers"]))
+        parts.append(with_text(libri, asr_transcripts(libri, r.out / "asr_transcripts.tsv")))
+    if r.synthetic_texts:
+        texts = sorted({c.supervisions[0].text for c in arctic})[: r.synthetic_texts]
+        parts.append(synthesize_corpus(texts, r.out / "synthetic"))
+    return CutSet.from_cuts(c for part in parts for c in part)
+
+
+def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
+    """Run every step; returns the exported model file."""
+    from .checkpoint import load_model_bundle, save_model
+    from .codec import load_codec
+    from .config import load_config
+    from .data import load_tokenizer, prepare, split_by_speaker
+    from .train import run
+
+    r.out.mkdir(parents=True, exist_ok=True)
+    heldout = heldout_split(r.data, r.heldout_sentences, r.heldout_speakers, r.seed)
+    atomic_write_bytes(r.out / "heldout.json", json.dumps(heldout, indent=1).encode())
+    corpus = build_corpus(r, heldout)
+    speakers = sorted({c.supervisions[0].speaker for c in corpus if c.supervisions[0].speaker.startswith("ls")})
+    valid_speakers = speakers[:4] if len(speakers) > 8 else 1
+    train, valid = split_by_speaker(corpus, valid_speakers, seed=r.seed)
+    codec = load_codec("offline")
+    prepared = r.out / "prepared"
+    prepare(train, codec, None, prepared / "train", num_workers=r.workers)
+    prepare(valid, codec, load_tokenizer(prepared / "train"), prepared / "valid", num_workers=r.workers)
+    overrides = [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'train'}"]
+    if r.steps:
+        overrides.append(f"optim.steps={r.steps}")
+    model_path = run(load_config(r.config, overrides))
+    bundle = load_model_bundle(model_path)
+    bundle.meta["heldout"] = heldout
+    bundle.meta["train_speakers"] = sorted({c.supervisions[0].speaker for c in train})
+    save_model(model_path, bundle, half=True)
+    if ship:
+        ship_demo(model_path, r.data)
+    return model_path
+
+
+def ship_demo(model_path: Path, data: Path, voice_id: str = "arctic_slt_a0001") -> None:
+    """Copy the model into the package with the demo voice (a ~3 s clip of a training speaker)."""
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model_path, ASSETS / "model.pt")
+    with open(data / "transcribed.tsv", newline="") as f:
+        row = next(r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["id"] == voice_id)
+    shutil.copy(data / row["path"], ASSETS / "voice.flac")
+    meta = {"id": voice_id, "speaker": row["speaker"], "text": row["text"],
+            "licence": "CMU ARCTIC: free to use and redistribute under the CMU ARCTIC licence"}
+    atomic_write_bytes(ASSETS / "voice.json", json.dumps(meta, indent=1).encode())
+
+
+def add_recipe_parser(sub) -> None:
+    p = sub.add_parser("recipe", help="end-to-end recipes (prepare, train, export)")
+    rsub = p.add_subparsers(dest="recipe", required=True)
+    d = rsub.add_parser("demo", help="train the CPU demo model on ../shared/data (<= 2 h on 2 cores)")
+    d.add_argument("--data", type=Path, required=True, help="folder with transcribed.tsv and untranscribed.tsv")
+    d.add_argument("--out", type=Path, default=DemoRecipe.out)
+    d.add_argument("--config", type=Path, default=DemoRecipe.config)
+    d.add_argument("--steps", type=int, default=None, help="override optim.steps")
+    d.add_argument("--synthetic-texts", type=int, default=0, help="sentences each espeak-ng/flite voice reads (0 = none)")
+    d.add_argument("--no-asr-speakers", action="store_true", help="leave out the ASR-transcribed LibriSpeech speakers")
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--ship", action="store_true", help="copy the model and demo voice into the package")
+    d.set_defaults(func=lambda a: print(run_demo(DemoRecipe(
+        data=a.data, out=a.out, config=a.config, steps=a.steps, asr_speakers=not a.no_asr_speakers,
+        synthetic_texts=a.synthetic_texts, workers=a.workers), ship=a.ship)) or 0)
