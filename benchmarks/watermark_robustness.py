@@ -1,0 +1,199 @@
+"""Watermark robustness, false positives on real speech, SNR and speed.
+
+On ``--clips`` real clips (half LibriSpeech, half ARCTIC, spread over both lists) each attack is
+applied to the marked and to the unmarked clip; per attack it prints the AUC of the detector
+score (marked vs unmarked) and the bit accuracy of the payload decoded from the marked clip.
+Attacks: the AudioSeal set (band-pass 500-5000 Hz, high-pass 1500 Hz, low-pass 500 Hz, boost x10
+with clipping, duck x0.1, echo, pink noise, white noise at 20 dB SNR, speed 1.25, smoothing,
+resampling, AAC 64k, MP3 32k) plus Opus 16 kbps, 8 kHz mu-law telephony, sox tempo 0.9 / 1.1,
+a 1 s crop and re-encoding by the neural codec (``load_codec("offline")``, or random-weight
+EnCodec when the offline codec's weights are missing: the table says which).  ffmpeg and sox
+come from ``scripts/install_audio_tools.sh``.
+
+Then it runs the detector on every real clip of the shared data unmarked (false positives).
+Last line: ``mean_auc=<x> fp_real=<n> snr_db=<y>``.
+
+Usage: ``python benchmarks/watermark_robustness.py [--data ../shared/data] [--clips 20] [--skip-fp]``
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy import signal
+
+from valle2.audio import load_audio, resample
+from valle2.safety import watermark as wm
+
+SR = 16_000
+KEY = bytes(range(32))
+PAYLOAD = 0xA5C3
+
+
+def _sos(x, kind, freq, order=6):
+    return signal.sosfilt(signal.butter(order, freq, kind, fs=SR, output="sos"), x).astype(np.float32)
+
+
+def _pink(n, rng):
+    spec = np.fft.rfft(rng.standard_normal(n))
+    spec /= np.sqrt(np.maximum(np.arange(spec.size), 1))
+    noise = np.fft.irfft(spec, n)
+    return (noise / noise.std()).astype(np.float32)
+
+
+def _ffmpeg(x, args, ext):
+    with tempfile.TemporaryDirectory() as tmp:
+        src, enc = Path(tmp) / "in.wav", Path(tmp) / f"enc.{ext}"
+        sf.write(src, np.clip(x, -1, 1), SR, subtype="PCM_16")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *args, str(enc)], check=True)
+        out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(enc), "-ac", "1", "-ar", str(SR), "-f", "wav", "pipe:1"],
+                             check=True, capture_output=True).stdout
+    return sf.read(io.BytesIO(out), dtype="float32")[0]
+
+
+def _sox_tempo(x, factor):
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+        sf.write(src, np.clip(x, -1, 1), SR, subtype="PCM_16")
+        subprocess.run(["sox", str(src), str(dst), "tempo", "-s", str(factor)], check=True)
+        return sf.read(dst, dtype="float32")[0]
+
+
+def _telephony(x):
+    y = resample(_sos(x, "bandpass", [300, 3400], 4), SR, 8000)
+    mu = 255.0
+    q = np.sign(y) * np.log1p(mu * np.abs(np.clip(y, -1, 1))) / np.log1p(mu)
+    q = np.round(q * 127) / 127
+    return resample((np.sign(q) * np.expm1(np.abs(q) * np.log1p(mu)) / mu).astype(np.float32), 8000, SR)
+
+
+def _codec():
+    from valle2.codec import load_codec
+    from valle2.errors import CodecError
+
+    try:
+        return load_codec("offline"), "offline"
+    except CodecError:
+        return load_codec("encodec", pretrained=False), "encodec(random weights: offline codec missing)"
+
+
+def attacks(rng) -> dict:
+    """Name -> function(float32 [samples] at 16 kHz) -> float32 [samples'] at 16 kHz."""
+    codec, codec_name = _codec()
+
+    def recode(x):
+        with torch.no_grad():
+            y = codec.decode(codec.encode(resample(x, SR, codec.sample_rate), codec.sample_rate)).numpy()
+        return resample(np.asarray(y, dtype=np.float32).reshape(-1), codec.sample_rate, SR)
+
+    def crop(x):
+        start = max(0, (x.size - SR) // 2)
+        return x[start:start + SR]
+
+    def echo(x):
+        d = int(0.2 * SR)
+        return (x + 0.4 * np.concatenate([np.zeros(d, np.float32), x[:-d]])) / 1.4
+
+    return {
+        "bandpass_500_5000": lambda x: _sos(x, "bandpass", [500, 5000]),
+        "highpass_1500": lambda x: _sos(x, "highpass", 1500),
+        "lowpass_500": lambda x: _sos(x, "lowpass", 500),
+        "boost_x10": lambda x: np.clip(x * 10, -1, 1),
+        "duck_x0.1": lambda x: x * 0.1,
+        "echo": echo,
+        "pink_noise": lambda x: x + 0.01 * _pink(x.size, rng),
+        "white_noise_20db": lambda x: x + rng.standard_normal(x.size).astype(np.float32) * np.sqrt(np.mean(x ** 2) / 100),
+        "speed_1.25": lambda x: resample(x, int(SR * 1.25), SR),
+        "smoothing": lambda x: np.convolve(x, np.ones(6) / 6, mode="same").astype(np.float32),
+        "resample_12k": lambda x: resample(resample(x, SR, 12_000), 12_000, SR),
+        "aac_64k": lambda x: _ffmpeg(x, ["-c:a", "aac", "-b:a", "64k"], "m4a"),
+        "mp3_32k": lambda x: _ffmpeg(x, ["-c:a", "libmp3lame", "-b:a", "32k"], "mp3"),
+        "opus_16k": lambda x: _ffmpeg(x, ["-c:a", "libopus", "-b:a", "16k"], "ogg"),
+        "telephony_8k": _telephony,
+        "tempo_0.9": lambda x: _sox_tempo(x, 0.9),
+        "tempo_1.1": lambda x: _sox_tempo(x, 1.1),
+        "crop_1s": crop,
+        f"codec_{codec_name.split('(')[0]}": recode,
+    }, codec_name
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    """Probability that a marked score beats an unmarked one (ties count half)."""
+    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+    return float(np.mean((p > n) + 0.5 * (p == n)))
+
+
+def rows(data: Path, name: str) -> list[dict]:
+    with open(data / name) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--clips", type=int, default=20)
+    ap.add_argument("--skip-fp", action="store_true", help="skip the false-positive pass over all real clips")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for tool in ("ffmpeg", "sox"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: run scripts/install_audio_tools.sh")
+    rng = np.random.default_rng(0)
+    lib, arc = rows(args.data, "untranscribed.tsv"), rows(args.data, "transcribed.tsv")
+    half = args.clips // 2
+    chosen = lib[:: max(1, len(lib) // half)][:half] + arc[:: max(1, len(arc) // (args.clips - half))][: args.clips - half]
+    attack_fns, codec_name = attacks(rng)
+    scores = {a: ([], [], []) for a in attack_fns}     # marked scores, unmarked scores, bit accuracies
+    snr, t_embed, t_detect, seconds, n_detect = [], 0.0, 0.0, 0.0, 0
+    for row in chosen:
+        x, _ = load_audio(args.data / row["path"], sr=SR)
+        t = time.perf_counter()
+        y = wm.embed(x, SR, PAYLOAD, KEY)
+        t_embed += time.perf_counter() - t
+        seconds += x.size / SR
+        snr.append(10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum((y - x).astype(np.float64) ** 2)))
+        for name, fn in attack_fns.items():
+            for marked, clip in ((True, y), (False, x)):
+                a = fn(clip.copy())
+                t = time.perf_counter()
+                found = wm.detect(a, SR, KEY, always_decode=marked)
+                t_detect += time.perf_counter() - t
+                n_detect += 1
+                scores[name][0 if marked else 1].append(found.score)
+                if marked:
+                    scores[name][2].append(np.mean([((found.payload ^ PAYLOAD) >> i) & 1 == 0 for i in range(16)]))
+    print(f"{len(chosen)} clips, {seconds:.0f} s; codec attack uses {codec_name}")
+    print(f"{'attack':22s} {'auc':>6s} {'bit_acc':>8s} {'marked_med':>10s} {'unmarked_max':>12s} {'detected':>8s}")
+    aucs = []
+    for name, (pos, neg, bits) in scores.items():
+        aucs.append(auc(pos, neg))
+        hit = np.mean(np.asarray(pos) >= wm.THRESHOLD)
+        print(f"{name:22s} {aucs[-1]:6.3f} {np.mean(bits):8.3f} {np.median(pos):10.2f} {max(neg):12.2f} {hit:8.2f}")
+    print(f"embed {t_embed / seconds:.4f} x real time, detect {t_detect / (seconds * n_detect / len(chosen) / 2):.4f} x real time"
+          f" (per second of input, 1 CPU thread)")
+    fp = -1
+    if not args.skip_fp:
+        fp, worst, total = 0, [], 0.0
+        for row in lib + arc:
+            x, _ = load_audio(args.data / row["path"], sr=SR)
+            found = wm.detect(x, SR, KEY)
+            fp += int(found.present)
+            total += x.size / SR
+            worst.append((found.score, row["id"], round(x.size / SR, 2)))
+        worst.sort(reverse=True)
+        print(f"false positives over {len(lib) + len(arc)} real clips ({total / 3600:.2f} h): {fp}; "
+              f"highest scores {worst[:5]}; threshold {wm.THRESHOLD}")
+    print(f"mean_auc={np.mean(aucs):.4f} fp_real={fp} snr_db={np.mean(snr):.2f}")
+
+
+if __name__ == "__main__":
+    main()

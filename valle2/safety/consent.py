@@ -1,0 +1,321 @@
+"""The consent protocol: one-time spoken phrases, enrolment into signed voice records,
+verification, revocation, and signed research-corpus attestations.
+
+Wording rule (``check_wording``), on the offline transcript after :func:`valle2.metrics.normalize_text`:
+
+1. the three nonce words appear in the transcript in order (not necessarily adjacent);
+2. every word of the name appears in the transcript;
+3. the word error rate of the transcript against the whole phrase is at most ``MAX_WER`` (0.35):
+   pocketsphinx misses some of the fixed wording, the nonce and name must be there.
+
+A phrase is issued for one name, expires after ``PHRASE_TTL`` seconds, and is spent by the first
+enrolment attempt that uses it, whether that attempt succeeds or not.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..audio import validate_waveform
+from . import ConsentError
+from .audit import AuditLog
+from .keys import canonical_json, key_id, sign, verify
+from .registry import RegistryDB
+
+PHRASE_TTL = 15 * 60.0
+RECORD_TTL = 365 * 24 * 3600.0
+MAX_WER = 0.35
+MAX_CONSENT_SECONDS = 60.0
+TEMPLATE = "I, {name}, agree that this system may synthesize my voice. Code: {code}"
+WORDS = ("amber", "tiger", "seven", "river", "candle", "orange", "silver", "garden", "rocket", "window",
+         "purple", "monkey", "eleven", "yellow", "pencil", "rabbit", "dollar", "forest", "hammer", "island",
+         "jacket", "kitten", "lemon", "marble", "needle", "ocean", "pepper", "quarter", "ribbon", "saddle",
+         "tomato", "umbrella", "violin", "wagon", "zebra", "basket", "castle", "dragon", "engine", "falcon",
+         "guitar", "harbor", "insect", "jungle", "ladder", "mirror", "number", "orchard", "pirate", "rainbow",
+         "summer", "thunder", "valley", "winter", "copper", "doctor", "button", "coffee", "planet", "pocket",
+         "twenty", "thirty", "forty", "ninety")
+NAME_RE = re.compile(r"[^\W\d_]+(?:[ '\-][^\W\d_]+)*")
+CORPUS_NAME_RE = re.compile(r"[\w][\w .()\-]{0,99}")
+LivenessCheck = Callable[[np.ndarray, int], "str | None"]
+
+
+def validate_name(name: str) -> str:
+    """A speaker's name, NFC-normalised with spaces collapsed: letters joined by single spaces,
+    hyphens or apostrophes, 1 to 100 characters.  Raises :class:`ConsentError` otherwise."""
+    if not isinstance(name, str):
+        raise ConsentError(f"name must be a string, got {type(name).__name__}")
+    clean = " ".join(unicodedata.normalize("NFC", name).split())
+    if not 1 <= len(clean) <= 100:
+        raise ConsentError(f"name must be 1 to 100 characters, got {len(clean)}")
+    if not NAME_RE.fullmatch(clean):
+        bad = sorted({c for c in clean if not (c.isalpha() or c in " '-")})
+        detail = f"characters {bad!r} are not allowed" if bad else "separators must sit between letters"
+        raise ConsentError(f"invalid name {name!r}: {detail}; use letters, spaces, hyphens and apostrophes only")
+    return clean
+
+
+def _words(text: str) -> list[str]:
+    from ..metrics import normalize_text
+
+    return normalize_text(text).split()
+
+
+def _edit_distance(ref: list[str], hyp: list[str]) -> int:
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+def check_wording(transcript: str, phrase_text: str, name: str, nonce: Sequence[str]) -> None:
+    """Apply the module's wording rule; raises :class:`ConsentError` naming what is missing."""
+    said = _words(transcript)
+    it = iter(said)
+    if not all(any(w == s for s in it) for w in nonce):
+        raise ConsentError(f"consent recording does not say the code words '{' '.join(nonce)}' in order "
+                           f"(heard: '{' '.join(said)}')")
+    missing = [w for w in _words(name) if w not in said]
+    if missing:
+        raise ConsentError(f"consent recording does not say the name (missing {missing}; heard: '{' '.join(said)}')")
+    ref = _words(phrase_text)
+    wer = _edit_distance(ref, said) / len(ref)
+    if wer > MAX_WER:
+        raise ConsentError(f"consent recording does not match the phrase: word error rate {wer:.2f} > {MAX_WER}")
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A one-time consent phrase issued for ``name``: read ``text`` aloud before ``expires``."""
+
+    id: str
+    name: str
+    text: str
+    nonce: tuple[str, str, str]
+    created: float
+    expires: float
+
+
+@dataclass(frozen=True)
+class VoiceRecord:
+    """A signed consent record.  ``embedding`` is the speaker embedding ``[256]`` of the consent
+    recording; ``signature`` signs :meth:`payload` (every other field) with key ``key_id``."""
+
+    voice_id: str
+    name: str
+    phrase: str
+    audio_sha256: str
+    embedding: tuple[float, ...]
+    created: float
+    expires: float
+    key_id: str
+    signature: str = ""
+
+    def payload(self) -> dict:
+        d = asdict(self)
+        d.pop("signature")
+        d["embedding"] = list(self.embedding)
+        return d
+
+    def to_json(self) -> str:
+        return canonical_json({**self.payload(), "signature": self.signature}).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> "VoiceRecord":
+        d = json.loads(text)
+        return cls(**{**d, "embedding": tuple(d["embedding"])})
+
+
+@dataclass(frozen=True)
+class CorpusAttestation:
+    """A signed statement that ``files`` (each ``{"name", "sha256"}``) form research corpus
+    ``name`` under ``licence``; prompts whose source file hash is listed may be used."""
+
+    corpus_id: str
+    name: str
+    licence: str
+    files: tuple[tuple[str, str], ...]
+    created: float
+    key_id: str
+    signature: str = ""
+
+    def payload(self) -> dict:
+        d = asdict(self)
+        d.pop("signature")
+        d["files"] = [list(f) for f in self.files]
+        return d
+
+    def to_json(self) -> str:
+        return canonical_json({**self.payload(), "signature": self.signature}).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> "CorpusAttestation":
+        d = json.loads(text)
+        return cls(**{**d, "files": tuple(tuple(f) for f in d["files"])})
+
+
+def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ConsentRegistry:
+    """The consent protocol over a :class:`RegistryDB`.
+
+    ``operator_key`` signs new records; ``trusted_keys`` verify them (default: the operator's
+    public key).  ``liveness_checks`` run on every consent recording: each returns a reason to
+    refuse it, or None.  ``transcriber(wav, sr) -> str`` and ``embedder(wav, sr) -> [256]`` default
+    to :func:`valle2.metrics.transcribe` and :func:`valle2.metrics.speaker_embedding`."""
+
+    db: RegistryDB
+    operator_key: Ed25519PrivateKey
+    audit: AuditLog
+    trusted_keys: list[Ed25519PublicKey] = field(default_factory=list)
+    liveness_checks: Sequence[LivenessCheck] = ()
+    transcriber: Callable[[np.ndarray, int], str] | None = None
+    embedder: Callable[[np.ndarray, int], np.ndarray] | None = None
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self):
+        if not self.trusted_keys:
+            self.trusted_keys = [self.operator_key.public_key()]
+        if self.transcriber is None:
+            from ..metrics import transcribe
+            self.transcriber = transcribe
+        if self.embedder is None:
+            from ..metrics import speaker_embedding
+            self.embedder = speaker_embedding
+
+    # ------------------------------------------------------------------------------- phrases
+    def issue_phrase(self, name: str, ttl: float = PHRASE_TTL) -> Phrase:
+        """A fresh phrase for ``name`` with three random code words, valid for ``ttl`` seconds."""
+        name = validate_name(name)
+        nonce = tuple(secrets.choice(WORDS) for _ in range(3))
+        now = self.clock()
+        phrase = Phrase("p_" + secrets.token_hex(12), name, TEMPLATE.format(name=name, code=" ".join(nonce)),
+                        nonce, now, now + ttl)
+        self.db.add_phrase(phrase.id, name, phrase.text, " ".join(nonce), now, phrase.expires)
+        return phrase
+
+    # ------------------------------------------------------------------------------ enrolment
+    def enroll(self, name: str, consent_wav, sr: int, phrase_id: str, ttl: float = RECORD_TTL) -> VoiceRecord:
+        """Verify a recording of the phrase ``phrase_id`` and store a signed :class:`VoiceRecord`.
+
+        Refuses (``ConsentError``) an unknown, used, expired or other-name phrase, wrong wording,
+        a failed liveness check.  The phrase is spent by this call whatever its outcome."""
+        name = validate_name(name)
+        row = self.db.phrase(phrase_id) if isinstance(phrase_id, str) else None
+        if row is None:
+            raise ConsentError(f"unknown consent phrase id {phrase_id!r}")
+        p_name, p_text, p_nonce, _, p_expires, p_used = row
+        now = self.clock()
+        with self.db.transaction() as con:
+            spent = self.db.consume_phrase(con, phrase_id, now)
+        try:
+            if p_used is not None or (not spent and now < p_expires):
+                raise ConsentError(f"consent phrase {phrase_id} was already used; issue a new one")
+            if not spent:
+                raise ConsentError(f"consent phrase {phrase_id} expired; issue a new one")
+            if p_name != name:
+                raise ConsentError(f"consent phrase {phrase_id} was issued for another name")
+            wav = validate_waveform(consent_wav, sr, max_seconds=MAX_CONSENT_SECONDS)
+            check_wording(self.transcriber(wav, sr), p_text, name, p_nonce.split())
+            for check in self.liveness_checks:
+                reason = check(wav, sr)
+                if reason:
+                    raise ConsentError(f"consent recording failed a liveness check: {reason}")
+            emb = np.asarray(self.embedder(wav, sr), dtype=np.float64)
+        except ConsentError as e:
+            self.audit.append("enroll_refused", name=name, phrase_id=phrase_id, reason=str(e))
+            raise
+        record = VoiceRecord("v_" + secrets.token_hex(8), name, p_text,
+                             hashlib.sha256(np.ascontiguousarray(wav, dtype="<f4").tobytes()).hexdigest(),
+                             tuple(round(float(v), 7) for v in emb), now, now + ttl, key_id(self.operator_key))
+        record = VoiceRecord(**{**asdict(record), "embedding": record.embedding,
+                                "signature": sign(self.operator_key, record.payload())})
+        with self.db.transaction() as con:
+            self.db.add_voice(con, record.voice_id, name, record.to_json(), record.signature)
+            self.audit.append("enroll", voice_id=record.voice_id, name=name, phrase_id=phrase_id,
+                              audio_sha256=record.audio_sha256, key_id=record.key_id)
+        return record
+
+    # --------------------------------------------------------------------------- verification
+    def _check_signed(self, payload: dict, signature: str, kid: str, what: str) -> None:
+        keys = [k for k in self.trusted_keys if key_id(k) == kid]
+        if not keys:
+            raise ConsentError(f"{what} is signed by key {kid}, which is not a trusted operator key")
+        if not verify(keys[0], payload, signature):
+            raise ConsentError(f"{what} has an invalid signature: it was altered or forged")
+
+    def get_record(self, voice_id: str) -> VoiceRecord:
+        """The stored record of ``voice_id``, read from the database now."""
+        row = self.db.voice(voice_id) if isinstance(voice_id, str) else None
+        if row is None:
+            raise ConsentError(f"voice {voice_id!r} is not enrolled: no consent record")
+        return VoiceRecord.from_json(row[0])
+
+    def verify_record(self, record: VoiceRecord) -> VoiceRecord:
+        """Check ``record``'s signature with the trusted keys, its expiry, that it is the stored
+        record, and that it is not revoked (read now).  Returns it, or raises ConsentError."""
+        self._check_signed(record.payload(), record.signature, record.key_id, f"consent record {record.voice_id}")
+        row = self.db.voice(record.voice_id)
+        if row is None:
+            raise ConsentError(f"voice {record.voice_id} is not enrolled in this registry")
+        if row[2] is not None:
+            raise ConsentError(f"voice {record.voice_id} was revoked; it can no longer be used")
+        if row[1] != record.signature:
+            raise ConsentError(f"consent record {record.voice_id} differs from the registry's copy")
+        if self.clock() >= record.expires:
+            raise ConsentError(f"consent record {record.voice_id} expired; the speaker must enrol again")
+        return record
+
+    def revoke(self, voice_id: str, reason: str = "") -> None:
+        """Revoke ``voice_id`` at once: every later authorisation reads the revocation."""
+        if not self.db.revoke_voice(voice_id, self.clock()):
+            if self.db.voice(voice_id) is None:
+                raise ConsentError(f"voice {voice_id!r} is not enrolled")
+            return
+        self.audit.append("revoke", voice_id=voice_id, reason=reason)
+
+    # -------------------------------------------------------------------------------- corpora
+    def attest_corpus(self, name: str, files: Sequence[Path], licence: str) -> CorpusAttestation:
+        """Sign and store a research-corpus attestation listing each file's SHA-256."""
+        if not isinstance(name, str) or not CORPUS_NAME_RE.fullmatch(name):
+            raise ConsentError(f"invalid corpus name {name!r}: letters, digits, spaces and . - _ ( ) only, 1-100 characters")
+        if not isinstance(licence, str) or not licence.strip():
+            raise ConsentError("a corpus attestation needs the corpus licence")
+        listed = tuple((Path(f).name, file_sha256(f)) for f in files)
+        if not listed:
+            raise ConsentError("a corpus attestation needs at least one file")
+        att = CorpusAttestation("c_" + secrets.token_hex(8), name, licence.strip(), listed, self.clock(),
+                                key_id(self.operator_key))
+        att = CorpusAttestation(**{**asdict(att), "files": listed, "signature": sign(self.operator_key, att.payload())})
+        self.db.add_corpus(att.corpus_id, name, att.to_json(), att.signature, [h for _, h in listed])
+        self.audit.append("attest_corpus", corpus_id=att.corpus_id, name=name, licence=att.licence, files=len(listed))
+        return att
+
+    def corpus_for_file(self, path) -> CorpusAttestation:
+        """A verified attestation listing the file at ``path`` (matched by SHA-256 of its bytes)."""
+        digest = file_sha256(path)
+        for text, _ in self.db.corpora_with_file(digest):
+            att = CorpusAttestation.from_json(text)
+            self._check_signed(att.payload(), att.signature, att.key_id, f"corpus attestation {att.corpus_id}")
+            if digest in {h for _, h in att.files}:
+                return att
+        raise ConsentError(f"prompt file '{path}' is in no attested research corpus")

@@ -1,0 +1,114 @@
+"""SQLite storage of consent phrases, signed voice records and corpus attestations.
+
+WAL journal, ``synchronous=FULL``, one short connection per operation (so every read sees the
+latest commit, e.g. a revocation made by another process), writes in ``BEGIN IMMEDIATE``
+transactions, parameterised SQL only.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS phrases (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, text TEXT NOT NULL, nonce TEXT NOT NULL,
+    created REAL NOT NULL, expires REAL NOT NULL, used REAL);
+CREATE TABLE IF NOT EXISTS voices (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, record TEXT NOT NULL, signature TEXT NOT NULL,
+    created REAL NOT NULL, revoked REAL);
+CREATE TABLE IF NOT EXISTS corpora (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, attestation TEXT NOT NULL, signature TEXT NOT NULL,
+    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS corpus_files (
+    sha256 TEXT NOT NULL, corpus_id TEXT NOT NULL REFERENCES corpora(id), PRIMARY KEY (sha256, corpus_id));
+"""
+
+
+def default_home() -> Path:
+    """``$VALLE2_HOME`` or ``~/.valle2``: where the registry, keys and audit log live by default."""
+    return Path(os.environ.get("VALLE2_HOME") or Path.home() / ".valle2")
+
+
+class RegistryDB:
+    """The database file at ``path`` (default ``<home>/registry.db``), created on first use."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path is not None else default_home() / "registry.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self):
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self):
+        """A write transaction: commits on success, rolls back on any exception."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of a read-only parameterised query, read from the latest commit."""
+        with self._connect() as con:
+            return con.execute(sql, params).fetchall()
+
+    # ------------------------------------------------------------------------------- phrases
+    def add_phrase(self, pid: str, name: str, text: str, nonce: str, created: float, expires: float) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT INTO phrases (id, name, text, nonce, created, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                        (pid, name, text, nonce, created, expires))
+
+    def phrase(self, pid: str) -> tuple | None:
+        """(name, text, nonce, created, expires, used) of phrase ``pid``, or None."""
+        rows = self.query("SELECT name, text, nonce, created, expires, used FROM phrases WHERE id = ?", (pid,))
+        return rows[0] if rows else None
+
+    def consume_phrase(self, con: sqlite3.Connection, pid: str, now: float) -> bool:
+        """Mark phrase ``pid`` used inside the caller's transaction; False if already used or expired."""
+        cur = con.execute("UPDATE phrases SET used = ? WHERE id = ? AND used IS NULL AND expires > ?", (now, pid, now))
+        return cur.rowcount == 1
+
+    # -------------------------------------------------------------------------------- voices
+    def add_voice(self, con: sqlite3.Connection, vid: str, name: str, record: str, signature: str) -> None:
+        con.execute("INSERT INTO voices (id, name, record, signature, created) VALUES (?, ?, ?, ?, ?)",
+                    (vid, name, record, signature, time.time()))
+
+    def voice(self, vid: str) -> tuple | None:
+        """(record JSON, signature, revoked time or None) of voice ``vid``, or None."""
+        rows = self.query("SELECT record, signature, revoked FROM voices WHERE id = ?", (vid,))
+        return rows[0] if rows else None
+
+    def revoke_voice(self, vid: str, now: float) -> bool:
+        """Mark voice ``vid`` revoked; False if it does not exist or was already revoked."""
+        with self.transaction() as con:
+            return con.execute("UPDATE voices SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, vid)).rowcount == 1
+
+    # ------------------------------------------------------------------------------- corpora
+    def add_corpus(self, cid: str, name: str, attestation: str, signature: str, hashes: list[str]) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT INTO corpora (id, name, attestation, signature, created) VALUES (?, ?, ?, ?, ?)",
+                        (cid, name, attestation, signature, time.time()))
+            con.executemany("INSERT OR IGNORE INTO corpus_files (sha256, corpus_id) VALUES (?, ?)",
+                            [(h, cid) for h in hashes])
+
+    def corpora_with_file(self, sha256: str) -> list[tuple]:
+        """(attestation JSON, signature) of every corpus naming a file with this SHA-256."""
+        return self.query("SELECT c.attestation, c.signature FROM corpus_files f JOIN corpora c ON c.id = f.corpus_id "
+                          "WHERE f.sha256 = ?", (sha256,))
