@@ -7,7 +7,7 @@ STAMP = .install.stamp
 
 $(STAMP): pyproject.toml
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[eval,test]"
+	$(PIP) install -q -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

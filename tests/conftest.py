@@ -29,6 +29,27 @@ def clips() -> list[Clip]:
     return overfit_clips()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def deployment(tmp_path_factory, clips):
+    """A fresh deployment (keys, registry, audit log) for the whole session, via $VALLE2_HOME, in
+    which the fixture clips are an attested research corpus (CMU ARCTIC licence)."""
+    import os
+
+    from valle2.safety.deployment import Deployment
+
+    home = tmp_path_factory.mktemp("valle2_home")
+    old = os.environ.get("VALLE2_HOME")
+    os.environ["VALLE2_HOME"] = str(home)
+    dep = Deployment.open(home)
+    dep.registry.attest_corpus("CMU ARCTIC fixtures", [c.path for c in clips],
+                               "CMU ARCTIC: free to use and redistribute under the CMU ARCTIC licence")
+    yield dep
+    if old is None:
+        os.environ.pop("VALLE2_HOME", None)
+    else:
+        os.environ["VALLE2_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def codec():
     from valle2.codec import load_codec

@@ -33,6 +33,47 @@ def test_cli_continuation_mode_and_options(tiny_model, clips, tmp_path):
     assert len(wav) / sr > 0.5
 
 
+def test_every_path_needs_consent(tiny_model, clips, tmp_path):
+    from valle2.safety import ConsentError
+
+    path, _, _, _ = tiny_model
+    model = valle2.load_model(path)
+    wav, sr = sf.read(clips[0].path, dtype="float32")
+    with pytest.raises(ConsentError, match="consent record"):
+        model.synthesize("hello there", wav, sr, prompt_text=clips[0].text)
+    with pytest.raises(ConsentError, match="not enrolled"):
+        model.synthesize("hello there", wav, sr, prompt_text=clips[0].text, voice_id="v_nobody")
+    # an attested file does not cover another speaker's audio passed as the prompt
+    other, osr = sf.read(clips[2].path, dtype="float32")
+    with pytest.raises(ConsentError, match="does not match"):
+        model.synthesize("hello there", other, osr, prompt_text=clips[2].text, corpus_file=clips[0].path)
+    unattested = tmp_path / "copy.wav"
+    sf.write(unattested, wav, sr)
+    proc = subprocess.run([sys.executable, "-m", "valle2.cli", "synthesize", "--model", str(path), "--prompt",
+                           str(unattested), "--prompt-text", clips[0].text, "--text", "hello", "--out",
+                           str(tmp_path / "x.wav")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no attested research corpus" in proc.stderr
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_outputs_are_watermarked_and_logged(tiny_model, clips, deployment):
+    from valle2.safety import detect
+
+    path, _, _, _ = tiny_model
+    model = valle2.load_model(path)
+    wav, sr = sf.read(clips[1].path, dtype="float32")
+    before = len(deployment.audit.entries())
+    outs = model.synthesize_batch([clips[1].text, clips[0].text], wav, sr, prompt_text=clips[1].text,
+                                  corpus_file=clips[1].path, n_samples=2,
+                                  options=valle2.DecodingOptions(seed=0), include_prompt=True)
+    assert [len(o) for o in outs] == [2, 2]
+    found = detect(outs[0][0], model.sample_rate, deployment.watermark_key)
+    assert found.present and found.payload is not None
+    events = [e["event"] for e in deployment.audit.entries()[before:]]
+    assert events.count("synthesis") == 4 and events.count("authorize") == 1
+    assert deployment.audit.verify()[0]
+
+
 def test_cli_reports_bad_input_without_traceback(tiny_model, tmp_path):
     path, _, _, _ = tiny_model
     silent = tmp_path / "silent.wav"
@@ -53,11 +94,11 @@ def test_api_errors(tiny_model, clips, tmp_path):
     model = valle2.load_model(path)
     wav, sr = sf.read(clips[0].path, dtype="float32")
     with pytest.raises(TextError):
-        model.synthesize("   ", wav, sr, prompt_text=clips[0].text)
+        model.synthesize("   ", wav, sr, prompt_text=clips[0].text, corpus_file=clips[0].path)
     with pytest.raises(TextError, match="transcript"):
-        model.synthesize("hello", wav, sr, mode="cross")
+        model.synthesize("hello", wav, sr, mode="cross", corpus_file=clips[0].path)
     with pytest.raises(AudioError, match="NaN"):
-        model.synthesize("hello", np.full(8000, np.nan), sr, prompt_text="x")
+        model.synthesize("hello", np.full(8000, np.nan), sr, prompt_text="x", corpus_file=clips[0].path)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="not a readable"):

@@ -4,7 +4,7 @@ Data flows one way: text and audio -> tokens -> AR -> NAR -> codec -> watermark 
 
     >>> import valle2
     >>> model = valle2.load_model("model.pt")
-    >>> wav, sr = model.synthesize("Hello there.", prompt_wav, prompt_sr, prompt_text="...")
+    >>> wav, sr = model.synthesize("Hello there.", prompt_wav, prompt_sr, prompt_text="...", voice_id="v_...")
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from .decoding import DecodingOptions
 from .errors import AudioError, CodecError, ModelError, TextError, Valle2Error
 
 
-def load_model(path, codec=None, device: str = "cpu"):
+def load_model(path, codec=None, gate=None, device: str = "cpu"):
     """Load a valle2 model file: see :func:`valle2.synthesis.load_model`."""
     from .synthesis import load_model as _load
 
-    return _load(path, codec, device)
+    return _load(path, codec, gate, device)
 
 
 __all__ = ["load_model", "load_codec", "DecodingOptions", "Valle2Error", "AudioError", "TextError", "CodecError",

@@ -35,14 +35,15 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     wav, sr = load_audio(args.prompt)
-    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode,
+    consent = {"voice_id": args.voice} if args.voice else {"corpus_file": args.prompt}
+    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode, **consent,
                                    options=decoding_options(args), include_prompt=args.include_prompt, progress=True)
     save_audio(args.out, out, out_sr)
     print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz")
     return 0
 
 
-DEMO_TEXT = "Hello! This voice was cloned from a three second recording, with the speaker's consent."
+DEMO_TEXT = "Hello! This is the valle2 demo voice, reading a sentence it has never heard."
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -52,15 +53,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .audio import load_audio, save_audio
     from .errors import ModelError
     from .recipe import ASSETS
+    from .safety.deployment import Deployment
     from .synthesis import load_model
 
     if not (ASSETS / "model.pt").is_file():
         raise ModelError(f"no demo model in {ASSETS}: train one with `valle2 recipe demo --data ../shared/data --ship`")
     voice = json.loads((ASSETS / "voice.json").read_text())
-    model = load_model(ASSETS / "model.pt")
+    deployment = Deployment.open()
+    deployment.import_attestation_file(ASSETS / "attestation.json")
+    model = load_model(ASSETS / "model.pt", gate=deployment.gate())
     wav, sr = load_audio(ASSETS / "voice.flac")
-    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=voice["text"], options=decoding_options(args),
-                                   progress=True)
+    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=voice["text"], corpus_file=ASSETS / "voice.flac",
+                                   options=decoding_options(args), progress=True)
     save_audio(args.out, out, out_sr)
     print(f"demo voice {voice['id']} ({voice['speaker']}) said: {args.text!r}")
     print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz")
@@ -74,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synthesize", help="speak text in the voice of a prompt recording")
     p.add_argument("--model", required=True, type=Path, help="a valle2 model file")
     p.add_argument("--prompt", required=True, type=Path, help="prompt recording (wav, flac, ogg, mp3), about 3 s")
+    p.add_argument("--voice", default=None, help="id of the enrolled voice whose consent covers the prompt "
+                   "(without it, the prompt file must belong to an attested research corpus)")
     p.add_argument("--prompt-text", default=None, help="transcript of the prompt (needed for --mode cross)")
     p.add_argument("--text", required=True, help="what to say")
     p.add_argument("--out", required=True, type=Path, help="output audio file (.wav, .flac, .ogg, .mp3)")

@@ -7,6 +7,10 @@ Two prompting modes, as in the paper's evaluation:
   audio with ``text``.
 - ``"continuation"`` (3 s prefix as prompt): ``text`` is the transcript of a whole utterance and
   the prompt is its first seconds; the model continues it.  ``prompt_text`` is not needed.
+
+Every synthesis passes the deployment's consent gate (:mod:`valle2.safety`): the prompt must be
+covered by a consent record (``voice_id``) or come from a file of an attested research corpus
+(``corpus_file``), and every output is watermarked and logged before it is returned.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from .codec import Codec, load_codec
 from .decoding import DecodingOptions, ar_generate, frame_limit, nar_generate
 from .errors import ModelError, TextError
 from .audio import validate_waveform
+from .safety import ConsentGate
 
 MODES = ("cross", "continuation")
 MAX_PROMPT_SECONDS = 30.0
@@ -27,13 +32,13 @@ MAX_PROMPT_SECONDS = 30.0
 class VallE2:
     """A loaded model with its codec and text tokenizer."""
 
-    def __init__(self, bundle: ModelBundle, codec: Codec):
+    def __init__(self, bundle: ModelBundle, codec: Codec, gate: ConsentGate):
         want = bundle.codec
         have = codec.describe()
         for key in ("name", "n_codebooks", "codebook_size", "frame_rate"):
             if want.get(key) != have[key]:
                 raise ModelError(f"model was trained with codec {want}, but codec {have} was given ({key} differs)")
-        self.bundle, self.codec = bundle, codec
+        self.bundle, self.codec, self.gate = bundle, codec, gate
         self.ar, self.nar, self.tokenizer = bundle.ar, bundle.nar, bundle.tokenizer
 
     @property
@@ -57,9 +62,9 @@ class VallE2:
         t_ids = self.tokenizer.encode(text)
         return torch.tensor(p_ids + t_ids), len(t_ids), len(p_ids)
 
-    def generate_codes(self, texts: list[str], prompt_codes: torch.Tensor, prompt_text: str | None = None,
-                       mode: str = "cross", options: DecodingOptions | None = None, n_samples: int = 1,
-                       progress: bool = False) -> list[list[torch.Tensor]]:
+    def _generate_codes(self, texts: list[str], prompt_codes: torch.Tensor, prompt_text: str | None = None,
+                        mode: str = "cross", options: DecodingOptions | None = None, n_samples: int = 1,
+                        progress: bool = False) -> list[list[torch.Tensor]]:
         """Codes ``[n_codebooks, T]`` for each text, ``n_samples`` samples each, in one batch.
 
         prompt_codes ``[n_codebooks, P]``.  Returns ``out[i][s]`` for text i, sample s (prompt
@@ -85,25 +90,56 @@ class VallE2:
         full = nar_generate(self.nar, ids, [prompt_codes.T] * len(ids), codes0)
         return [full[i * n_samples:(i + 1) * n_samples] for i in range(len(texts))]
 
-    def synthesize(self, text: str, prompt_wav, prompt_sr: int, prompt_text: str | None = None, mode: str = "cross",
-                   options: DecodingOptions | None = None, include_prompt: bool = False,
-                   progress: bool = False) -> tuple[np.ndarray, int]:
-        """Speak ``text`` in the prompt's voice.  Returns ``(wav float32 [samples], sample_rate)``.
+    def synthesize_batch(self, texts: list[str], prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
+                         voice_id: str | None = None, corpus_file=None, mode: str = "cross",
+                         options: DecodingOptions | None = None, n_samples: int = 1, include_prompt: bool = False,
+                         progress: bool = False) -> list[list[np.ndarray]]:
+        """Speak each of ``texts`` in the prompt's voice, ``n_samples`` times, decoded in one batch.
 
+        The prompt must be covered by the consent record ``voice_id`` or be the attested research
+        corpus file ``corpus_file`` (else :class:`valle2.safety.ConsentError`).  Returns
+        ``out[i][s]``: watermarked float32 ``[samples]`` at :attr:`sample_rate`.
         ``include_prompt`` prepends the prompt's own resynthesis (how the paper scores the
         continuation setting).
         """
+        auth = self.gate.authorize(voice_id, prompt_wav, prompt_sr, corpus_file, n_outputs=len(texts) * n_samples)
         prompt_codes = self.encode_prompt(prompt_wav, prompt_sr)
-        codes = self.generate_codes([text], prompt_codes, prompt_text, mode, options, 1, progress)[0][0]
-        if include_prompt:
-            codes = torch.cat([prompt_codes, codes], dim=1)
-        return self.codec.decode(codes).numpy(), self.sample_rate
+        codes = self._generate_codes(texts, prompt_codes, prompt_text, mode, options, n_samples, progress)
+        out = []
+        for text, samples in zip(texts, codes):
+            wavs = []
+            for c in samples:
+                if include_prompt:
+                    c = torch.cat([prompt_codes, c], dim=1)
+                wavs.append(self.gate.finalize(self.codec.decode(c).numpy(), self.sample_rate, auth, text))
+            out.append(wavs)
+        return out
+
+    def synthesize(self, text: str, prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
+                   voice_id: str | None = None, corpus_file=None, mode: str = "cross",
+                   options: DecodingOptions | None = None, include_prompt: bool = False,
+                   progress: bool = False) -> tuple[np.ndarray, int]:
+        """Speak ``text`` in the prompt's voice; returns ``(watermarked wav float32 [samples], sample_rate)``.
+
+        See :meth:`synthesize_batch` for the consent arguments and ``include_prompt``.
+        """
+        wav = self.synthesize_batch([text], prompt_wav, prompt_sr, prompt_text, voice_id=voice_id,
+                                    corpus_file=corpus_file, mode=mode, options=options,
+                                    include_prompt=include_prompt, progress=progress)[0][0]
+        return wav, self.sample_rate
 
 
-def load_model(path, codec: Codec | None = None, device: str = "cpu") -> VallE2:
-    """Load a valle2 model file; the codec named in it is loaded unless one is given."""
+def load_model(path, codec: Codec | None = None, gate: ConsentGate | None = None, device: str = "cpu") -> VallE2:
+    """Load a valle2 model file.
+
+    The codec named in it is loaded unless one is given; the gate defaults to the deployment at
+    ``$VALLE2_HOME`` (``~/.valle2``), see :class:`valle2.safety.deployment.Deployment`.
+    """
+    from .safety.deployment import Deployment
+
     bundle = load_model_bundle(path, device)
-    return VallE2(bundle, codec if codec is not None else load_codec(bundle.codec["name"], **bundle.codec.get("options", {})))
+    codec = codec if codec is not None else load_codec(bundle.codec["name"], **bundle.codec.get("options", {}))
+    return VallE2(bundle, codec, gate if gate is not None else Deployment.open().gate())
 
 
 __all__ = ["VallE2", "load_model", "DecodingOptions", "MODES"]

@@ -310,6 +310,15 @@ class ConsentRegistry:
         self.audit.append("attest_corpus", corpus_id=att.corpus_id, name=name, licence=att.licence, files=len(listed))
         return att
 
+    def import_attestation(self, att: CorpusAttestation) -> CorpusAttestation:
+        """Store an attestation signed elsewhere (e.g. the demo voice's, shipped in the package)
+        after checking its signature against the trusted keys; importing it twice is a no-op."""
+        self._check_signed(att.payload(), att.signature, att.key_id, f"corpus attestation {att.corpus_id}")
+        if not self.db.query("SELECT 1 FROM corpora WHERE id = ?", (att.corpus_id,)):
+            self.db.add_corpus(att.corpus_id, att.name, att.to_json(), att.signature, [h for _, h in att.files])
+            self.audit.append("import_attestation", corpus_id=att.corpus_id, name=att.name, key_id=att.key_id)
+        return att
+
     def corpus_for_file(self, path) -> CorpusAttestation:
         """A verified attestation listing the file at ``path`` (matched by SHA-256 of its bytes)."""
         digest = file_sha256(path)

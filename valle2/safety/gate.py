@@ -44,6 +44,7 @@ class Authorization:
     similarity: float
     payload: int
     issued: float
+    n_outputs: int = 1
 
 
 def _id_hash(text: str) -> int:
@@ -75,8 +76,9 @@ class ConsentGate:
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
-    def authorize(self, voice_id: str | None, prompt_wav, prompt_sr: int, corpus_file: Path | None = None) -> Authorization:
-        """Allow cloning ``prompt_wav [samples]`` only if consent covers it.
+    def authorize(self, voice_id: str | None, prompt_wav, prompt_sr: int, corpus_file: Path | None = None,
+                  n_outputs: int = 1) -> Authorization:
+        """Allow cloning ``prompt_wav [samples]`` into ``n_outputs`` outputs only if consent covers it.
 
         With ``voice_id``: the record must verify (trusted signature, not revoked, not expired; read
         from the database now) and the prompt's speaker must match the enrolled embedding (cosine >=
@@ -102,9 +104,11 @@ class ConsentGate:
             self.audit.append("authorize_refused", voice_id=voice_id, corpus_id=corpus_id, similarity=round(similarity, 4))
             raise ConsentError(f"prompt speaker does not match the consenting voice {label}: "
                                f"similarity {similarity:.3f} < threshold {self.threshold:.3f}")
+        if not isinstance(n_outputs, int) or n_outputs < 1:
+            raise ValueError(f"n_outputs must be a positive integer, got {n_outputs!r}")
         auth = Authorization(secrets.token_hex(12), kind, voice_id, corpus_id, similarity,
-                             (self.model_id << 8) | _id_hash(label), time.time())
-        self._issued[auth.token] = auth
+                             (self.model_id << 8) | _id_hash(label), time.time(), n_outputs)
+        self._issued[auth.token] = (auth, n_outputs)
         self.audit.append("authorize", token=auth.token, kind=kind, voice_id=voice_id, corpus_id=corpus_id,
                           similarity=round(similarity, 4))
         return auth
@@ -112,10 +116,13 @@ class ConsentGate:
     def finalize(self, wav, sr: int, auth: Authorization, text: str) -> np.ndarray:
         """Watermark ``wav [samples]`` and log it; returns the marked float32 ``[samples]``.
 
-        ``auth`` must come from this gate's :meth:`authorize` (each is used once); a voice revoked
-        since then is refused."""
-        if not isinstance(auth, Authorization) or self._issued.pop(auth.token, None) != auth:
+        ``auth`` must come from this gate's :meth:`authorize` (each covers ``n_outputs`` outputs);
+        a voice revoked since then is refused."""
+        issued, left = self._issued.pop(auth.token, (None, 0)) if isinstance(auth, Authorization) else (None, 0)
+        if issued != auth or left < 1:
             raise ConsentError("finalize needs an unused authorization issued by this gate's authorize()")
+        if left > 1:
+            self._issued[auth.token] = (auth, left - 1)
         if auth.voice_id is not None:
             self.registry.verify_record(self.registry.get_record(auth.voice_id))
         marked = embed(wav, sr, auth.payload, self.key)

@@ -1,0 +1,49 @@
+"""A deployment: the operator key, watermark key, registry and audit log under one home folder.
+
+``Deployment.open()`` uses ``$VALLE2_HOME`` (default ``~/.valle2``) and creates what is missing
+on first use: ``operator.pem`` (+ ``.pub``), ``watermark.key``, ``registry.db``, ``audit.jsonl``.
+Besides the operator's own key it trusts the public keys shipped in ``valle2/assets/keys/``,
+which sign the attestation of the shipped demo voice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audit import AuditLog
+from .consent import ConsentRegistry, CorpusAttestation
+from .gate import ConsentGate, watermark_liveness
+from .keys import generate_operator_key, generate_watermark_key, load_operator_key, load_public_key, load_watermark_key
+from .registry import RegistryDB, default_home
+
+SHIPPED_KEYS = Path(__file__).resolve().parent.parent / "assets" / "keys"
+
+
+@dataclass
+class Deployment:
+    home: Path
+    registry: ConsentRegistry
+    audit: AuditLog
+    watermark_key: bytes
+
+    @classmethod
+    def open(cls, home=None) -> "Deployment":
+        """Open (creating on first use) the deployment at ``home``."""
+        home = Path(home) if home is not None else default_home()
+        home.mkdir(parents=True, exist_ok=True)
+        op_path, wm_path = home / "operator.pem", home / "watermark.key"
+        operator = load_operator_key(op_path) if op_path.exists() else generate_operator_key(op_path)
+        wm_key = load_watermark_key(wm_path) if wm_path.exists() else generate_watermark_key(wm_path)
+        trusted = [operator.public_key()] + [load_public_key(p) for p in sorted(SHIPPED_KEYS.glob("*.pub"))]
+        audit = AuditLog(home / "audit.jsonl")
+        registry = ConsentRegistry(RegistryDB(home / "registry.db"), operator, audit, trusted_keys=trusted,
+                                   liveness_checks=[watermark_liveness(wm_key)])
+        return cls(home, registry, audit, wm_key)
+
+    def gate(self, model_id: int = 0) -> ConsentGate:
+        """The consent gate every synthesis of this deployment passes."""
+        return ConsentGate(self.registry, self.audit, self.watermark_key, model_id=model_id)
+
+    def import_attestation_file(self, path) -> CorpusAttestation:
+        """Import a signed attestation JSON file (see :meth:`ConsentRegistry.import_attestation`)."""
+        return self.registry.import_attestation(CorpusAttestation.from_json(Path(path).read_text()))
