@@ -1,0 +1,46 @@
+"""The safeguards' command line: phrases, enrolment refusals, attest, list, revoke, audit, detect."""
+import numpy as np
+import soundfile as sf
+
+from valle2.cli import main
+
+
+def test_voice_lifecycle_on_the_command_line(tmp_path, clips, capsys, deployment):
+    home = ["--home", str(tmp_path / "home")]
+    assert main(["voice", "phrase", "--name", "Ada Lovelace", *home]) == 0
+    out = capsys.readouterr().out
+    pid = out.split("phrase id: ")[1].split()[0]
+    assert "I, Ada Lovelace, agree" in out
+    # a recording that does not say the phrase is refused, with the reason
+    assert main(["voice", "enroll", "--name", "Ada Lovelace", "--phrase-id", pid, "--consent", str(clips[0].path), *home]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and ("code words" in err or "name" in err or "phrase" in err)
+    # the phrase is spent by that attempt
+    assert main(["voice", "enroll", "--name", "Ada Lovelace", "--phrase-id", pid, "--consent", str(clips[0].path), *home]) == 2
+    assert "already used" in capsys.readouterr().err
+    # an SQL-injection name is refused before anything is stored
+    assert main(["voice", "phrase", "--name", "x'); DROP TABLE voices;--", *home]) == 2
+    assert "name" in capsys.readouterr().err
+    assert main(["voice", "list", *home]) == 0 and "no voices enrolled" in capsys.readouterr().out
+    assert main(["voice", "revoke", "v_missing", *home]) == 2 and "not enrolled" in capsys.readouterr().err
+    assert main(["corpus", "attest", "--name", "ARCTIC", "--licence", "CMU ARCTIC licence", str(clips[0].path), *home]) == 0
+    assert "1 file(s)" in capsys.readouterr().out
+    assert main(["audit", "verify", *home]) == 0 and "intact" in capsys.readouterr().out
+    log = tmp_path / "home" / "audit.jsonl"
+    lines = log.read_text().splitlines()
+    lines[0] = lines[0].replace("Ada", "Eve")
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["audit", "verify", *home]) == 1 and "BROKEN at line" in capsys.readouterr().out
+
+
+def test_detect_reports_watermark(tmp_path, clips, capsys, deployment):
+    from valle2.safety import embed
+
+    wav, sr = sf.read(clips[0].path, dtype="float32")
+    marked = embed(np.tile(wav, 3), sr, 0x1234, deployment.watermark_key)
+    sf.write(tmp_path / "marked.wav", marked, sr)
+    assert main(["detect", str(tmp_path / "marked.wav")]) == 0
+    out = capsys.readouterr().out
+    assert "PRESENT" in out and "payload 4660" in out
+    assert main(["detect", str(clips[1].path)]) == 0
+    assert "absent" in capsys.readouterr().out

@@ -1,0 +1,131 @@
+"""CLI of the safeguards: ``valle2 voice ...``, ``valle2 corpus attest``, ``valle2 audit verify``, ``valle2 detect``.
+
+All commands act on the deployment at ``$VALLE2_HOME`` (default ``~/.valle2``) or ``--home``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+
+def _deployment(args):
+    from .deployment import Deployment
+
+    return Deployment.open(args.home)
+
+
+def _when(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def cmd_phrase(args) -> int:
+    phrase = _deployment(args).registry.issue_phrase(args.name)
+    print(f"phrase id: {phrase.id}  (valid until {_when(phrase.expires)}, once)")
+    print(f"Ask {phrase.name} to read aloud, then run `valle2 voice enroll --phrase-id {phrase.id} ...`:")
+    print(f"\n    {phrase.text}\n")
+    return 0
+
+
+def cmd_enroll(args) -> int:
+    from ..audio import load_audio
+
+    wav, sr = load_audio(args.consent)
+    record = _deployment(args).registry.enroll(args.name, wav, sr, args.phrase_id)
+    print(f"enrolled {record.name}: voice id {record.voice_id} (valid until {_when(record.expires)})")
+    return 0
+
+
+def cmd_revoke(args) -> int:
+    _deployment(args).registry.revoke(args.voice_id, args.reason)
+    print(f"revoked {args.voice_id}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    rows = _deployment(args).registry.db.query("SELECT id, name, created, revoked FROM voices ORDER BY created")
+    if not rows:
+        print("no voices enrolled")
+    for vid, name, created, revoked in rows:
+        print(f"{vid}  {name:<30} enrolled {_when(created)}" + (f"  REVOKED {_when(revoked)}" if revoked else ""))
+    return 0
+
+
+def cmd_attest(args) -> int:
+    att = _deployment(args).registry.attest_corpus(args.name, args.files, args.licence)
+    print(f"attested corpus {att.name!r}: {att.corpus_id}, {len(att.files)} file(s), signed by key {att.key_id}")
+    return 0
+
+
+def cmd_audit_verify(args) -> int:
+    dep = _deployment(args)
+    ok, bad = dep.audit.verify()
+    n = len(dep.audit.entries()) if ok else None
+    if ok:
+        print(f"audit log {dep.audit.path}: intact, {n} entries")
+        return 0
+    print(f"audit log {dep.audit.path}: BROKEN at line {bad}: an entry was edited, removed or reordered")
+    return 1
+
+
+def cmd_detect(args) -> int:
+    from ..audio import load_audio
+    from .watermark import detect
+
+    dep = _deployment(args)
+    wav, sr = load_audio(args.file, allow_silent=True)
+    found = detect(wav, sr, dep.watermark_key)
+    report = {"file": str(args.file), "watermark": {"present": found.present, "score": round(found.score, 2),
+              "payload": found.payload, "marked_seconds": [[round(a, 2), round(b, 2)] for a, b in found.marked_seconds]}}
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        w = report["watermark"]
+        print(f"{args.file}: watermark {'PRESENT' if w['present'] else 'absent'} (score {w['score']})")
+        if w["present"]:
+            print(f"  payload {w['payload']} (model id {w['payload'] >> 8}, consent id hash {w['payload'] & 0xFF})")
+            print(f"  marked seconds: {', '.join(f'{a}-{b}' for a, b in w['marked_seconds'])}")
+    return 0
+
+
+def add_safety_parsers(sub) -> None:
+    """Register ``voice``, ``corpus``, ``audit`` and ``detect`` on the CLI's subparsers."""
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument("--home", type=Path, default=None, help="deployment folder (default $VALLE2_HOME or ~/.valle2)")
+
+    voice = sub.add_parser("voice", help="the consent protocol: phrase, enroll, list, revoke")
+    vsub = voice.add_subparsers(dest="voice_command", required=True)
+    p = vsub.add_parser("phrase", parents=[home], help="issue a one-time consent phrase for a speaker")
+    p.add_argument("--name", required=True, help="the speaker's full name")
+    p.set_defaults(func=cmd_phrase)
+    p = vsub.add_parser("enroll", parents=[home], help="enrol a voice from a recording of its consent phrase")
+    p.add_argument("--name", required=True)
+    p.add_argument("--phrase-id", required=True)
+    p.add_argument("--consent", required=True, type=Path, help="recording of the speaker reading the phrase")
+    p.set_defaults(func=cmd_enroll)
+    p = vsub.add_parser("revoke", parents=[home], help="revoke a voice at once")
+    p.add_argument("voice_id")
+    p.add_argument("--reason", default="")
+    p.set_defaults(func=cmd_revoke)
+    p = vsub.add_parser("list", parents=[home], help="list enrolled voices")
+    p.set_defaults(func=cmd_list)
+
+    corpus = sub.add_parser("corpus", help="research-corpus attestations")
+    csub = corpus.add_subparsers(dest="corpus_command", required=True)
+    p = csub.add_parser("attest", parents=[home], help="sign an attestation that files form a licensed research corpus")
+    p.add_argument("--name", required=True)
+    p.add_argument("--licence", required=True)
+    p.add_argument("files", nargs="+", type=Path)
+    p.set_defaults(func=cmd_attest)
+
+    audit = sub.add_parser("audit", help="the hash-chained audit log")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    p = asub.add_parser("verify", parents=[home], help="check that no entry was edited, removed or reordered")
+    p.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("detect", parents=[home], help="report the watermark in an audio file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_detect)
+
