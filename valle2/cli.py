@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from .data import add_prepare_parser
+    from .evaluation import add_evaluate_parsers
     from .recipe import add_recipe_parser
     from .safety.command import add_safety_parsers
     from .train import add_train_args, cmd_train
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_parser(sub)
     add_recipe_parser(sub)
     add_safety_parsers(sub)
+    add_evaluate_parsers(sub)
     p = sub.add_parser("train", help="train the AR and NAR from a YAML config (torchrun -m valle2.train for DDP)")
     add_train_args(p)
     p.set_defaults(func=cmd_train)

@@ -14,6 +14,9 @@ covered by a consent record (``voice_id``) or come from a file of an attested re
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -26,6 +29,17 @@ from .audio import validate_waveform
 from .safety import ConsentGate
 
 MODES = ("cross", "continuation")
+
+
+@dataclass
+class Generation:
+    """``codes[i][s]``: LongTensor ``[n_codebooks, T]`` of text i, sample s (prompt excluded);
+    ``hit_limit[i][s]``: the AR stopped at its length limit, not at EOS; wall seconds of each model."""
+
+    codes: list[list[torch.Tensor]]
+    hit_limit: list[list[bool]]
+    ar_seconds: float
+    nar_seconds: float
 MAX_PROMPT_SECONDS = 30.0
 
 
@@ -62,14 +76,12 @@ class VallE2:
         t_ids = self.tokenizer.encode(text)
         return torch.tensor(p_ids + t_ids), len(t_ids), len(p_ids)
 
-    def _generate_codes(self, texts: list[str], prompt_codes: torch.Tensor, prompt_text: str | None = None,
-                        mode: str = "cross", options: DecodingOptions | None = None, n_samples: int = 1,
-                        progress: bool = False) -> list[list[torch.Tensor]]:
-        """Codes ``[n_codebooks, T]`` for each text, ``n_samples`` samples each, in one batch.
-
-        prompt_codes ``[n_codebooks, P]``.  Returns ``out[i][s]`` for text i, sample s (prompt
-        excluded).
-        """
+    def _generate(self, texts: list[str], prompt_codes: torch.Tensor, prompt_text: str | None = None,
+                  mode: str = "cross", options: DecodingOptions | None = None, n_samples: int = 1,
+                  progress: bool = False) -> Generation:
+        """Codes for each text, ``n_samples`` samples each, decoded in one batch (no audio: the
+        public methods decode and pass every output through the gate).  prompt_codes
+        ``[n_codebooks, P]``."""
         options = options or DecodingOptions()
         ids, limits = [], []
         for text in texts:
@@ -81,14 +93,20 @@ class VallE2:
                 limit = max(1, limit - p)
             ids += [t] * n_samples
             limits += [limit] * n_samples
-        prompts0 = [prompt_codes[0]] * len(ids)
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", disable=not progress, leave=False)
         g = self.bundle.dims.group_size
-        res = ar_generate(self.ar, ids, prompts0, limits, options, progress=lambda s: bar.update(min(g, bar.total - bar.n)))
+        tick = time.perf_counter()
+        res = ar_generate(self.ar, ids, [prompt_codes[0]] * len(ids), limits, options,
+                          progress=lambda s: bar.update(min(g, bar.total - bar.n)))
+        ar_seconds = time.perf_counter() - tick
         bar.close()
         codes0 = [c if c.numel() else prompt_codes.new_zeros(1) for c in res.codes]
+        tick = time.perf_counter()
         full = nar_generate(self.nar, ids, [prompt_codes.T] * len(ids), codes0)
-        return [full[i * n_samples:(i + 1) * n_samples] for i in range(len(texts))]
+        nar_seconds = time.perf_counter() - tick
+        per_text = range(0, len(ids), n_samples)
+        return Generation([full[i:i + n_samples] for i in per_text], [res.hit_limit[i:i + n_samples] for i in per_text],
+                          ar_seconds, nar_seconds)
 
     def synthesize_batch(self, texts: list[str], prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
                          voice_id: str | None = None, corpus_file=None, mode: str = "cross",
@@ -104,7 +122,7 @@ class VallE2:
         """
         auth = self.gate.authorize(voice_id, prompt_wav, prompt_sr, corpus_file, n_outputs=len(texts) * n_samples)
         prompt_codes = self.encode_prompt(prompt_wav, prompt_sr)
-        codes = self._generate_codes(texts, prompt_codes, prompt_text, mode, options, n_samples, progress)
+        codes = self._generate(texts, prompt_codes, prompt_text, mode, options, n_samples, progress).codes
         out = []
         for text, samples in zip(texts, codes):
             wavs = []

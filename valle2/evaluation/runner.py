@@ -1,0 +1,195 @@
+"""Run one evaluation setting: synthesize every trial, score it, keep per-utterance records.
+
+Layout of an output folder (one per setting)::
+
+    plan.json            the options the records were made with (a rerun must match)
+    records/<id>.json    one per trial, written atomically; a rerun skips trials that have one
+    audio/<id>.wav       the chosen (watermarked) output
+    audio/<id>.codec.wav the watermarked codec resynthesis of the target (reference row)
+    codes/<id>.pt        {"prompt": [n_q, P], "output": [n_q, T]} codes of the chosen output
+    results.json         corpus summaries of the rows "valle2", "ground_truth", "codec"
+
+Each trial: the prompt passes the consent gate (research attestation of its source file), the
+model samples ``n_samples`` outputs in one batch, each is scored (WER against the target text,
+SIM against the prompt); the best by ``(min(SIM, 0.3), -WER)`` is watermarked by the gate and
+scored again, with DNSMOS, SIM against the original, as it is written.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..audio import atomic_write_bytes, save_audio
+from ..decoding import DecodingOptions
+from ..errors import Valle2Error
+from ..safety import ConsentError, ConsentGate
+from ..synthesis import VallE2
+from .scoring import Scorer, best_of, summarize
+from .testset import SETTINGS, EvalUtterance, Trial, build_trials, prompt_audio, select_test_set
+
+ROWS = ("ground_truth", "codec", "valle2")
+
+
+@dataclass
+class EvalOptions:
+    """What one evaluation run does.
+
+    ``min_seconds``/``max_seconds`` is the test-set rule (the paper's 4-10 s); ``limit`` keeps
+    the first trials only; ``references`` adds the ground-truth and codec-resynthesis rows;
+    ``dnsmos`` scores the final outputs with DNSMOS P.808 (slow on CPU)."""
+
+    setting: str = "prefix3"
+    n_samples: int = 1
+    min_seconds: float = 4.0
+    max_seconds: float = 10.0
+    prefix_seconds: float = 3.0
+    limit: int | None = None
+    references: bool = True
+    dnsmos: bool = True
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+
+    def __post_init__(self):
+        if self.setting not in SETTINGS:
+            raise Valle2Error(f"unknown setting '{self.setting}': choose one of {', '.join(SETTINGS)}")
+        if self.n_samples < 1:
+            raise Valle2Error(f"n_samples must be at least 1, got {self.n_samples}")
+
+    def plan(self) -> dict:
+        """The options that change a record (``limit`` does not)."""
+        d = asdict(self)
+        d.pop("limit")
+        return d
+
+
+@dataclass
+class EvalResult:
+    """Per-trial records and the corpus summary of each row."""
+
+    records: list[dict]
+    summary: dict[str, dict]
+    refused: int
+    failed: int
+
+
+def _write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def _check_plan(out: Path, plan: dict) -> None:
+    path = out / "plan.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != plan:
+            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+            raise Valle2Error(f"'{out}' holds records made with other options ({', '.join(diff)} differ): "
+                              "use another output folder")
+    else:
+        _write_json(path, plan)
+
+
+def file_digest(path) -> str:
+    """SHA-256 (hex) of a file, to tie records to the model that made them."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def select_trials(items: list[EvalUtterance], options: EvalOptions) -> list[Trial]:
+    """The trials of the test set drawn from ``items``: the duration rule, then the setting's
+    pairing, then ``options.limit``."""
+    o = options
+    trials = build_trials(select_test_set(items, o.min_seconds, o.max_seconds), o.setting, o.prefix_seconds)
+    return trials[: o.limit] if o.limit is not None else trials
+
+
+class Evaluation:
+    """One setting's evaluation of ``model`` into ``out``, through ``gate``, scored by ``scorer``."""
+
+    def __init__(self, model: VallE2, out: str | Path, options: EvalOptions, scorer: Scorer, gate: ConsentGate,
+                 model_id: str = ""):
+        self.model, self.out, self.options, self.scorer, self.gate = model, Path(out), options, scorer, gate
+        self.plan = {**options.plan(), "model": model_id, "asr": scorer.asr.name, "sim": scorer.encoder.name}
+
+    def run(self, items: list[EvalUtterance], progress: bool = True) -> EvalResult:
+        """Evaluate every trial (skipping those already recorded) and write ``results.json``."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        _check_plan(self.out, self.plan)
+        records = []
+        for trial in tqdm(select_trials(items, self.options), desc=f"evaluate {self.options.setting}", unit="utt", disable=not progress):
+            path = self.out / "records" / f"{trial.id}.json"
+            if path.is_file():
+                records.append(json.loads(path.read_text()))
+                continue
+            try:
+                record = self.run_trial(trial)
+            except ConsentError as exc:
+                record = {"id": trial.id, "refused": str(exc)}
+            except Valle2Error as exc:  # a bad utterance (unreadable audio, unspeakable text) must not stop the run
+                records.append({"id": trial.id, "error": str(exc)})
+                continue
+            _write_json(path, record)
+            records.append(record)
+        done = [r for r in records if "rows" in r]
+        summary = {row: summarize([r["rows"][row] for r in done if row in r["rows"]])
+                   for row in ROWS if any(row in r["rows"] for r in done)}
+        result = EvalResult(records, summary, sum("refused" in r for r in records), sum("error" in r for r in records))
+        _write_json(self.out / "results.json", {"setting": self.options.setting, "plan": self.plan, "summary": summary,
+                                                "trials": len(records), "refused": result.refused, "failed": result.failed})
+        return result
+
+    def run_trial(self, trial: Trial) -> dict:
+        """Synthesize, rerank, watermark and score one trial; returns its record."""
+        model, o, sc = self.model, self.options, self.scorer
+        text = trial.target.text
+        p_wav, p_sr, p_text, p_source = prompt_audio(trial)
+        if p_source == "asr":
+            p_text = sc.asr.transcribe(p_wav, p_sr)
+        auth = self.gate.authorize(None, p_wav, p_sr, corpus_file=trial.prompt.path)
+        target, t_sr = trial.target.load()
+        p_emb, t_emb = sc.embed(p_wav, p_sr), sc.embed(target, t_sr)
+        prompt_codes = model.encode_prompt(p_wav, p_sr)
+        dec = model._generate([text], prompt_codes, p_text, trial.mode, o.decoding, o.n_samples)
+        codes, hit_limit = dec.codes[0], dec.hit_limit[0]
+        sr = model.sample_rate
+        wavs = [model.codec.decode(torch.cat([prompt_codes, c], 1) if trial.mode == "continuation" else c).numpy()
+                for c in codes]
+        candidates = []
+        if o.n_samples > 1:
+            for w in wavs:
+                s = sc.score(w, sr, text, p_emb, None)
+                candidates.append({"wer": s.wer, "sim_prompt": s.sim_prompt, "hypothesis": s.hypothesis})
+        best = best_of([(c["sim_prompt"], c["wer"]) for c in candidates]) if candidates else 0
+        final = self.gate.finalize(wavs[best], sr, auth, text)
+        save_audio(self.out / "audio" / f"{trial.id}.wav", final, sr)
+        buf = io.BytesIO()
+        torch.save({"prompt": prompt_codes, "output": codes[best]}, buf)
+        atomic_write_bytes(self.out / "codes" / f"{trial.id}.pt", buf.getvalue())
+        row = sc.score(final, sr, text, p_emb, t_emb, with_mos=o.dnsmos).to_dict()
+        row.update(hit_limit=hit_limit[best], ar_seconds=dec.ar_seconds, nar_seconds=dec.nar_seconds,
+                   frames=int(codes[best].shape[1]) * o.n_samples, seconds=final.size / sr)
+        rows = {"valle2": row}
+        if o.references:
+            rows["ground_truth"] = sc.score(target, t_sr, text, p_emb, None, with_mos=o.dnsmos).to_dict()
+            rows["codec"] = self._codec_row(trial, target, t_sr, p_emb, t_emb)
+        return {"id": trial.id, "setting": trial.setting, "mode": trial.mode, "text": text, "prompt_id": trial.prompt.id,
+                "prompt_seconds": round(p_wav.size / p_sr, 3), "prompt_text": p_text, "prompt_text_source": p_source,
+                "best": best, "candidates": candidates, "hit_limit_all": hit_limit, "rows": rows}
+
+    def _codec_row(self, trial: Trial, target: np.ndarray, t_sr: int, p_emb, t_emb) -> dict:
+        """The codec-resynthesis reference row: encode and decode the target, watermark, score."""
+        auth = self.gate.authorize(None, target, t_sr, corpus_file=trial.target.path)
+        codec = self.model.codec
+        resyn = codec.decode(codec.encode(target, t_sr)).numpy()
+        resyn = self.gate.finalize(resyn, codec.sample_rate, auth, trial.target.text)
+        save_audio(self.out / "audio" / f"{trial.id}.codec.wav", resyn, codec.sample_rate)
+        return self.scorer.score(resyn, codec.sample_rate, trial.target.text, p_emb, t_emb,
+                                 with_mos=self.options.dnsmos).to_dict()
