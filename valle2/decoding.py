@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .model import AUDIO, PAD, TEXT, ARModel, KVCache, NARModel, ungroup_codes
-from .sampling import ras_sample, sample_or_greedy, apply_temperature
+from .sampling import apply_temperature, ras_sample, sample_or_greedy
 
 
 @dataclass
@@ -91,7 +91,7 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     tt, ta = text_pad.shape[1], a_groups.shape[1]
     ids = torch.cat([text_pad, text_pad.new_zeros(b, ta)], 1).to(device)
     groups = torch.cat([a_groups.new_zeros(b, tt, g), a_groups], 1).to(device)
-    seg = torch.cat([text_seg.masked_fill(text_seg == 0, PAD), a_seg], 1).to(device)
+    seg = torch.cat([text_seg, a_seg], 1).to(device)  # text padding is 0 = PAD
     is_bos = torch.cat([torch.zeros(b, tt, dtype=torch.bool), a_bos], 1).to(device)
 
     max_groups = [math.ceil(m / g) for m in max_frames]
