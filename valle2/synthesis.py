@@ -49,8 +49,8 @@ class VallE2:
     def __init__(self, bundle: ModelBundle, codec: Codec, gate: ConsentGate):
         want = bundle.codec
         have = codec.describe()
-        for key in ("name", "n_codebooks", "codebook_size", "frame_rate"):
-            if want.get(key) != have[key]:
+        for key in ("name", "n_codebooks", "codebook_size", "frame_rate", "fingerprint"):
+            if want.get(key, "") != have[key]:
                 raise ModelError(f"model was trained with codec {want}, but codec {have} was given ({key} differs)")
         self.bundle, self.codec, self.gate = bundle, codec, gate
         self.ar, self.nar, self.tokenizer = bundle.ar, bundle.nar, bundle.tokenizer

@@ -77,7 +77,12 @@ class Codec(ABC):
         """Keyword arguments of ``load_codec(name, ...)`` that rebuild this exact codec."""
         return {}
 
+    def fingerprint(self) -> str:
+        """Identifies the codec's weights, so that codes made with other weights are refused."""
+        return ""
+
     def describe(self) -> dict:
         """What a checkpoint records: the settings that must match, and how to load the codec again."""
         return {"name": self.name, "sample_rate": self.sample_rate, "frame_rate": self.frame_rate,
-                "n_codebooks": self.n_codebooks, "codebook_size": self.codebook_size, "options": self.load_options()}
+                "n_codebooks": self.n_codebooks, "codebook_size": self.codebook_size, "options": self.load_options(),
+                "fingerprint": self.fingerprint()}

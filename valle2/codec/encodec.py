@@ -47,6 +47,10 @@ class EncodecCodec(Codec):
     def load_options(self) -> dict:
         return dict(self._options)
 
+    def fingerprint(self) -> str:
+        o = self._options
+        return o["model_id"] if o["pretrained"] else f"random-init-seed{o['seed']}"
+
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:
         out = self.model.encode(wav.view(1, 1, -1).to(self.device), bandwidth=self.bandwidth)
         return out.audio_codes[0, 0].cpu()  # [n_chunks=1, B=1, n_q, T] -> [n_q, T]
