@@ -16,6 +16,7 @@ demo: install
 	$(PYTHON) -m valle2.cli demo --out demo_out/demo.wav
 
 test: install
+	bash scripts/install_browser.sh
 	$(PYTHON) -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
 

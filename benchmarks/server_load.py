@@ -1,0 +1,176 @@
+"""Load check of the HTTP server: 100 concurrent speech requests on loopback.
+
+Trains a tiny model on the fixture clips (a minute on 2 CPU cores), starts ``python -m
+valle2.server`` as a subprocess on 127.0.0.1, registers an attested fixture clip as a research
+voice, then sends 100 requests at once.  Prints throughput, p50/p95 latency and time to first
+audio byte of the served requests, the status counts, and the server's RSS before and after.
+Deliberate refusals (429/503 with Retry-After, from the bounded queue) are not errors.
+
+    python benchmarks/server_load.py [--requests 100] [--workers 1] [--queue 16]
+
+Last line: ``errors_5xx=<n> rss_growth_mb=<m>``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIPS = ROOT / "tests" / "fixtures" / "overfit"
+VOICE = "arctic_bdl_a0008.flac"
+TEXT = "Will we ever forget it."
+
+
+def train_tiny_model(out: Path, steps: int) -> Path:
+    """A small G=2 model memorising the fixture clips, with a random-init EnCodec (no download)."""
+    import csv
+
+    import torch
+
+    from valle2.audio import load_audio
+    from valle2.checkpoint import ModelBundle, save_model
+    from valle2.codec import load_codec
+    from valle2.config import OptimConfig
+    from valle2.model import ModelDims
+    from valle2.text import TextTokenizer
+    from valle2.train import Trainer, Utterance, frames_per_token
+
+    with open(CLIPS / "transcripts.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    codec = load_codec("encodec", pretrained=False)
+    tokenizer = TextTokenizer.train([r["text"] for r in rows], vocab_size=64)
+    data = [Utterance(torch.tensor(tokenizer.encode(r["text"])), codec.encode(*load_audio(CLIPS / r["file"])), r["speaker"])
+            for r in rows]
+    dims = ModelDims(n_text_vocab=tokenizer.vocab_size, codebook_size=codec.codebook_size, n_codebooks=codec.n_codebooks,
+                     group_size=2, d_model=128, n_heads=4, n_ar_layers=2, n_nar_layers=2, d_ff=256, dropout=0.0)
+    trainer = Trainer(dims, OptimConfig(steps=steps, lr=3e-3, warmup_steps=20, seed=0))
+    trainer.fit(data, batch_size=4, progress=False)
+    bundle = ModelBundle(dims, trainer.ar.eval(), trainer.nar.eval(), tokenizer, codec.describe(), frames_per_token(data))
+    return save_model(out, bundle)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def one_request(client: httpx.AsyncClient, url: str) -> tuple[int, float, float | None]:
+    """(status, seconds to the whole response, seconds to the first audio byte or None)."""
+    body = {"model": "valle2", "input": TEXT, "voice": VOICE, "response_format": "wav"}
+    tick = time.perf_counter()
+    first = None
+    async with client.stream("POST", url + "/v1/audio/speech", json=body) as resp:
+        async for chunk in resp.aiter_bytes():
+            if first is None and chunk and resp.status_code == 200:
+                first = time.perf_counter() - tick
+    return resp.status_code, time.perf_counter() - tick, first
+
+
+async def burst(url: str, n: int, timeout: float) -> list[tuple[int, float, float | None]]:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        results = await asyncio.gather(*(one_request(client, url) for _ in range(n)), return_exceptions=True)
+    return [r if isinstance(r, tuple) else (-1, float("nan"), None) for r in results]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--queue", type=int, default=16)
+    ap.add_argument("--train-steps", type=int, default=150)
+    ap.add_argument("--timeout", type=float, default=600.0, help="per-request limit, seconds")
+    args = ap.parse_args()
+
+    from valle2.safety.deployment import Deployment
+    from valle2.server.auth import hash_key
+
+    with tempfile.TemporaryDirectory(prefix="valle2_load_") as tmp:
+        tmp = Path(tmp)
+        tick = time.perf_counter()
+        model = train_tiny_model(tmp / "tiny.pt", args.train_steps)
+        print(f"trained tiny model in {time.perf_counter() - tick:.1f} s")
+        dep = Deployment.open(tmp / "home")
+        dep.registry.attest_corpus("CMU ARCTIC fixtures", [CLIPS / VOICE], "CMU ARCTIC licence")
+        key = "load-test-key"
+        (tmp / "keys").write_text(hash_key(key) + "\n")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        server = subprocess.Popen([sys.executable, "-m", "valle2.server", "--model", str(model), "--home",
+                                   str(tmp / "home"), "--api-key-file", str(tmp / "keys"), "--host", "127.0.0.1",
+                                   "--port", str(port), "--workers", str(args.workers), "--queue", str(args.queue),
+                                   "--log-level", "warning"], env=env)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("server did not start")
+                time.sleep(0.5)
+            with open(CLIPS / VOICE, "rb") as f:
+                resp = httpx.post(url + "/v1/voices/research", headers={"Authorization": f"Bearer {key}"},
+                                  data={"transcript": "Gad, your letter came just in time."},
+                                  files={"file": (VOICE, f.read())}, timeout=60)
+            resp.raise_for_status()
+            warm = asyncio.run(burst(url, 1, args.timeout))[0]
+            print(f"warm-up request: status {warm[0]} in {warm[1]:.2f} s")
+            rss_before = rss_mb(server.pid)
+            tick = time.perf_counter()
+            results = asyncio.run(burst(url, args.requests, args.timeout))
+            wall = time.perf_counter() - tick
+            time.sleep(1.0)
+            rss_after = rss_mb(server.pid)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+    counts = Counter(status for status, _, _ in results)
+    ok = [r for r in results if r[0] == 200]
+    latency = [r[1] for r in ok]
+    ttfb = [r[2] for r in ok if r[2] is not None]
+    errors_5xx = sum(n for status, n in counts.items() if status >= 500 and status != 503)
+    failed = counts.get(-1, 0)
+    print(f"{args.requests} concurrent requests, workers={args.workers}, queue={args.queue}, wall {wall:.1f} s")
+    print("status counts: " + ", ".join(f"{'transport error' if s == -1 else s}: {n}" for s, n in sorted(counts.items())))
+    print(f"throughput: {len(ok) / wall:.2f} served requests/s")
+    print(f"latency (served): p50 {pct(latency, 50):.2f} s, p95 {pct(latency, 95):.2f} s")
+    print(f"time to first audio byte (served): p50 {pct(ttfb, 50):.2f} s, p95 {pct(ttfb, 95):.2f} s")
+    print(f"server RSS: {rss_before:.0f} MiB before, {rss_after:.0f} MiB after")
+    print(f"errors_5xx={errors_5xx + failed} rss_growth_mb={rss_after - rss_before:.1f}")
+    return 0 if errors_5xx + failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

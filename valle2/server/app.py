@@ -1,0 +1,243 @@
+"""The FastAPI app: ``create_app(model, deployment, settings)``.
+
+Routes (OpenAPI at ``/openapi.json``; the interactive docs pages are off because they load
+scripts from a CDN):
+
+- ``POST /v1/audio/speech``: OpenAI's speech request; streams WAV sentence by sentence.
+- ``POST /v1/voices/phrases``, ``POST /v1/voices``, ``POST /v1/voices/{id}/revoke``,
+  ``POST /v1/voices/research`` (API key), ``GET /v1/voices``: the consent protocol and voices.
+- ``POST /v1/detect``: the watermark report on an uploaded file.
+- ``GET /health``; ``GET /`` the web page (``static/``).
+
+CPU-heavy work (synthesis, enrolment, detection) runs in the bounded :class:`WorkQueue`.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from starlette.background import BackgroundTask
+
+from ..audio import load_audio
+from ..safety import ConsentError, detect, validate_name
+from ..safety.deployment import Deployment
+from ..synthesis import MAX_PROMPT_SECONDS, VallE2
+from ..text import split_sentences
+from .auth import AuthError, verify_key
+from .encoding import MEDIA_TYPES, encode_whole, pcm16, wav_stream_header
+from .errors import BadRequest, NotFound, install_error_handlers
+from .limits import BodySizeLimit
+from .queue import Slot, WorkQueue
+from .schemas import (DetectResponse, ErrorResponse, Health, PhraseRequest, PhraseResponse, RevokeRequest,
+                      RevokeResponse, SpeechRequest, Voice, VoiceList, WatermarkReport)
+from .settings import ServerSettings
+from .voices import StoredVoice, VoiceStore
+
+STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("valle2.server")
+
+
+def _errors(*codes: int) -> dict:
+    return {c: {"model": ErrorResponse} for c in codes}
+
+
+COMMON_ERRORS = _errors(400, 413, 422, 429, 500, 503)
+
+
+class Service:
+    """What the routes share: model, deployment, voice store, queue and limits."""
+
+    def __init__(self, model: VallE2, deployment: Deployment, settings: ServerSettings):
+        self.model, self.deployment, self.settings = model, deployment, settings
+        self.store = VoiceStore(deployment.home)
+        self.queue = WorkQueue(settings.max_workers, settings.max_queue, settings.retry_after_s)
+
+    def voice_info(self, v: StoredVoice) -> Voice:
+        """The public description of a stored voice, with its revocation read from the registry now."""
+        row = self.deployment.registry.db.voice(v.voice_id) if v.kind == "consent" else None
+        return Voice(voice_id=v.voice_id, name=v.name, kind=v.kind, created=v.created, revoked=row[2] if row else None)
+
+    def load_upload(self, data: bytes, allow_silent: bool = False, max_seconds: float | None = None):
+        """Decode uploaded file bytes to mono float, within the audio length limit."""
+        limit = self.settings.max_audio_seconds if max_seconds is None else max_seconds
+        return load_audio(data, max_seconds=limit, allow_silent=allow_silent)
+
+    def synthesize(self, text: str, voice: StoredVoice) -> np.ndarray:
+        """One sentence in ``voice`` (its stored recording as the cross-mode prompt), watermarked."""
+        if voice.kind == "consent":   # a revoked voice is refused as such, though its recording is gone
+            registry = self.deployment.registry
+            registry.verify_record(registry.get_record(voice.voice_id))
+        path = self.store.audio_path(voice)
+        if not path.is_file():
+            raise NotFound(f"voice {voice.voice_id!r} has no prompt recording on this server")
+        wav, sr = load_audio(path)
+        consent = {"voice_id": voice.voice_id} if voice.kind == "consent" else {"corpus_file": path}
+        out, _ = self.model.synthesize(text, wav, sr, prompt_text=voice.prompt_text, mode="cross", **consent)
+        return out
+
+
+def _check_speech(svc: Service, req: SpeechRequest) -> list[str]:
+    if req.model not in svc.settings.model_names:
+        raise NotFound(f"model {req.model!r} is not served here; use one of {list(svc.settings.model_names)}")
+    if req.speed != 1.0:
+        raise BadRequest("speed must be 1.0: changing the speed after watermarking would weaken the watermark")
+    if len(req.input) > svc.settings.max_text_chars:
+        raise BadRequest(f"input is {len(req.input)} characters, more than the {svc.settings.max_text_chars} limit")
+    sentences = [s for s in split_sentences(req.input) if s.strip()]
+    if not sentences:
+        raise BadRequest("input has no text to speak")
+    return sentences
+
+
+def _audio_stream(svc: Service, slot: Slot, first: np.ndarray, rest: list[str], voice: StoredVoice, fmt: str):
+    sr = svc.model.sample_rate
+
+    async def body():
+        try:
+            if fmt == "wav":
+                yield wav_stream_header(sr) + pcm16(first)
+                for sentence in rest:
+                    yield pcm16(await slot.run(svc.synthesize, sentence, voice))
+            else:
+                parts = [first]
+                for sentence in rest:
+                    parts.append(await slot.run(svc.synthesize, sentence, voice))
+                yield await slot.run(encode_whole, np.concatenate(parts), sr, fmt)
+        except Exception:
+            log.exception("speech stream for voice %s failed after it started", voice.voice_id)
+            raise
+        finally:
+            slot.release()
+    return body()
+
+
+def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings | None = None):
+    """The FastAPI app serving ``model`` under ``deployment``'s safeguards; ``app.state.service``
+    holds the shared :class:`Service`.
+
+    ``deployment.registry.transcriber`` is what enrolment uses to hear the consent phrase; tests
+    replace it because their fixture recordings cannot say a freshly issued phrase."""
+    settings = settings or ServerSettings()
+    svc = Service(model, deployment, settings)
+    bearer = HTTPBearer(auto_error=False, description="an API key of this server")
+
+    def require_key(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if creds is None or not verify_key(creds.credentials, settings.api_key_hashes):
+            raise AuthError("this call needs a valid API key: send 'Authorization: Bearer <key>'")
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        svc.queue.close()
+
+    app = FastAPI(title="valle2", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  responses=COMMON_ERRORS,
+                  description="VALL-E 2 zero-shot TTS with consent, watermark and audit on every request.")
+    app.state.service = svc
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    keyed = [Depends(require_key)]
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        """Liveness, the model's sample rate, and how many requests hold a worker slot."""
+        return Health(status="ok", model=settings.model_names[-1], sample_rate=model.sample_rate,
+                      busy=svc.queue.admitted, capacity=svc.queue.capacity)
+
+    @app.post("/v1/audio/speech", response_class=StreamingResponse, responses={
+        200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "the audio"}, **_errors(403, 404)})
+    async def speech(req: SpeechRequest) -> StreamingResponse:
+        """Speak ``input`` in ``voice``.  The text is split into sentences, each synthesized in turn
+        and checked by the consent gate; ``wav`` streams each sentence as soon as it is ready (a
+        header with unknown length, then 16-bit PCM), flac/mp3/opus come once the whole is done.
+        ``speed`` must be 1.0.  429 + Retry-After when the worker queue is full."""
+        sentences = _check_speech(svc, req)
+        voice = svc.store.get(req.voice)
+        slot = svc.queue.acquire()
+        try:
+            first = await slot.run(svc.synthesize, sentences[0], voice)
+        except BaseException:
+            slot.release()
+            raise
+        return StreamingResponse(_audio_stream(svc, slot, first, sentences[1:], voice, req.response_format),
+                                 media_type=MEDIA_TYPES[req.response_format], background=BackgroundTask(slot.release),
+                                 headers={"X-Sentences": str(len(sentences))})
+
+    @app.post("/v1/voices/phrases", response_model=PhraseResponse, status_code=201, dependencies=keyed,
+              responses=_errors(401))
+    def issue_phrase(req: PhraseRequest) -> PhraseResponse:
+        """Issue a one-time consent phrase for ``name``: the speaker reads it aloud, then enrols."""
+        try:
+            name = validate_name(req.name)
+        except ConsentError as e:
+            raise BadRequest(str(e)) from None
+        p = deployment.registry.issue_phrase(name)
+        return PhraseResponse(phrase_id=p.id, name=p.name, text=p.text, expires=p.expires)
+
+    @app.post("/v1/voices", response_model=Voice, status_code=201, dependencies=keyed, responses=_errors(401, 403))
+    async def enroll(name: str = Form(max_length=100), phrase_id: str = Form(max_length=64),
+                     file: UploadFile = File(description="recording of the speaker reading the phrase")) -> Voice:
+        """Enrol a voice from a recording of its consent phrase; the recording becomes the voice's prompt."""
+        try:
+            clean = validate_name(name)
+        except ConsentError as e:
+            raise BadRequest(str(e)) from None
+        data = await file.read()
+
+        def work() -> Voice:
+            wav, sr = svc.load_upload(data, max_seconds=min(settings.max_audio_seconds, MAX_PROMPT_SECONDS))
+            record = deployment.registry.enroll(clean, wav, sr, phrase_id)
+            return svc.voice_info(svc.store.add_consent(record, wav, sr))
+        async with svc.queue.acquire() as slot:
+            return await slot.run(work)
+
+    @app.post("/v1/voices/research", response_model=Voice, status_code=201, dependencies=keyed,
+              responses=_errors(401, 403))
+    async def add_research_voice(transcript: str = Form(max_length=1000),
+                                 file: UploadFile = File(description="a file of an attested research corpus")) -> Voice:
+        """Register an attested research-corpus file (by its own file name) as a voice."""
+        data = await file.read()
+        svc.load_upload(data)
+        return svc.voice_info(svc.store.add_research(file.filename or "", data, transcript, deployment.registry))
+
+    @app.get("/v1/voices", response_model=VoiceList)
+    def list_voices() -> VoiceList:
+        """Every voice of this server, revoked ones marked."""
+        return VoiceList(voices=[svc.voice_info(v) for v in svc.store.all()])
+
+    @app.post("/v1/voices/{voice_id}/revoke", response_model=RevokeResponse, dependencies=keyed,
+              responses=_errors(401, 404))
+    def revoke(voice_id: str, req: RevokeRequest) -> RevokeResponse:
+        """Revoke a voice at once and delete its stored recording (a research voice is unregistered)."""
+        voice = svc.store.get(voice_id)
+        if voice.kind == "consent":
+            deployment.registry.revoke(voice_id, req.reason)
+        svc.store.remove_audio(voice)
+        return RevokeResponse(voice_id=voice_id, revoked=True)
+
+    @app.post("/v1/detect", response_model=DetectResponse)
+    async def detect_file(file: UploadFile = File(description="an audio file to check")) -> DetectResponse:
+        """Report whether an uploaded file carries this deployment's watermark."""
+        data = await file.read()
+
+        def work() -> DetectResponse:
+            wav, sr = svc.load_upload(data, allow_silent=True)
+            found = detect(wav, sr, deployment.watermark_key)
+            return DetectResponse(seconds=round(wav.size / sr, 3), sample_rate=sr, watermark=WatermarkReport(
+                present=found.present, score=round(float(found.score), 2), payload=found.payload,
+                marked_seconds=[(round(a, 2), round(b, 2)) for a, b in found.marked_seconds]))
+        async with svc.queue.acquire() as slot:
+            return await slot.run(work)
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app

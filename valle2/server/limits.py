@@ -1,0 +1,69 @@
+"""ASGI middleware that refuses request bodies over a byte limit with a JSON 413.
+
+It checks ``Content-Length`` up front and counts the bytes of bodies sent without one (chunked),
+so a client cannot stream an unbounded upload into memory.
+"""
+from __future__ import annotations
+
+import json
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Wrap an ASGI ``app``; bodies over ``max_bytes`` get 413."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"error": {"type": "request_too_large",
+                                     "message": f"request body is larger than {self.max_bytes} bytes"}}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    return await self._refuse(send)
+        seen = 0
+        state = {"started": False, "refused": False}
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        async def guarded_send(message):
+            # The app may turn _TooLarge into its own error response; replace that with the 413.
+            if seen > self.max_bytes:
+                if not state["refused"] and not state["started"]:
+                    state["refused"] = True
+                    await self._refuse(send)
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except _TooLarge:
+            if state["started"]:
+                raise
+            if not state["refused"]:
+                await self._refuse(send)

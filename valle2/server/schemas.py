@@ -1,0 +1,111 @@
+"""Typed request and response bodies of the HTTP API (pydantic v2)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AudioFormat = Literal["wav", "flac", "mp3", "opus"]
+VOICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's ``POST /v1/audio/speech`` body.  ``voice`` is an enrolled voice id (``v_...``) or a
+    registered research voice; ``speed`` must be 1.0 (see the endpoint's description)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=64, examples=["valle2"])
+    input: str = Field(min_length=1, max_length=4096, description="the text to speak")
+    voice: str = Field(pattern=VOICE_ID, description="an enrolled voice id or a research voice name")
+    response_format: AudioFormat = "wav"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+
+
+class PhraseRequest(BaseModel):
+    """Who will read the consent phrase."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="the speaker's full name")
+
+
+class PhraseResponse(BaseModel):
+    """A one-time consent phrase: the speaker reads ``text`` aloud before ``expires`` (Unix seconds)."""
+
+    phrase_id: str
+    name: str
+    text: str
+    expires: float
+
+
+class Voice(BaseModel):
+    """A voice the server can speak with.  ``kind``: "consent" (enrolled) or "research" (an attested
+    corpus file); ``revoked``: Unix time of revocation, or null."""
+
+    voice_id: str
+    name: str
+    kind: Literal["consent", "research"]
+    created: float
+    revoked: float | None = None
+
+
+class VoiceList(BaseModel):
+    """Every voice in the server's store, oldest first."""
+
+    voices: list[Voice]
+
+
+class RevokeRequest(BaseModel):
+    """Why a voice is withdrawn (kept in the audit log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=500)
+
+
+class RevokeResponse(BaseModel):
+    """The voice that was revoked; its stored prompt recording is deleted."""
+
+    voice_id: str
+    revoked: bool
+
+
+class WatermarkReport(BaseModel):
+    """What the watermark detector found: ``payload`` is model id << 8 | consent id hash."""
+
+    present: bool
+    score: float
+    payload: int | None
+    marked_seconds: list[tuple[float, float]]
+
+
+class DetectResponse(BaseModel):
+    """The report on an uploaded file."""
+
+    seconds: float
+    sample_rate: int
+    watermark: WatermarkReport
+
+
+class Health(BaseModel):
+    """Liveness and load."""
+
+    status: Literal["ok"]
+    model: str
+    sample_rate: int
+    busy: int
+    capacity: int
+
+
+class ErrorDetail(BaseModel):
+    """``type``: a stable machine-readable code; ``message``: what is wrong, for people."""
+
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
