@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   installs valle2 and synthesizes with the shipped demo model and consented demo voice
+#   make demo   installs valle2, trains the tiny pipeline model (minutes) and synthesizes with the
+#               attested demo voice, watermarked (the zero-shot demo model is not shipped yet)
 #   make test   installs valle2 with its test extras and runs the test suite
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
@@ -13,7 +14,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PYTHON) -m valle2.cli demo --out demo_out/demo.wav
+	$(PYTHON) -m valle2.cli recipe tiny --out demo_out/tiny.pt
+	$(PYTHON) -m valle2.cli demo --model demo_out/tiny.pt --mode continuation --out demo_out/demo.wav
+	$(PYTHON) -m valle2.cli detect demo_out/demo.wav
 
 test: install
 	bash scripts/install_browser.sh

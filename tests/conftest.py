@@ -1,11 +1,11 @@
-"""Shared fixtures: real ARCTIC clips copied into tests/fixtures (CMU ARCTIC licence, see
-tests/fixtures/LICENSE.md) and a tiny AR+NAR overfit on them once per test session."""
-import csv
+"""Shared fixtures: the real ARCTIC clips packaged in valle2/assets/demo/clips (CMU ARCTIC
+licence) and a tiny AR+NAR overfit on them once per test session."""
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
+
+from valle2.recipe import CLIPS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -19,9 +19,9 @@ class Clip:
 
 
 def overfit_clips() -> list[Clip]:
-    folder = FIXTURES / "overfit"
-    with open(folder / "transcripts.tsv") as f:
-        return [Clip(r["id"], folder / r["file"], r["speaker"], r["text"]) for r in csv.DictReader(f, delimiter="\t")]
+    from valle2.recipe import packaged_clips
+
+    return [Clip(c["id"], c["path"], c["speaker"], c["text"]) for c in packaged_clips()]
 
 
 @pytest.fixture(scope="session")
@@ -58,24 +58,10 @@ def codec():
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, clips, codec):
-    """A G=2 AR+NAR trained to memorise the four fixture utterances; returns (path, bundle, data)."""
-    from valle2.audio import load_audio
-    from valle2.checkpoint import ModelBundle, save_model
-    from valle2.model import ModelDims
-    from valle2.text import TextTokenizer
-    from valle2.config import OptimConfig
-    from valle2.train import Trainer, Utterance, frames_per_token
+def tiny_model(tmp_path_factory, codec):
+    """``valle2 recipe tiny``'s G=2 AR+NAR memorising the four packaged clips, on EnCodec codes;
+    returns (path, bundle, data, history)."""
+    from valle2.recipe import train_tiny
 
-    tokenizer = TextTokenizer.train([c.text for c in clips], vocab_size=64)
-    data = []
-    for c in clips:
-        wav, sr = load_audio(c.path)
-        data.append(Utterance(torch.tensor(tokenizer.encode(c.text)), codec.encode(wav, sr), c.speaker))
-    dims = ModelDims(n_text_vocab=tokenizer.vocab_size, codebook_size=codec.codebook_size, n_codebooks=codec.n_codebooks,
-                     group_size=2, d_model=128, n_heads=4, n_ar_layers=2, n_nar_layers=2, d_ff=256, dropout=0.0)
-    trainer = Trainer(dims, OptimConfig(steps=250, lr=3e-3, warmup_steps=20, seed=0))
-    history = trainer.fit(data, batch_size=4, progress=False)
-    bundle = ModelBundle(dims, trainer.ar.eval(), trainer.nar.eval(), tokenizer, codec.describe(), frames_per_token(data))
-    path = save_model(tmp_path_factory.mktemp("model") / "tiny.pt", bundle)
-    return path, bundle, data, history
+    tiny = train_tiny(tmp_path_factory.mktemp("model") / "tiny.pt", codec=codec, progress=False)
+    return tiny.path, tiny.bundle, tiny.data, tiny.history

@@ -20,7 +20,6 @@ from valle2.errors import Valle2Error
 from valle2.evaluation import (BackendUnavailable, EvalOptions, Evaluation, Scorer, EvalUtterance, ablate_ras,
                                add_evaluate_parsers, best_of, build_trials, load_asr, load_speaker_encoder,
                                load_test_utterances, open_research_gate, select_test_set, summarize, wer_normalize)
-from valle2.evaluation import runner
 from valle2.evaluation.attention import audio_text_attention, layer_attention, packed_inputs
 from valle2.evaluation.backends import PocketsphinxASR, ResemblyzerEncoder, word_errors
 from valle2.evaluation.report import png_ok, results_table
@@ -28,7 +27,7 @@ from valle2.evaluation.testset import previous_of_speaker, prompt_audio
 from valle2.model import attention_mask
 from valle2.safety import ConsentError, detect
 
-from conftest import FIXTURES
+from conftest import CLIPS, FIXTURES
 
 SHORT = {"min_seconds": 1.0, "max_seconds": 3.0}  # the fixture clips are 1.3-2.7 s long
 
@@ -38,10 +37,10 @@ def libri(tmp_path_factory) -> Path:
     """LibriSpeech layout: SPK/1/SPK-1-NNNN.flac + SPK-1.trans.txt, three clips per ARCTIC speaker."""
     root = tmp_path_factory.mktemp("libri")
     rows = []
-    for folder in ("overfit", "codec"):
-        for line in (FIXTURES / folder / "transcripts.tsv").read_text().splitlines()[1:]:
+    for folder in (CLIPS, FIXTURES / "codec"):
+        for line in (folder / "transcripts.tsv").read_text().splitlines()[1:]:
             uid, file, spk, text = line.split("\t")
-            rows.append((spk, FIXTURES / folder / file, text))
+            rows.append((spk, folder / file, text))
     for spk in ("bdl", "slt"):
         chapter = root / spk / "1"
         chapter.mkdir(parents=True)

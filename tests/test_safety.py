@@ -21,9 +21,8 @@ from valle2.safety import (AuditLog, ConsentError, ConsentGate, ConsentRegistry,
 from valle2.safety.consent import check_wording
 from valle2.safety.keys import key_id, sign
 
-from conftest import FIXTURES
+from conftest import CLIPS
 
-CLIPS = FIXTURES / "overfit"
 
 
 @pytest.fixture(scope="module")

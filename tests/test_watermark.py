@@ -7,14 +7,14 @@ import pytest
 from valle2.audio import load_audio, resample
 from valle2.safety.watermark import PAYLOAD_BITS, THRESHOLD, detect, embed
 
-from conftest import FIXTURES
+from conftest import CLIPS
 
 KEY = b"test-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def speech():
-    clips = [load_audio(p)[0] for p in sorted((FIXTURES / "overfit").glob("*.flac"))]
+    clips = [load_audio(p)[0] for p in sorted(CLIPS.glob("*.flac"))]
     return np.concatenate(clips), clips
 
 

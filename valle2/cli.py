@@ -47,7 +47,8 @@ DEMO_TEXT = "Hello! This is the valle2 demo voice, reading a sentence it has nev
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Synthesize with the model and demo voice that ship in the package."""
+    """Synthesize with a model (default: the one shipped in the package) and the packaged demo
+    voice, through the consent gate: the voice's clips are an attested research corpus."""
     import json
 
     from .audio import load_audio, save_audio
@@ -56,18 +57,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .safety.deployment import Deployment
     from .synthesis import load_model
 
-    if not (ASSETS / "model.pt").is_file():
-        raise ModelError(f"no demo model in {ASSETS}: train one with `valle2 recipe demo --data ../shared/data --ship`")
+    model_path = args.model or ASSETS / "model.pt"
+    if not model_path.is_file():
+        raise ModelError(f"no model at {model_path}: train one with `valle2 recipe tiny` (minutes) or "
+                         "`valle2 recipe demo --data ../shared/data --ship` (about 2 hours)")
     voice = json.loads((ASSETS / "voice.json").read_text())
+    clip = ASSETS / voice["file"]
     deployment = Deployment.open()
     deployment.import_attestation_file(ASSETS / "attestation.json")
-    model = load_model(ASSETS / "model.pt", gate=deployment.gate())
-    wav, sr = load_audio(ASSETS / "voice.flac")
-    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=voice["text"], corpus_file=ASSETS / "voice.flac",
-                                   options=decoding_options(args), progress=True)
+    model = load_model(model_path, gate=deployment.gate())
+    wav, sr = load_audio(clip)
+    if args.mode == "continuation":  # the clip's start as prompt; the model continues its own sentence
+        text, prompt, extra = voice["text"], wav[: int(args.prompt_seconds * sr)], {"include_prompt": True}
+    else:
+        text, prompt, extra = args.text, wav, {"prompt_text": voice["text"]}
+    out, out_sr = model.synthesize(text, prompt, sr, corpus_file=clip, mode=args.mode, options=decoding_options(args),
+                                   progress=True, **extra)
     save_audio(args.out, out, out_sr)
-    print(f"demo voice {voice['id']} ({voice['speaker']}) said: {args.text!r}")
-    print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz")
+    print(f"demo voice {voice['id']} ({voice['speaker']}), {args.mode} mode, said: {text!r}")
+    print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz, watermarked; check it with `valle2 detect {args.out}`")
     return 0
 
 
@@ -90,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser("demo", help="synthesize with the shipped demo model and demo voice")
-    p.add_argument("--text", default=DEMO_TEXT)
+    p.add_argument("--model", type=Path, default=None, help="a model file (default: the one in the package)")
+    p.add_argument("--text", default=DEMO_TEXT, help="what to say (cross mode)")
+    p.add_argument("--mode", choices=("cross", "continuation"), default="cross")
+    p.add_argument("--prompt-seconds", type=float, default=1.2, help="prompt length in continuation mode")
     p.add_argument("--out", type=Path, default=Path("demo_out/demo.wav"))
     add_decoding_args(p)
     p.set_defaults(func=cmd_demo)
