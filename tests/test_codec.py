@@ -1,0 +1,162 @@
+"""Codec backends: the shipped offline codec and EnCodec (random weights), on real fixture clips.
+
+Fixtures in tests/fixtures/codec (see tests/fixtures/LICENSE.md): two held-out ARCTIC prompts
+(bdl, slt) and two LibriSpeech clips cut to 3 s, 16 kHz FLAC.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from valle2.audio import load_audio, resample
+from valle2.codec import load_codec
+from valle2.codec.offline import OfflineCodec
+from valle2.errors import AudioError, CodecError
+
+CLIPS = sorted((Path(__file__).parent / "fixtures" / "codec").glob("*.flac"))
+
+
+@pytest.fixture(scope="module")
+def offline():
+    torch.set_num_threads(1)
+    return load_codec("offline")
+
+
+@pytest.fixture(scope="module")
+def encodec():
+    return load_codec("encodec", pretrained=False)
+
+
+@pytest.fixture(scope="module")
+def wavs():
+    assert len(CLIPS) == 4, "expected four fixture clips in tests/fixtures/codec"
+    return [load_audio(p) for p in CLIPS]
+
+
+def log_mel(wav: np.ndarray, sr: int = 16_000, n_fft: int = 512, hop: int = 128, n_mels: int = 64) -> np.ndarray:
+    """Log-mel spectrogram in dB, ``[frames, n_mels]`` (triangular filters on the HTK mel scale)."""
+    spec = torch.stft(torch.as_tensor(wav), n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs().pow(2)
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    pts = 700 * (10 ** (np.linspace(mel(60), mel(sr / 2), n_mels + 2) / 2595) - 1)
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    fb = np.stack([np.clip(np.minimum((freqs - a) / (b - a), (c - freqs) / (c - b)), 0, None)
+                   for a, b, c in zip(pts[:-2], pts[1:-1], pts[2:])])
+    return 10 * np.log10(fb @ spec.numpy() + 1e-8).T
+
+
+def mel_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute log-mel difference in dB over the frames both clips share."""
+    ma, mb = log_mel(a), log_mel(b)
+    n = min(len(ma), len(mb))
+    return float(np.mean(np.abs(ma[:n] - mb[:n])))
+
+
+# ------------------------------------------------------------------------------- offline codec
+def test_offline_layout(offline):
+    assert isinstance(offline, OfflineCodec)
+    assert offline.n_codebooks == 8 and offline.codebook_size <= 1024
+    assert offline.frame_rate <= 75 and offline.sample_rate == 16_000
+    assert offline.describe()["name"] == "offline"
+
+
+def test_offline_round_trip(offline, wavs):
+    for wav, sr in wavs:
+        codes = offline.encode(wav, sr)
+        assert codes.dtype == torch.long and codes.dim() == 2
+        assert codes.shape == (8, offline.n_frames(len(wav)))
+        assert 0 <= int(codes.min()) and int(codes.max()) < offline.codebook_size
+        out = offline.decode(codes)
+        assert out.dtype == torch.float32 and out.dim() == 1
+        assert abs(len(out) - codes.shape[1] * offline.sample_rate / offline.frame_rate) <= offline.sample_rate / offline.frame_rate
+        assert torch.isfinite(out).all()
+        assert torch.equal(codes, offline.encode(wav, sr)), "encoding must be deterministic"
+
+
+def test_offline_odd_lengths_and_rates(offline, wavs):
+    wav, sr = wavs[0]
+    for n in (160, 255, 256, 257, 4000, 4096):
+        codes = offline.encode(wav[:n], sr)
+        assert codes.shape == (8, offline.n_frames(n))
+    wav24 = resample(wav, sr, 24_000)
+    codes = offline.encode(wav24, 24_000)
+    assert codes.shape == (8, offline.n_frames(len(resample(wav24, 24_000, 16_000))))
+
+
+def test_offline_resynthesis_is_close(offline, wavs):
+    """Resynthesis must be far closer to the original than decoded random or time-shuffled codes."""
+    gen = torch.Generator().manual_seed(0)
+    for wav, sr in wavs:
+        codes = offline.encode(wav, sr)
+        resyn = offline.decode(codes).numpy()
+        random_codes = torch.randint(0, offline.codebook_size, codes.shape, generator=gen)
+        shuffled = codes[:, torch.randperm(codes.shape[1], generator=gen)]
+        d = mel_distance(wav, resyn)
+        d_random = mel_distance(wav, offline.decode(random_codes).numpy())
+        d_shuffled = mel_distance(wav, offline.decode(shuffled).numpy())
+        assert d < 0.5 * d_random and d < 0.6 * d_shuffled, (d, d_random, d_shuffled)
+        assert d < 6.0, f"log-mel distance {d:.2f} dB is too large for a resynthesis"
+
+
+def test_offline_missing_or_corrupt_asset(tmp_path):
+    with pytest.raises(CodecError, match="not found"):
+        OfflineCodec.load(tmp_path / "nope.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(CodecError, match="corrupt"):
+        OfflineCodec.load(bad)
+
+
+def test_offline_save_load_identical(offline, wavs, tmp_path):
+    path = offline.save(tmp_path / "copy.npz")
+    copy = load_codec("offline", path=path)
+    wav, sr = wavs[1]
+    assert torch.equal(copy.encode(wav, sr), offline.encode(wav, sr))
+
+
+# ------------------------------------------------------------------------------------ encodec
+def test_encodec_shapes_and_batch(encodec, wavs):
+    assert (encodec.sample_rate, encodec.frame_rate, encodec.n_codebooks) == (24_000, 75.0, 8)
+    items = [resample(w, sr, 24_000) for w, sr in wavs[:2]]
+    single = [encodec.encode(w, 24_000) for w in items]
+    for w, codes in zip(items, single):
+        assert codes.dtype == torch.long
+        assert codes.shape == (8, int(np.ceil(len(w) * 75 / 24_000)))
+        out = encodec.decode(codes)
+        assert abs(len(out) - codes.shape[1] * 320) <= 320 and torch.isfinite(out).all()
+    batch = encodec.encode_batch(items, 24_000)
+    for a, b in zip(single, batch):
+        assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("name", ["offline", "encodec"])
+def test_bad_audio(name, offline, encodec):
+    codec = offline if name == "offline" else encodec
+    with pytest.raises(AudioError, match="empty or too short"):
+        codec.encode(np.zeros(0, dtype=np.float32), 16_000)
+    with pytest.raises(AudioError, match="silent"):
+        codec.encode(np.zeros(16_000, dtype=np.float32), 16_000)
+    nan = np.full(16_000, 0.1, dtype=np.float32)
+    nan[100] = np.nan
+    with pytest.raises(AudioError, match="NaN"):
+        codec.encode(nan, 16_000)
+
+
+@pytest.mark.parametrize("name", ["offline", "encodec"])
+def test_bad_codes(name, offline, encodec):
+    codec = offline if name == "offline" else encodec
+    ok = torch.zeros(8, 10, dtype=torch.long)
+    with pytest.raises(CodecError, match="2-D"):
+        codec.decode(ok[0])
+    with pytest.raises(CodecError, match="codebooks"):
+        codec.decode(ok[:7])
+    with pytest.raises(CodecError, match="empty"):
+        codec.decode(ok[:, :0])
+    with pytest.raises(CodecError, match="integers"):
+        codec.decode(ok.float())
+    for bad in (codec.codebook_size, -1):
+        codes = ok.clone()
+        codes[3, 4] = bad
+        with pytest.raises(CodecError, match="must lie in"):
+            codec.decode(codes)

@@ -1,0 +1,331 @@
+"""valle2's own codec: WORLD analysis and synthesis with trained vector quantisers, no download.
+
+The waveform (16 kHz) is analysed every 16 ms (62.5 frames/s) with the WORLD vocoder (pyworld):
+DIO + StoneMask for F0, CheapTrick for the spectral envelope, D4C for the aperiodicity.  Each
+frame becomes 8 codes of 10 bits (8 x 1024, 5 kbit/s):
+
+=========  ==============================================================================
+codebook   content
+=========  ==============================================================================
+0          spectral envelope, residual-VQ stage 1 (the coarse phonetic content)
+1          F0: 0 = unvoiced, 1..1023 = log-F0 on a uniform grid (about 5 cents a step)
+2          band aperiodicity (k-means over the aperiodicity of a few frequency bands)
+3 .. 7     spectral envelope, residual-VQ stages 2 .. 6 (finer and finer)
+=========  ==============================================================================
+
+The envelope is coded as a 40-coefficient mel-cepstrum (WORLD's ``code_spectral_envelope``)
+before it is quantised; D4C runs on every second frame only (it is the slowest step) and the
+band aperiodicity is interpolated between.  The quantisers (k-means codebooks) are trained by
+``tools/train_offline_codec.py`` on ``../shared/data`` and shipped as
+``valle2/assets/codec/offline_codec.npz`` (float16, under 1 MB).  Decoding dequantises, interpolates
+the frames to 4 ms and resynthesises with WORLD.  Encoding is deterministic.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CodecError
+from .base import Codec
+
+ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "codec" / "offline_codec.npz"
+ASSET_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class OfflineCodecConfig:
+    """Settings that fix the code layout; stored in the asset next to the codebooks."""
+
+    sample_rate: int = 16_000
+    hop_length: int = 256  # samples per frame: 16 ms, 62.5 frames/s
+    n_codebooks: int = 8
+    codebook_size: int = 1024
+    f0_floor: float = 60.0  # F0 search range of DIO, Hz
+    f0_ceil: float = 600.0
+    dio_channels_in_octave: float = 2.0  # DIO's filter-bank density (WORLD default 2)
+    dio_allowed_range: float = 0.1  # DIO's voicing threshold (WORLD default 0.1; higher = more voiced)
+    aperiodicity_stride: int = 2  # encoder: run D4C on every n-th frame only, interpolate the rest
+    synthesis_upsample: int = 4  # decoder: interpolate frames this many times finer before synthesis
+    f0_code_min: float = 50.0  # Hz of F0 code 1
+    f0_code_max: float = 800.0  # Hz of F0 code codebook_size - 1
+    envelope_dims: int = 40  # mel-cepstral coefficients of the spectral envelope
+    envelope_book: int = 0  # codebook of envelope stage 1; stages 2.. take the remaining codebooks in order
+    f0_book: int = 1
+    aperiodicity_book: int = 2
+    aperiodicity_edges: tuple[float, ...] = (0.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5500.0, 8000.0)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def frame_period_ms(self) -> float:
+        return 1000.0 * self.hop_length / self.sample_rate
+
+    @property
+    def envelope_books(self) -> tuple[int, ...]:
+        """Codebook indices of the envelope RVQ stages, coarse to fine."""
+        used = {self.f0_book, self.aperiodicity_book}
+        return (self.envelope_book,) + tuple(i for i in range(self.n_codebooks) if i != self.envelope_book and i not in used)
+
+    @property
+    def n_aperiodicity_bands(self) -> int:
+        return len(self.aperiodicity_edges) - 1
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "OfflineCodecConfig":
+        raw = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise CodecError(f"offline codec asset has unknown settings {sorted(unknown)}")
+        if "aperiodicity_edges" in raw:
+            raw["aperiodicity_edges"] = tuple(raw["aperiodicity_edges"])
+        return cls(**raw)
+
+
+# ------------------------------------------------------------------------------ WORLD features
+@dataclass
+class WorldFeatures:
+    """Continuous per-frame features of one clip, ``T`` frames every ``hop_length`` samples.
+
+    - ``f0``: float64 ``[T]`` Hz, 0 where unvoiced;
+    - ``envelope``: float64 ``[T, envelope_dims]`` mel-cepstrum of the CheapTrick envelope;
+    - ``aperiodicity``: float64 ``[T, n_aperiodicity_bands]`` mean D4C aperiodicity per band, dB.
+    """
+
+    f0: np.ndarray
+    envelope: np.ndarray
+    aperiodicity: np.ndarray
+
+
+def _fft_size(cfg: OfflineCodecConfig) -> int:
+    import pyworld
+
+    return int(pyworld.get_cheaptrick_fft_size(cfg.sample_rate, cfg.f0_floor))
+
+
+def _band_matrix(cfg: OfflineCodecConfig) -> np.ndarray:
+    """Averaging matrix ``[n_bins, n_bands]`` from FFT bins to aperiodicity bands."""
+    n_bins = _fft_size(cfg) // 2 + 1
+    freqs = np.linspace(0.0, cfg.sample_rate / 2, n_bins)
+    edges = np.asarray(cfg.aperiodicity_edges)
+    band = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, len(edges) - 2)
+    mat = np.zeros((n_bins, len(edges) - 1))
+    mat[np.arange(n_bins), band] = 1.0
+    return mat / mat.sum(axis=0, keepdims=True)
+
+
+def analyse(wav: np.ndarray, cfg: OfflineCodecConfig) -> WorldFeatures:
+    """WORLD analysis of float ``[samples]`` at ``cfg.sample_rate`` into ``ceil(samples / hop)`` frames."""
+    import pyworld
+
+    x = np.ascontiguousarray(wav, dtype=np.float64)
+    n_frames = int(np.ceil(len(x) / cfg.hop_length))
+    fs = cfg.sample_rate
+    f0, times = pyworld.dio(x, fs, f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, frame_period=cfg.frame_period_ms,
+                            channels_in_octave=cfg.dio_channels_in_octave, allowed_range=cfg.dio_allowed_range)
+    f0 = pyworld.stonemask(x, f0, times, fs)
+    f0, times = np.ascontiguousarray(f0[:n_frames]), np.ascontiguousarray(times[:n_frames])
+    sp = pyworld.cheaptrick(x, f0, times, fs, f0_floor=cfg.f0_floor)
+    env = pyworld.code_spectral_envelope(sp, fs, cfg.envelope_dims)
+    # D4C is the slowest step: run it on every ``aperiodicity_stride``-th frame and interpolate.
+    k = cfg.aperiodicity_stride
+    ap = pyworld.d4c(x, np.ascontiguousarray(f0[::k]), np.ascontiguousarray(times[::k]), fs)
+    ap_db = 20.0 * np.log10(np.clip(ap, 1e-3, 1.0)) @ _band_matrix(cfg)
+    if k > 1:
+        frames = np.arange(n_frames)
+        ap_db = np.stack([np.interp(frames, frames[::k], col) for col in ap_db.T], axis=1)
+    return WorldFeatures(f0=f0, envelope=env, aperiodicity=ap_db)
+
+
+def _upsample(x: np.ndarray, factor: int) -> np.ndarray:
+    """Linear interpolation of frames ``[T, D]`` to ``[T * factor, D]`` (frame ``i`` stays at ``i * factor``)."""
+    t = np.arange(len(x) * factor) / factor
+    return np.stack([np.interp(t, np.arange(len(x)), col) for col in x.T], axis=1)
+
+
+def _upsample_f0(f0: np.ndarray, factor: int) -> np.ndarray:
+    """F0 ``[T]`` to ``[T * factor]``: log-linear inside voiced stretches, voicing from the nearest frame."""
+    t = np.arange(len(f0) * factor) / factor
+    voiced = f0 > 0
+    out_voiced = voiced[np.minimum(np.round(t).astype(int), len(f0) - 1)]
+    if voiced.sum() < 2:
+        return np.where(out_voiced, f0.max(), 0.0)
+    idx = np.flatnonzero(voiced)
+    return np.where(out_voiced, np.exp(np.interp(t, idx, np.log(f0[idx]))), 0.0)
+
+
+def synthesise(feats: WorldFeatures, cfg: OfflineCodecConfig) -> np.ndarray:
+    """WORLD synthesis of ``T`` frames to float32 ``[T * hop_length]`` samples.
+
+    The frames are first interpolated ``cfg.synthesis_upsample`` times finer, so that envelope
+    and F0 move smoothly instead of in 16 ms steps.
+    """
+    import pyworld
+
+    fs, fft, k = cfg.sample_rate, _fft_size(cfg), cfg.synthesis_upsample
+    # One extra frame so that the synthesis covers T full hops, then trim.
+    f0 = _upsample_f0(np.append(feats.f0, feats.f0[-1]), k)
+    env = _upsample(np.vstack([feats.envelope, feats.envelope[-1:]]), k)
+    ap_db = _upsample(np.vstack([feats.aperiodicity, feats.aperiodicity[-1:]]), k)
+    sp = pyworld.decode_spectral_envelope(np.ascontiguousarray(env), fs, fft)
+    centres = np.array([(a + b) / 2 for a, b in zip(cfg.aperiodicity_edges[:-1], cfg.aperiodicity_edges[1:])])
+    freqs = np.linspace(0.0, fs / 2, fft // 2 + 1)
+    ap = np.stack([np.interp(freqs, centres, row) for row in ap_db])
+    ap = np.clip(10.0 ** (ap / 20.0), 1e-3, 1.0)
+    y = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), fs,
+                           cfg.frame_period_ms / k)
+    n = len(feats.f0) * cfg.hop_length
+    y = np.pad(y, (0, max(0, n - len(y))))[:n]
+    return y.astype(np.float32)
+
+
+# -------------------------------------------------------------------------------- quantisers
+def f0_to_codes(f0: np.ndarray, cfg: OfflineCodecConfig) -> np.ndarray:
+    """F0 ``[T]`` Hz (0 = unvoiced) -> int64 ``[T]``: 0 unvoiced, else 1..size-1 on a log grid."""
+    lo, hi, n = np.log(cfg.f0_code_min), np.log(cfg.f0_code_max), cfg.codebook_size - 2
+    voiced = f0 > 0
+    pos = (np.log(np.maximum(f0, 1e-6)) - lo) / (hi - lo) * n
+    return np.where(voiced, 1 + np.clip(np.round(pos), 0, n), 0).astype(np.int64)
+
+
+def codes_to_f0(codes: np.ndarray, cfg: OfflineCodecConfig) -> np.ndarray:
+    """Inverse of :func:`f0_to_codes`: int ``[T]`` -> F0 ``[T]`` Hz, 0 where unvoiced."""
+    lo, hi, n = np.log(cfg.f0_code_min), np.log(cfg.f0_code_max), cfg.codebook_size - 2
+    f0 = np.exp(lo + (codes.astype(np.float64) - 1) / n * (hi - lo))
+    return np.where(codes > 0, f0, 0.0)
+
+
+def nearest(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """Index ``[N]`` of the nearest (Euclidean) row of ``codebook [K, D]`` for each row of ``x [N, D]``."""
+    cb = codebook.astype(np.float32)  # float32 products: 5x faster than float64, ample for a nearest search
+    dist = (cb * cb).sum(1)[None, :] - 2.0 * (x.astype(np.float32) @ cb.T)
+    return dist.argmin(axis=1).astype(np.int64)
+
+
+def rvq_encode(x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
+    """Greedy residual VQ of ``x [N, D]`` with ``codebooks [S, K, D]`` -> int64 ``[S, N]``."""
+    residual = x.astype(np.float64).copy()
+    out = np.empty((len(codebooks), len(x)), dtype=np.int64)
+    for s, cb in enumerate(codebooks):
+        out[s] = nearest(residual, cb)
+        residual -= cb[out[s]]
+    return out
+
+
+def rvq_decode(codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
+    """Sum of the selected codewords: int ``[S, N]`` -> float64 ``[N, D]``."""
+    return sum(codebooks[s].astype(np.float64)[codes[s]] for s in range(len(codebooks)))
+
+
+# ------------------------------------------------------------------------------------- codec
+class OfflineCodec(Codec):
+    """WORLD + trained quantisers: 16 kHz, 62.5 frames/s, 8 codebooks of 1024.
+
+    ``envelope_codebooks``: float ``[n_envelope_stages, codebook_size, envelope_dims]``;
+    ``aperiodicity_codebook``: float ``[codebook_size, n_aperiodicity_bands]``.
+    """
+
+    name = "offline"
+
+    def __init__(self, config: OfflineCodecConfig, envelope_codebooks: np.ndarray, aperiodicity_codebook: np.ndarray):
+        cfg = config
+        n_env = len(cfg.envelope_books)
+        if tuple(envelope_codebooks.shape) != (n_env, cfg.codebook_size, cfg.envelope_dims):
+            raise CodecError(f"envelope codebooks have shape {tuple(envelope_codebooks.shape)}, "
+                             f"expected {(n_env, cfg.codebook_size, cfg.envelope_dims)}")
+        if tuple(aperiodicity_codebook.shape) != (cfg.codebook_size, cfg.n_aperiodicity_bands):
+            raise CodecError(f"aperiodicity codebook has shape {tuple(aperiodicity_codebook.shape)}, "
+                             f"expected {(cfg.codebook_size, cfg.n_aperiodicity_bands)}")
+        if not (np.all(np.isfinite(envelope_codebooks)) and np.all(np.isfinite(aperiodicity_codebook))):
+            raise CodecError("offline codec codebooks contain NaN or infinite values")
+        if cfg.codebook_size > 1024 or cfg.n_codebooks != 2 + n_env:
+            raise CodecError(f"unsupported layout: {cfg.n_codebooks} codebooks of {cfg.codebook_size}")
+        self.config = cfg
+        self.sample_rate = cfg.sample_rate
+        self.frame_rate = cfg.frame_rate
+        self.n_codebooks = cfg.n_codebooks
+        self.codebook_size = cfg.codebook_size
+        self.envelope_codebooks = envelope_codebooks.astype(np.float64)
+        self.aperiodicity_codebook = aperiodicity_codebook.astype(np.float64)
+
+    def fingerprint(self) -> str:
+        """SHA-256 (first 16 hex digits) of the settings and codebooks as stored (float16)."""
+        import hashlib
+
+        h = hashlib.sha256(self.config.to_json().encode())
+        h.update(self.envelope_codebooks.astype(np.float16).tobytes())
+        h.update(self.aperiodicity_codebook.astype(np.float16).tobytes())
+        return h.hexdigest()[:16]
+
+    # -- persistence
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides) -> "OfflineCodec":
+        """Load a trained codec from ``path`` (default: the asset shipped in ``valle2/assets/codec``)."""
+        if overrides:
+            raise CodecError(f"the offline codec takes only path=, got {sorted(overrides)}")
+        path = Path(path) if path is not None else ASSET_PATH
+        if not path.is_file():
+            raise CodecError(f"offline codec weights not found at '{path}'. Reinstall valle2, or train them with "
+                             f"`python tools/train_offline_codec.py --data ../shared/data --out {path}`")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                fmt = int(data["format"])
+                config = OfflineCodecConfig.from_json(str(data["config"]))
+                env, ap = data["envelope_codebooks"], data["aperiodicity_codebook"]
+        except CodecError:
+            raise
+        except Exception as exc:  # zip, key or JSON errors all mean a damaged file
+            raise CodecError(f"offline codec weights at '{path}' are unreadable or corrupt ({exc.__class__.__name__}: {exc})") from exc
+        if fmt != ASSET_FORMAT:
+            raise CodecError(f"offline codec weights at '{path}' have format {fmt}, this valle2 reads format {ASSET_FORMAT}")
+        return cls(config, env, ap)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the codebooks (float16) and settings to an ``.npz`` file; returns its path."""
+        from ..audio import atomic_write_bytes
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, format=np.int64(ASSET_FORMAT), config=np.str_(self.config.to_json()),
+                            envelope_codebooks=self.envelope_codebooks.astype(np.float16),
+                            aperiodicity_codebook=self.aperiodicity_codebook.astype(np.float16))
+        out = atomic_write_bytes(path, buf.getvalue())
+        out.chmod(0o644)  # a shipped asset must be readable by every user
+        return out
+
+    # -- codes <-> features
+    def quantise(self, feats: WorldFeatures) -> torch.Tensor:
+        """Continuous features of ``T`` frames -> LongTensor ``[n_codebooks, T]``."""
+        cfg = self.config
+        codes = np.empty((cfg.n_codebooks, len(feats.f0)), dtype=np.int64)
+        codes[list(cfg.envelope_books)] = rvq_encode(feats.envelope, self.envelope_codebooks)
+        codes[cfg.f0_book] = f0_to_codes(feats.f0, cfg)
+        codes[cfg.aperiodicity_book] = nearest(feats.aperiodicity, self.aperiodicity_codebook)
+        return torch.from_numpy(codes)
+
+    def dequantise(self, codes: torch.Tensor) -> WorldFeatures:
+        """LongTensor ``[n_codebooks, T]`` -> the features they stand for."""
+        cfg = self.config
+        c = codes.cpu().numpy()
+        return WorldFeatures(f0=codes_to_f0(c[cfg.f0_book], cfg),
+                             envelope=rvq_decode(c[list(cfg.envelope_books)], self.envelope_codebooks),
+                             aperiodicity=self.aperiodicity_codebook[c[cfg.aperiodicity_book]])
+
+    # -- Codec interface
+    def _encode(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.quantise(analyse(wav.numpy(), self.config))
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(synthesise(self.dequantise(codes), self.config))
+
+
+__all__ = ["OfflineCodec", "OfflineCodecConfig", "WorldFeatures", "analyse", "synthesise", "ASSET_PATH"]
