@@ -6,7 +6,9 @@ Steps: WORLD-analyse every training clip (see ``valle2.codec.offline.analyse``);
 k-means quantiser (one stage per envelope codebook) to the mel-cepstral envelope of all frames,
 then refine each stage with the others fixed; fit a k-means codebook to the band aperiodicity of
 voiced frames.  F0 needs no training (a fixed log grid).  Everything is seeded, so a rerun on
-the same data gives the same asset.  About 5 minutes on one core.
+the same data gives the same codebooks.  About 6 minutes on one free core (the shipped asset was
+made with the defaults: 200k frames, 15 Lloyd iterations, 1 refinement round; final envelope
+residual rms 0.404, from 1.155 after stage 1).
 
 Held out from training (``held_out``), so that ``benchmarks/codec_quality.py`` measures unseen
 material: the ARCTIC prompts b0390-b0539 of both speakers (b0390-b0439 for design choices,
@@ -165,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder with transcribed.tsv and untranscribed.tsv")
     p.add_argument("--out", type=Path, default=ASSET_PATH, help="where to write the codec asset (.npz)")
-    p.add_argument("--max-frames", type=int, default=300_000, help="frames sampled for k-means")
-    p.add_argument("--iters", type=int, default=25, help="Lloyd iterations per codebook")
+    p.add_argument("--max-frames", type=int, default=200_000, help="frames sampled for k-means")
+    p.add_argument("--iters", type=int, default=15, help="Lloyd iterations per codebook")
     p.add_argument("--refine", type=int, default=1, help="RVQ refinement rounds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: leave the other cores free)")

@@ -1,8 +1,8 @@
 """valle2's own codec: WORLD analysis and synthesis with trained vector quantisers, no download.
 
 The waveform (16 kHz) is analysed every 16 ms (62.5 frames/s) with the WORLD vocoder (pyworld):
-DIO + StoneMask for F0, CheapTrick for the spectral envelope, D4C for the aperiodicity.  Each
-frame becomes 8 codes of 10 bits (8 x 1024, 5 kbit/s):
+DIO (voicing threshold 0.2) + StoneMask for F0, CheapTrick for the spectral envelope, D4C for the
+aperiodicity.  Each frame becomes 8 codes of 10 bits (8 x 1024, 5 kbit/s):
 
 =========  ==============================================================================
 codebook   content
@@ -47,7 +47,7 @@ class OfflineCodecConfig:
     f0_floor: float = 60.0  # F0 search range of DIO, Hz
     f0_ceil: float = 600.0
     dio_channels_in_octave: float = 2.0  # DIO's filter-bank density (WORLD default 2)
-    dio_allowed_range: float = 0.1  # DIO's voicing threshold (WORLD default 0.1; higher = more voiced)
+    dio_allowed_range: float = 0.2  # DIO's voicing threshold (WORLD default 0.1; 0.2 = more frames voiced, measured better)
     aperiodicity_stride: int = 2  # encoder: run D4C on every n-th frame only, interpolate the rest
     synthesis_upsample: int = 4  # decoder: interpolate frames this many times finer before synthesis
     f0_code_min: float = 50.0  # Hz of F0 code 1
