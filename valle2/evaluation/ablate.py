@@ -11,7 +11,8 @@ from ..plots import save_figure
 from ..safety import ConsentGate
 from ..synthesis import VallE2, load_model
 from .report import group_table, ras_figure, ras_table, write_report
-from .runner import EvalOptions, Evaluation, file_digest
+from ..safety.consent import file_sha256
+from .runner import EvalOptions, Evaluation
 from .scoring import Scorer, summarize
 from .testset import EvalUtterance
 
@@ -79,7 +80,7 @@ def ablate_group(prepared: str | Path, config: str | Path, out: str | Path, grou
         if not model_path.is_file():
             model_path = run(load_config(config, list(overrides or []) + group_config_overrides(prepared, run_dir, g, steps)))
         result = Evaluation(load_model(model_path, gate=gate), out / f"G{g}" / "eval", options, scorer, gate,
-                            file_digest(model_path)).run(items, progress)
+                            file_sha256(model_path)).run(items, progress)
         rows.append({"group_size": g, "model": str(model_path), "summary": _valle2_row(result)})
     table = group_table(rows)
     atomic_write_bytes(out / "results.json", json.dumps({"setting": options.setting, "rows": rows}, indent=2).encode())

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..audio import atomic_write_bytes
 from .report import image_links, results_table, trial_figures, write_report
-from .runner import EvalOptions, Evaluation, file_digest, select_trials
+from ..safety.consent import file_sha256
+from .runner import EvalOptions, Evaluation, select_trials
 from .testset import SETTINGS, Trial, load_test_utterances
 
 
@@ -69,7 +70,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     gate = _gate(args, [t for ts in trials.values() for t in ts])
     model = load_model(args.model, gate=gate)
     scorer = _scorer(args, not args.no_dnsmos)
-    model_id = file_digest(args.model)
+    model_id = file_sha256(args.model)
     summaries, sections, figures = {}, [], []
     for s, o in options.items():
         e = Evaluation(model, args.out / s, o, scorer, gate, model_id)
@@ -109,7 +110,7 @@ def cmd_ablate_ras(args: argparse.Namespace) -> int:
                                                            ras_threshold=args.ras_threshold, seed=args.seed))
     gate = _gate(args, select_trials(items, options))
     rows = ablate_ras(load_model(args.model, gate=gate), items, args.out, args.top_p, options, _scorer(args, False), gate,
-                      file_digest(args.model), progress=not args.quiet)
+                      file_sha256(args.model), progress=not args.quiet)
     print(ras_table(rows))
     print(f"wrote {args.out / 'report.md'}")
     return 0

@@ -16,7 +16,6 @@ scored again, with DNSMOS, SIM against the original, as it is written.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -92,15 +91,6 @@ def _check_plan(out: Path, plan: dict) -> None:
                               "use another output folder")
     else:
         _write_json(path, plan)
-
-
-def file_digest(path) -> str:
-    """SHA-256 (hex) of a file, to tie records to the model that made them."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def select_trials(items: list[EvalUtterance], options: EvalOptions) -> list[Trial]:
