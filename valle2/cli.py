@@ -124,13 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace, name: str) -> int:
+    """Run a parsed command; a :class:`Valle2Error` becomes ``valle2 <name>: error: ...`` and exit 2."""
     try:
         return args.func(args)
     except Valle2Error as exc:
-        print(f"valle2 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"valle2 {name}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args, args.command)
 
 
 if __name__ == "__main__":

@@ -350,16 +350,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m valle2.train`` / ``torchrun -m valle2.train``: the same as ``valle2 train``."""
-    from .errors import Valle2Error
+    from .cli import run_command
 
     p = argparse.ArgumentParser(prog="valle2.train", description="train the AR and NAR from a YAML config")
     add_train_args(p)
-    args = p.parse_args(argv)
-    try:
-        return cmd_train(args)
-    except Valle2Error as exc:
-        print(f"valle2 train: error: {exc}", file=sys.stderr)
-        return 2
+    p.set_defaults(func=cmd_train)
+    return run_command(p.parse_args(argv), "train")
 
 
 if __name__ == "__main__":
