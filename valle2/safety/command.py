@@ -1,5 +1,8 @@
 """CLI of the safeguards: ``valle2 voice ...``, ``valle2 corpus attest``, ``valle2 audit verify``, ``valle2 detect``.
 
+``valle2 detect`` reports the watermark (which needs the deployment's key) and the
+synthesized-speech classifier (:mod:`valle2.safety.detector`), which needs no key.
+
 All commands act on the deployment at ``$VALLE2_HOME`` (default ``~/.valle2``) or ``--home``.
 """
 from __future__ import annotations
@@ -69,6 +72,30 @@ def cmd_audit_verify(args) -> int:
     return 1
 
 
+def classifier_report(wav, sr: int, detector_path=None) -> dict:
+    """The synthesized-speech classifier's report on ``wav [samples]`` for ``valle2 detect`` and
+    ``POST /v1/detect``: :meth:`DetectorResult.to_dict`, or ``{"error": ...}`` when the audio
+    cannot be scored (silent, too short) or the detector cannot be loaded."""
+    from ..errors import Valle2Error
+    from .detector import load_detector
+
+    try:
+        return load_detector(detector_path).analyze(wav, sr).to_dict()
+    except Valle2Error as exc:
+        return {"error": str(exc)}
+
+
+def verdict(watermark_present: bool, classifier: dict) -> str:
+    """One line combining both detectors."""
+    if watermark_present:
+        return "synthesized: it carries this deployment's valle2 watermark"
+    if classifier.get("synthesized"):
+        return "likely synthesized: the classifier says so (no valle2 watermark of this deployment)"
+    if "error" in classifier:
+        return "unknown: no valle2 watermark, and the classifier could not score it"
+    return "no sign of synthesis: no valle2 watermark, and the classifier calls it real"
+
+
 def cmd_detect(args) -> int:
     from ..audio import load_audio
     from .watermark import detect
@@ -76,16 +103,26 @@ def cmd_detect(args) -> int:
     dep = _deployment(args)
     wav, sr = load_audio(args.file, allow_silent=True)
     found = detect(wav, sr, dep.watermark_key)
+    classifier = classifier_report(wav, sr, args.detector)
     report = {"file": str(args.file), "watermark": {"present": found.present, "score": round(found.score, 2),
-              "payload": found.payload, "marked_seconds": [[round(a, 2), round(b, 2)] for a, b in found.marked_seconds]}}
+              "payload": found.payload, "marked_seconds": [[round(a, 2), round(b, 2)] for a, b in found.marked_seconds]},
+              "classifier": classifier, "verdict": verdict(found.present, classifier)}
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         w = report["watermark"]
-        print(f"{args.file}: watermark {'PRESENT' if w['present'] else 'absent'} (score {w['score']})")
+        print(f"{args.file}: {report['verdict']}")
+        print(f"  watermark {'PRESENT' if w['present'] else 'absent'} (score {w['score']})")
         if w["present"]:
             print(f"  payload {w['payload']} (model id {w['payload'] >> 8}, consent id hash {w['payload'] & 0xFF})")
             print(f"  marked seconds: {', '.join(f'{a}-{b}' for a, b in w['marked_seconds'])}")
+        if "error" in classifier:
+            print(f"  classifier: not scored: {classifier['error']}")
+        else:
+            print(f"  classifier: {'SYNTHESIZED' if classifier['synthesized'] else 'real'} (probability "
+                  f"{classifier['score']:.3f}, threshold {classifier['threshold']}; mean {classifier['mean']:.3f} "
+                  f"over {len(classifier['windows'])} window(s))")
+            print("  windows: " + ", ".join(f"{a}-{b} s {p:.3f}" for a, b, p in classifier["windows"]))
     return 0
 
 
@@ -124,8 +161,9 @@ def add_safety_parsers(sub) -> None:
     p = asub.add_parser("verify", parents=[home], help="check that no entry was edited, removed or reordered")
     p.set_defaults(func=cmd_audit_verify)
 
-    p = sub.add_parser("detect", parents=[home], help="report the watermark in an audio file")
+    p = sub.add_parser("detect", parents=[home], help="report the watermark and the synthesized-speech classifier on an audio file")
     p.add_argument("file", type=Path)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--detector", type=Path, default=None, help="classifier weights (default: the shipped ones)")
     p.set_defaults(func=cmd_detect)
 

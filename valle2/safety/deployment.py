@@ -2,7 +2,9 @@
 
 ``Deployment.open()`` uses ``$VALLE2_HOME`` (default ``~/.valle2``) and creates what is missing
 on first use: ``operator.pem`` (+ ``.pub``), ``watermark.key``, ``registry.db``, ``audit.jsonl``.
-Besides the operator's own key it trusts the public keys shipped in ``valle2/assets/keys/``,
+Consent recordings and prompts pass the watermark check and the synthesized-speech classifier
+(:func:`valle2.safety.gate.default_liveness_checks`).  Besides the operator's own key it trusts
+the public keys shipped in ``valle2/assets/keys/``,
 which sign the attestation of the shipped demo voice.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from .audit import AuditLog
 from .consent import ConsentRegistry, CorpusAttestation
-from .gate import ConsentGate, watermark_liveness
+from .gate import ConsentGate, default_liveness_checks
 from .keys import generate_operator_key, generate_watermark_key, load_operator_key, load_public_key, load_watermark_key
 from .registry import RegistryDB, default_home
 
@@ -37,12 +39,13 @@ class Deployment:
         trusted = [operator.public_key()] + [load_public_key(p) for p in sorted(SHIPPED_KEYS.glob("*.pub"))]
         audit = AuditLog(home / "audit.jsonl")
         registry = ConsentRegistry(RegistryDB(home / "registry.db"), operator, audit, trusted_keys=trusted,
-                                   liveness_checks=[watermark_liveness(wm_key)])
+                                   liveness_checks=default_liveness_checks(wm_key))
         return cls(home, registry, audit, wm_key)
 
     def gate(self, model_id: int = 0) -> ConsentGate:
         """The consent gate every synthesis of this deployment passes."""
-        return ConsentGate(self.registry, self.audit, self.watermark_key, model_id=model_id)
+        return ConsentGate(self.registry, self.audit, self.watermark_key, model_id=model_id,
+                           liveness_checks=default_liveness_checks(self.watermark_key))
 
     def import_attestation_file(self, path) -> CorpusAttestation:
         """Import a signed attestation JSON file (see :meth:`ConsentRegistry.import_attestation`)."""

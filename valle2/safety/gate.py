@@ -15,6 +15,7 @@ from ..audio import load_audio, validate_waveform
 from . import ConsentError
 from .audit import AuditLog
 from .consent import ConsentRegistry, LivenessCheck
+from .detector import detector_liveness
 from .watermark import detect, embed
 
 # Resemblyzer cosine at the equal error rate of same- vs different-speaker trials on the shared
@@ -30,6 +31,13 @@ def watermark_liveness(key: bytes) -> LivenessCheck:
         found = detect(wav, sr, key)
         return f"it carries a valle2 watermark (score {found.score:.1f}): it is synthesized speech" if found.present else None
     return check
+
+
+def default_liveness_checks(key: bytes) -> list[LivenessCheck]:
+    """What every consent recording and every prompt must pass: no valle2 watermark of this
+    deployment, and the synthesized-speech classifier (:mod:`valle2.safety.detector`) does not call
+    it synthesized."""
+    return [watermark_liveness(key), detector_liveness()]
 
 
 @dataclass(frozen=True)
@@ -54,9 +62,10 @@ def _id_hash(text: str) -> int:
 class ConsentGate:
     """Authorises prompts against consent records or corpus attestations, watermarks and logs outputs.
 
-    ``liveness_checks`` run on every prompt (default: refuse prompts that carry the watermark, so
-    an output cannot be laundered into a new prompt); the synthesized-speech classifier plugs in
-    here and in the registry's checks.  ``embedder(wav, sr) -> [256]`` defaults to
+    ``liveness_checks`` run on every prompt (default :func:`default_liveness_checks`: refuse prompts
+    that carry the watermark, so an output cannot be laundered into a new prompt, or that the
+    synthesized-speech classifier calls synthesized); the registry runs the same on consent
+    recordings.  ``embedder(wav, sr) -> [256]`` defaults to
     :func:`valle2.metrics.speaker_embedding`."""
 
     def __init__(self, registry: ConsentRegistry, audit_log: AuditLog, watermark_key: bytes,
@@ -68,7 +77,7 @@ class ConsentGate:
         if not isinstance(watermark_key, (bytes, bytearray)) or len(watermark_key) < 16:
             raise ValueError("watermark key must be at least 16 bytes")
         self.registry, self.audit, self.key = registry, audit_log, bytes(watermark_key)
-        self.liveness_checks = list(liveness_checks) if liveness_checks is not None else [watermark_liveness(self.key)]
+        self.liveness_checks = list(liveness_checks) if liveness_checks is not None else default_liveness_checks(self.key)
         self.model_id, self.threshold = model_id, speaker_threshold
         self.embedder = embedder or registry.embedder
         self._issued: dict[str, Authorization] = {}

@@ -6,7 +6,7 @@ scripts from a CDN):
 - ``POST /v1/audio/speech``: OpenAI's speech request; streams WAV sentence by sentence.
 - ``POST /v1/voices/phrases``, ``POST /v1/voices``, ``POST /v1/voices/{id}/revoke``,
   ``POST /v1/voices/research`` (API key), ``GET /v1/voices``: the consent protocol and voices.
-- ``POST /v1/detect``: the watermark report on an uploaded file.
+- ``POST /v1/detect``: the watermark and synthesized-speech classifier report on an uploaded file.
 - ``GET /health``; ``GET /`` the web page (``static/``).
 
 CPU-heavy work (synthesis, enrolment, detection) runs in the bounded :class:`WorkQueue`.
@@ -26,6 +26,7 @@ from starlette.background import BackgroundTask
 
 from ..audio import load_audio
 from ..safety import ConsentError, detect, validate_name
+from ..safety.command import classifier_report, verdict
 from ..safety.deployment import Deployment
 from ..synthesis import MAX_PROMPT_SECONDS, VallE2
 from ..text import split_sentences
@@ -34,7 +35,7 @@ from .encoding import MEDIA_TYPES, encode_whole, pcm16, wav_stream_header
 from .errors import BadRequest, NotFound, install_error_handlers
 from .limits import BodySizeLimit
 from .queue import Slot, WorkQueue
-from .schemas import (DetectResponse, ErrorResponse, Health, PhraseRequest, PhraseResponse, RevokeRequest,
+from .schemas import (ClassifierReport, DetectResponse, ErrorResponse, Health, PhraseRequest, PhraseResponse, RevokeRequest,
                       RevokeResponse, SpeechRequest, Voice, VoiceList, WatermarkReport)
 from .settings import ServerSettings
 from .voices import StoredVoice, VoiceStore
@@ -227,15 +228,18 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
 
     @app.post("/v1/detect", response_model=DetectResponse)
     async def detect_file(file: UploadFile = File(description="an audio file to check")) -> DetectResponse:
-        """Report whether an uploaded file carries this deployment's watermark."""
+        """Report whether an uploaded file carries this deployment's watermark and whether the
+        synthesized-speech classifier calls it synthesized."""
         data = await file.read()
 
         def work() -> DetectResponse:
             wav, sr = svc.load_upload(data, allow_silent=True)
             found = detect(wav, sr, deployment.watermark_key)
+            classifier = classifier_report(wav, sr)
             return DetectResponse(seconds=round(wav.size / sr, 3), sample_rate=sr, watermark=WatermarkReport(
                 present=found.present, score=round(float(found.score), 2), payload=found.payload,
-                marked_seconds=[(round(a, 2), round(b, 2)) for a, b in found.marked_seconds]))
+                marked_seconds=[(round(a, 2), round(b, 2)) for a, b in found.marked_seconds]),
+                classifier=ClassifierReport(**classifier), verdict=verdict(found.present, classifier))
         async with svc.queue.acquire() as slot:
             return await slot.run(work)
 

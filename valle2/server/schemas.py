@@ -80,12 +80,27 @@ class WatermarkReport(BaseModel):
     marked_seconds: list[tuple[float, float]]
 
 
+class ClassifierReport(BaseModel):
+    """What the synthesized-speech classifier found: ``score`` is the largest probability over
+    3 s windows (the decision statistic), ``mean`` their mean, ``windows`` (start s, end s,
+    probability).  ``error`` (and nothing else) when the audio cannot be scored."""
+
+    synthesized: bool | None = None
+    score: float | None = None
+    mean: float | None = None
+    threshold: float | None = None
+    windows: list[tuple[float, float, float]] = []
+    error: str | None = None
+
+
 class DetectResponse(BaseModel):
-    """The report on an uploaded file."""
+    """The report on an uploaded file: the watermark, the classifier and a one-line verdict."""
 
     seconds: float
     sample_rate: int
     watermark: WatermarkReport
+    classifier: ClassifierReport
+    verdict: str
 
 
 class Health(BaseModel):

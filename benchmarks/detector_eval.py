@@ -1,0 +1,87 @@
+"""The synthesized-speech detector on held-out speakers: EER per generator.
+
+    python tools/train_detector.py --data ../shared/data --build-only   # the data set (cached in /tmp)
+    python benchmarks/detector_eval.py                                  # scores the shipped detector
+
+Real test speech: the 50 LibriSpeech speakers and 60 ARCTIC sentences (bdl, slt) held out of training
+(and of the demo model's training).  Each generator's test clips are of those speakers / sentences:
+``codec`` (offline-codec resyntheses), ``espeak`` (espeak-ng voices, held-out sentences), ``valle2``
+(unwatermarked outputs of the valle2 model for held-out speakers) and ``flite``, which the detector
+never saw in training (the unseen generator).  Each clip is scored as deployed
+(``Detector.analyze``: 3 s windows, the largest window probability); the table also gives the EER of
+the mean window probability, and the false-alarm / miss rates at ``DETECTOR_THRESHOLD``.
+
+Last line: ``eer_valle2=<percent> eer_unseen=<percent>``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from train_detector import DEFAULT_CACHE, UNSEEN_GENERATOR, eer, read_manifest  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where tools/train_detector.py built the data")
+    p.add_argument("--weights", type=Path, default=None, help="detector weights (default: the shipped ones)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None, help="also write every score here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from valle2.audio import load_audio
+    from valle2.safety.detector import DETECTOR_THRESHOLD, load_detector
+
+    if not (args.cache / "manifest.tsv").is_file():
+        print(f"no data set at {args.cache}: run `python tools/train_detector.py --build-only` first", file=sys.stderr)
+        return 2
+    det = load_detector(args.weights)
+    test = [it for it in read_manifest(args.cache) if it.split == "test"]
+    scores: dict[str, list[tuple[float, float]]] = {}
+    tick = time.time()
+    seconds = 0.0
+    for it in tqdm(test, desc="scoring held-out clips", unit="clip"):
+        wav, sr = load_audio(it.path)
+        seconds += wav.size / sr
+        r = det.analyze(wav, sr)
+        scores.setdefault(it.generator, []).append((r.score, r.mean))
+    elapsed = time.time() - tick
+    real = np.array(scores.pop("real"))
+    print(f"\ndetector: {det.meta.get('trained_on')} ({det.meta.get('steps')} steps); "
+          f"unseen generator: {UNSEEN_GENERATOR}; threshold {DETECTOR_THRESHOLD}")
+    print(f"real held-out clips: {len(real)}; false alarms at the threshold: {(real[:, 0] >= DETECTOR_THRESHOLD).mean() * 100:.2f} %")
+    print(f"{'generator':<10} {'clips':>6} {'EER max %':>10} {'thr@EER':>8} {'EER mean %':>11} {'miss@thr %':>11}")
+    figures = {}
+    for gen in sorted(scores, key=lambda g: (g == UNSEEN_GENERATOR, g)):
+        fake = np.array(scores[gen])
+        e, t = eer(real[:, 0], fake[:, 0])
+        e_mean, _ = eer(real[:, 1], fake[:, 1])
+        miss = (fake[:, 0] < DETECTOR_THRESHOLD).mean() * 100
+        figures[gen] = e
+        label = gen + (" (unseen)" if gen == UNSEEN_GENERATOR else "")
+        print(f"{label:<10} {len(fake):>6} {e:>10.2f} {t:>8.3f} {e_mean:>11.2f} {miss:>11.2f}")
+    seen = np.concatenate([np.array(scores[g])[:, 0] for g in scores if g != UNSEEN_GENERATOR])
+    print(f"{'all seen':<10} {seen.size:>6} {eer(real[:, 0], seen)[0]:>10.2f}")
+    print(f"scored {seconds:.0f} s of audio in {elapsed:.0f} s ({elapsed / max(seconds, 1e-9):.3f}x real time, 1 thread)")
+    if args.json:
+        args.json.write_text(json.dumps({"real": real.tolist(), **{g: v for g, v in scores.items()}}))
+    if "valle2" not in figures:
+        print("no valle2 outputs in the data set: build it with --model pointing at a valle2 model", file=sys.stderr)
+    print(f"eer_valle2={figures.get('valle2', float('nan')):.2f} eer_unseen={figures.get(UNSEEN_GENERATOR, float('nan')):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

@@ -1,0 +1,284 @@
+"""The synthesized-speech detector (valle2.safety.detector): shapes, the shipped weights, bad inputs,
+real vs synthesized fixture audio, and its place in enrolment, the gate, ``valle2 detect`` and
+``POST /v1/detect``."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from valle2.audio import encode_audio, load_audio, save_audio
+from valle2.errors import AudioError
+from valle2.safety import ConsentError
+from valle2.safety.detector import (ASSET_PATH, DETECTOR_THRESHOLD, DetectorConfig, DetectorError, DetectorNet, LCNN,
+                                    LFCC, dct_matrix, deltas, detector_liveness, linear_filterbank, load_detector,
+                                    save_detector, trim_bounds, window_starts)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def det():
+    return load_detector()
+
+
+@pytest.fixture(scope="module")
+def offline():
+    from valle2.codec import load_codec
+
+    return load_codec("offline")
+
+
+def real_clips(clips):
+    """The packaged demo clips and the codec fixtures (ARCTIC and LibriSpeech): real speech the
+    detector never trained on."""
+    return [c.path for c in clips] + sorted((FIXTURES / "codec").glob("*.flac"))
+
+
+def resynthesis(offline, path):
+    wav, sr = load_audio(path)
+    return offline.decode(offline.encode(wav, sr)).numpy(), offline.sample_rate
+
+
+def espeak(text, tmp_path, voice="en-us+f2"):
+    out = tmp_path / f"espeak_{voice}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], check=True, capture_output=True, timeout=60)
+    return load_audio(out)
+
+
+# ------------------------------------------------------------------------------------ the network
+def test_front_end_and_network_shapes():
+    cfg = DetectorConfig()
+    lfcc, net = LFCC(cfg), DetectorNet(cfg)
+    x = torch.randn(3, 24_000) * 0.1
+    feats = lfcc(x)
+    assert feats.shape == (3, 3 * cfg.n_lfcc, 24_000 // cfg.hop_length + 1) and torch.isfinite(feats).all()
+    assert LCNN(cfg)(feats).shape == (3,)
+    assert net(x).shape == (3,) and net(torch.randn(2, 5_000)).shape == (2,)   # any length above the pooling
+    fb = linear_filterbank(cfg.n_fft, cfg.n_filters, SR)
+    assert fb.shape == (cfg.n_fft // 2 + 1, cfg.n_filters) and (fb >= 0).all() and torch.allclose(fb.max(0).values, torch.ones(cfg.n_filters), atol=0.05)
+    d = dct_matrix(20, 20)
+    assert torch.allclose(d.T @ d, torch.eye(20), atol=1e-5)
+    ramp = torch.arange(50.0).repeat(1, 2, 1)                     # [1, 2, 50]: slope 1 -> delta 1 inside
+    dl = deltas(ramp, 2)
+    assert dl.shape == ramp.shape and torch.allclose(dl[..., 2:-2], torch.ones(1, 2, 46))
+    # digital silence and a quiet noise floor give similar features (the log floor), a louder copy identical ones
+    speech = torch.randn(1, 16_000) * 0.1
+    assert torch.allclose(net.lfcc(speech * 10)[:, 1:], net.lfcc(speech)[:, 1:], atol=1e-3)
+
+
+def test_windows_cover_the_whole_file():
+    assert window_starts(1000, 2000, 500) == [0]
+    assert window_starts(10_000, 4000, 2000) == [0, 2000, 4000, 6000]
+    starts = window_starts(10_500, 4000, 2000)
+    assert starts[-1] + 4000 == 10_500 and starts[:4] == [0, 2000, 4000, 6000]
+    wav = np.concatenate([np.zeros(8000), np.random.default_rng(0).standard_normal(16_000) * 0.1, np.zeros(4000)])
+    a, b = trim_bounds(wav.astype(np.float32), DetectorConfig())
+    assert 7800 <= a <= 8000 and 24_000 <= b <= 24_200
+
+
+def test_save_load_round_trip_is_fp16_and_small(tmp_path):
+    torch.manual_seed(0)
+    net = DetectorNet().eval()
+    path = save_detector(tmp_path / "d.pt", net, {"note": "test"})
+    blob = torch.load(path, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+    loaded = load_detector(path)
+    x = torch.randn(2, 32_000) * 0.1
+    assert torch.allclose(loaded.logits(x), net(x * 0.05 / x.pow(2).mean(1, keepdim=True).sqrt()), atol=0.05)
+    assert loaded.meta == {"note": "test"} and loaded.threshold == DETECTOR_THRESHOLD
+
+
+# ----------------------------------------------------------------------------- the shipped weights
+def test_shipped_weights_load(det):
+    assert ASSET_PATH.is_file() and ASSET_PATH.stat().st_size < 1_000_000
+    assert det.threshold == DETECTOR_THRESHOLD and 0 < det.threshold < 1
+    trained = det.meta["trained_on"]
+    assert trained["real"] > 0 and trained["codec"] > 0 and trained["espeak"] > 0
+    assert "flite" not in trained and det.meta["unseen_generator"] == "flite"
+    assert load_detector() is det                            # cached
+
+
+def test_bad_weights_give_clear_errors(tmp_path):
+    with pytest.raises(DetectorError, match="not found.*train_detector"):
+        load_detector(tmp_path / "missing.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"\x00not a torch file" * 100)
+    with pytest.raises(DetectorError, match="corrupt"):
+        load_detector(tmp_path / "garbage.pt")
+    half = ASSET_PATH.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(half[: len(half) // 2])
+    with pytest.raises(DetectorError, match="corrupt"):
+        load_detector(tmp_path / "cut.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(DetectorError, match="not a valle2 detector"):
+        load_detector(tmp_path / "other.pt")
+    blob = torch.load(ASSET_PATH, weights_only=True)
+    blob["state_dict"] = {k: v for k, v in list(blob["state_dict"].items())[1:]}
+    torch.save(blob, tmp_path / "short.pt")
+    with pytest.raises(DetectorError, match="do not fit"):
+        load_detector(tmp_path / "short.pt")
+    blob = torch.load(ASSET_PATH, weights_only=True)
+    key = next(k for k, v in blob["state_dict"].items() if v.is_floating_point())
+    blob["state_dict"][key] = torch.full_like(blob["state_dict"][key], float("nan"))
+    torch.save(blob, tmp_path / "nan.pt")
+    with pytest.raises(DetectorError, match="NaN"):
+        load_detector(tmp_path / "nan.pt")
+
+
+def test_liveness_check_fails_closed_without_weights(tmp_path, monkeypatch, clips):
+    import valle2.safety.detector as detector_module
+
+    wav, sr = load_audio(clips[0].path)
+    check = detector_liveness()
+    assert check(wav, sr) is None
+    monkeypatch.setattr(detector_module, "ASSET_PATH", tmp_path / "gone.pt")
+    with pytest.raises(DetectorError, match="weights not found"):
+        check(wav, sr)
+
+
+def test_bad_audio_gives_clear_errors(det):
+    with pytest.raises(AudioError, match="empty or too short"):
+        det.score(np.zeros(0, np.float32), SR)
+    with pytest.raises(AudioError, match="silent"):
+        det.score(np.zeros(SR, np.float32), SR)
+    with pytest.raises(AudioError, match="NaN"):
+        det.score(np.full(SR, np.nan, np.float32), SR)
+    with pytest.raises(AudioError, match="sample rate"):
+        det.score(np.ones(SR, np.float32), 100)
+    blip = np.zeros(2 * SR, np.float32)
+    blip[SR: SR + 800] = 0.3 * np.sin(np.arange(800) * 0.3)
+    with pytest.raises(AudioError, match="too little for the synthesized-speech detector"):
+        det.score(blip, SR)
+
+
+# ------------------------------------------------------------------------- real vs synthesized
+def test_real_fixture_clips_are_real(det, clips):
+    for path in real_clips(clips):
+        wav, sr = load_audio(path)
+        result = det.analyze(wav, sr)
+        assert not result.synthesized, f"{path.name} scored {result.score:.3f} >= {det.threshold}"
+        assert result.windows and all(0 <= p <= 1 for _, _, p in result.windows)
+
+
+def test_any_sample_rate_is_resampled(det, clips):
+    wav, sr = load_audio(clips[0].path)
+    from valle2.audio import resample
+
+    at_24k = resample(wav, sr, 24_000)
+    assert abs(det.score(at_24k, 24_000) - det.score(wav, sr)) < 0.1
+
+
+def test_offline_codec_resynthesis_is_synthesized(det, offline, clips):
+    for path in real_clips(clips)[:6]:
+        wav, sr = resynthesis(offline, path)
+        result = det.analyze(wav, sr)
+        assert result.synthesized, f"resynthesis of {path.name} scored {result.score:.3f} < {det.threshold}"
+
+
+def test_espeak_speech_is_synthesized(det, tmp_path):
+    for voice in ("en-us+f2", "en+m1"):
+        wav, sr = espeak("The quick brown fox jumps over the lazy dog near the river bank.", tmp_path, voice)
+        assert det.analyze(wav, sr).synthesized
+
+
+def test_long_files_are_scored_in_windows(det, offline, clips):
+    real = np.concatenate([load_audio(c.path, sr=SR)[0] for c in clips])
+    result = det.analyze(real, SR)
+    assert len(result.windows) >= 4 and not result.synthesized
+    assert result.windows[0][0] < 1.0 and abs(result.windows[-1][1] - real.size / SR) < 1.0
+    assert result.mean <= result.score
+    # a synthesized stretch spliced into real speech is found, in the right place
+    fake, _ = resynthesis(offline, clips[1].path)
+    spliced = np.concatenate([real, fake])
+    found = det.analyze(spliced, SR)
+    assert found.synthesized
+    worst = max(found.windows, key=lambda w: w[2])
+    assert worst[1] > real.size / SR
+
+
+# --------------------------------------------------------------------------------- plugged in
+def test_synthesized_consent_recording_is_refused(tmp_path, offline, clips):
+    from valle2.safety.deployment import Deployment
+
+    dep = Deployment.open(tmp_path / "home")
+    said = {}
+    dep.registry.transcriber = lambda wav, sr: said["text"]
+    fake, sr = resynthesis(offline, clips[0].path)
+    phrase = dep.registry.issue_phrase("Ada Lovelace")
+    said["text"] = phrase.text
+    with pytest.raises(ConsentError, match="liveness check.*synthesized-speech detector.*sounds synthesized"):
+        dep.registry.enroll("Ada Lovelace", fake, sr, phrase.id)
+    assert dep.audit.entries()[-1]["event"] == "enroll_refused"
+    # the speaker's real recording passes the same enrolment
+    real, rsr = load_audio(clips[0].path)
+    phrase = dep.registry.issue_phrase("Ada Lovelace")
+    said["text"] = phrase.text
+    record = dep.registry.enroll("Ada Lovelace", real, rsr, phrase.id)
+    assert record.voice_id.startswith("v_")
+    # and the gate refuses a synthesized prompt for that voice, while the real one is authorised
+    gate = dep.gate()
+    with pytest.raises(ConsentError, match="prompt refused by a liveness check.*synthesized-speech detector"):
+        gate.authorize(record.voice_id, fake, sr)
+    assert gate.authorize(record.voice_id, real, rsr).voice_id == record.voice_id
+
+
+def test_demo_voice_and_fixtures_pass_the_liveness_checks(deployment, clips):
+    from valle2.safety.gate import default_liveness_checks
+
+    checks = default_liveness_checks(deployment.watermark_key)
+    assert len(checks) == 2
+    for path in real_clips(clips):
+        wav, sr = load_audio(path)
+        assert [c(wav, sr) for c in checks] == [None, None], path.name
+
+
+def test_cli_detect_reports_the_classifier(tmp_path, clips, offline, capsys, deployment):
+    from valle2.cli import main
+
+    assert main(["detect", str(clips[0].path)]) == 0
+    out = capsys.readouterr().out
+    assert "watermark absent" in out and "classifier: real" in out and "no sign of synthesis" in out
+    fake, sr = resynthesis(offline, clips[0].path)
+    save_audio(tmp_path / "fake.wav", fake, sr)
+    assert main(["detect", str(tmp_path / "fake.wav"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["watermark"]["present"] is False
+    c = report["classifier"]
+    assert c["synthesized"] is True and c["score"] >= c["threshold"] == DETECTOR_THRESHOLD and c["windows"]
+    assert report["verdict"].startswith("likely synthesized")
+    save_audio(tmp_path / "silent.wav", np.zeros(SR, np.float32), SR)
+    assert main(["detect", str(tmp_path / "silent.wav")]) == 0
+    assert "classifier: not scored: audio is silent" in capsys.readouterr().out
+
+
+def test_http_detect_reports_the_classifier(tiny_model, clips, offline, tmp_path):
+    from fastapi.testclient import TestClient
+
+    import valle2
+    from valle2.safety.deployment import Deployment
+    from valle2.server import ServerSettings, create_app, hash_key
+
+    dep = Deployment.open(tmp_path / "home")
+    model = valle2.load_model(tiny_model[0], gate=dep.gate())
+    with TestClient(create_app(model, dep, ServerSettings(api_key_hashes=(hash_key("k" * 20),)))) as client:
+        real = client.post("/v1/detect", files={"file": ("clip.flac", clips[0].path.read_bytes())})
+        assert real.status_code == 200, real.text
+        body = real.json()
+        assert body["classifier"]["synthesized"] is False and body["classifier"]["error"] is None
+        assert body["verdict"].startswith("no sign of synthesis")
+        fake, sr = resynthesis(offline, clips[0].path)
+        body = client.post("/v1/detect", files={"file": ("f.wav", encode_audio(fake, sr, "wav"))}).json()
+        assert body["classifier"]["synthesized"] is True and body["classifier"]["score"] >= DETECTOR_THRESHOLD
+        assert len(body["classifier"]["windows"][0]) == 3
+        silent = client.post("/v1/detect", files={"file": ("s.wav", encode_audio(np.zeros(SR), SR, "wav"))}).json()
+        assert silent["classifier"]["synthesized"] is None and "silent" in silent["classifier"]["error"]
+        assert silent["verdict"].startswith("unknown")
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        assert "classifier" in schema["DetectResponse"]["properties"] and "ClassifierReport" in schema
+
