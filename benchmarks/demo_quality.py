@@ -18,6 +18,7 @@ import argparse
 import csv
 import itertools
 import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 import valle2
 from valle2 import metrics
 from valle2.audio import load_audio
+from valle2.evaluation.safeguards import open_research_gate
 from valle2.recipe import ASSETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,9 +47,12 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--home", type=Path, default=None,
+                   help="deployment whose gate the prompts pass (default: a temporary one)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = valle2.load_model(args.model)
+    home = args.home or Path(tempfile.mkdtemp(prefix="valle2_demo_quality_"))
+    model = valle2.load_model(args.model, gate=open_research_gate(home, [], "demo quality prompts", None))
     heldout = model.bundle.meta.get("heldout")
     if not heldout:
         raise SystemExit(f"{args.model} has no held-out lists in its metadata; train it with `valle2 recipe demo`")
@@ -62,6 +67,10 @@ def main() -> None:
     rng = random.Random(args.seed)
     seen_prompts = {spk: next(r for r in transcribed if r["speaker"] == spk and r["id"].rsplit("_", 1)[1] not in set(heldout["sentences"]))
                     for spk in ("bdl", "slt")}
+    # The prompts pass the consent gate as files of an attested research corpus; outputs are watermarked.
+    prompt_files = [args.data / r["path"] for r in unseen] + [args.data / r["path"] for r in seen_prompts.values()]
+    open_research_gate(home, prompt_files, "demo quality prompts",
+                       "CC BY 4.0 (LibriSpeech) and the CMU ARCTIC licence")
 
     # Real-audio references
     wer_real = metrics.wer([by_sentence[s][spk]["text"] for s in sentences for spk in by_sentence[s]],
@@ -73,9 +82,9 @@ def main() -> None:
     same = float(np.mean([float(a @ b) for a, b in halves.values()]))
     diff = float(np.mean([float(emb[a] @ emb[b]) for a, b in itertools.combinations(sorted(emb), 2)]))
 
-    def run(prompt_wav, prompt_sr, prompt_text, text):
+    def run(prompt_file, prompt_wav, prompt_sr, prompt_text, text):
         start = time.perf_counter()
-        out, sr = model.synthesize(text, prompt_wav, prompt_sr, prompt_text=prompt_text,
+        out, sr = model.synthesize(text, prompt_wav, prompt_sr, prompt_text=prompt_text, corpus_file=prompt_file,
                                    options=valle2.DecodingOptions(seed=rng.randrange(2**31)))
         return out, time.perf_counter() - start
 
@@ -85,11 +94,11 @@ def main() -> None:
         wav, sr = load_audio(args.data / r["path"])
         prompt = wav[: 3 * sr]
         prompt_text = metrics.transcribe(prompt, sr) or "hello"
-        out, secs = run(prompt, sr, prompt_text, text)
+        out, secs = run(args.data / r["path"], prompt, sr, prompt_text, text)
         results["unseen"].append((text, out, secs, metrics.speaker_similarity(out, sr_model, prompt, sr)))
         spk = ("bdl", "slt")[i % 2]
         pw, psr = load_audio(args.data / seen_prompts[spk]["path"])
-        out, secs = run(pw, psr, seen_prompts[spk]["text"], text)
+        out, secs = run(args.data / seen_prompts[spk]["path"], pw, psr, seen_prompts[spk]["text"], text)
         results["seen"].append((text, out, secs, metrics.speaker_similarity(out, sr_model, pw, psr)))
     all_out = results["unseen"] + results["seen"]
     wer = metrics.wer([t for t, *_ in all_out], [metrics.transcribe(o, sr_model) for _, o, _, _ in tqdm(all_out, desc="ASR of outputs")])

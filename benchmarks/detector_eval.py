@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     from valle2.audio import load_audio
+    from valle2.errors import AudioError
     from valle2.safety.detector import DETECTOR_THRESHOLD, load_detector
 
     if not (args.cache / "manifest.tsv").is_file():
@@ -51,10 +52,15 @@ def main(argv=None) -> int:
     scores: dict[str, list[tuple[float, float]]] = {}
     tick = time.time()
     seconds = 0.0
+    unscorable: dict[str, int] = {}
     for it in tqdm(test, desc="scoring held-out clips", unit="clip"):
-        wav, sr = load_audio(it.path)
+        wav, sr = load_audio(it.path, allow_silent=True)
         seconds += wav.size / sr
-        r = det.analyze(wav, sr)
+        try:
+            r = det.analyze(wav, sr)
+        except AudioError:       # too little sound to score: counted, and left out of the EER
+            unscorable[it.generator] = unscorable.get(it.generator, 0) + 1
+            continue
         scores.setdefault(it.generator, []).append((r.score, r.mean))
     elapsed = time.time() - tick
     real = np.array(scores.pop("real"))
@@ -71,8 +77,17 @@ def main(argv=None) -> int:
         figures[gen] = e
         label = gen + (" (unseen)" if gen == UNSEEN_GENERATOR else "")
         print(f"{label:<10} {len(fake):>6} {e:>10.2f} {t:>8.3f} {e_mean:>11.2f} {miss:>11.2f}")
+    print("\noperating points (score = largest window probability): false alarms on real, misses per generator")
+    gens = sorted(scores, key=lambda g: (g == UNSEEN_GENERATOR, g))
+    print(f"{'threshold':>9} {'real FA %':>9} " + " ".join(f"{g[:10]:>10}" for g in gens))
+    for t in sorted({0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, DETECTOR_THRESHOLD}):
+        misses = " ".join(f"{(np.array(scores[g])[:, 0] < t).mean() * 100:>10.2f}" for g in gens)
+        print(f"{t:>9.3f} {(real[:, 0] >= t).mean() * 100:>9.2f} {misses}")
+    print(f"largest real score: {real[:, 0].max():.4f}")
     seen = np.concatenate([np.array(scores[g])[:, 0] for g in scores if g != UNSEEN_GENERATOR])
     print(f"{'all seen':<10} {seen.size:>6} {eer(real[:, 0], seen)[0]:>10.2f}")
+    if unscorable:
+        print(f"left out as too short or silent to score: {unscorable}")
     print(f"scored {seconds:.0f} s of audio in {elapsed:.0f} s ({elapsed / max(seconds, 1e-9):.3f}x real time, 1 thread)")
     if args.json:
         args.json.write_text(json.dumps({"real": real.tolist(), **{g: v for g, v in scores.items()}}))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from valle2.audio import encode_audio, load_audio, resample, save_audio, validate_waveform
+from valle2.audio import change_speed, encode_audio, load_audio, resample, save_audio, validate_waveform
 from valle2.errors import AudioError
 
 
@@ -72,3 +72,25 @@ def test_bad_files(tmp_path):
 def test_unknown_output_format():
     with pytest.raises(AudioError, match="unknown audio format"):
         encode_audio(tone(), 16000, "xyz")
+
+
+def _peak_hz(wav, sr):
+    spec = np.abs(np.fft.rfft(wav * np.hanning(len(wav))))
+    return np.argmax(spec) * sr / len(wav)
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.5, 2.0])
+def test_change_speed_keeps_pitch(speed):
+    wav = tone(seconds=2.0, hz=220.0)
+    out = change_speed(wav, 16000, speed)
+    assert len(out) == round(len(wav) / speed) and out.dtype == np.float32
+    assert abs(_peak_hz(out, 16000) - 220.0) < 5.0  # a resampling speed change would move it to 220 * speed
+    assert 0.1 < np.sqrt(np.mean(out**2)) < 0.3
+
+
+def test_change_speed_range():
+    wav = tone()
+    np.testing.assert_array_equal(change_speed(wav, 16000, 1.0), wav)
+    for bad in (0.1, 4.5, float("nan")):
+        with pytest.raises(AudioError, match="speed must be between"):
+            change_speed(wav, 16000, bad)

@@ -74,6 +74,26 @@ def test_outputs_are_watermarked_and_logged(tiny_model, clips, deployment):
     assert deployment.audit.verify()[0]
 
 
+def test_speed_changes_tempo_before_the_watermark(tiny_model, clips, deployment):
+    from valle2.errors import AudioError
+    from valle2.safety import detect
+
+    path, _, _, _ = tiny_model
+    model = valle2.load_model(path)
+    wav, sr = sf.read(clips[1].path, dtype="float32")
+    kw = dict(prompt_text=clips[1].text, corpus_file=clips[1].path, options=valle2.DecodingOptions(seed=3),
+              include_prompt=True)   # the prompt's resynthesis gives the watermark seconds of audio to sit in
+    normal, _ = model.synthesize(clips[0].text, wav, sr, **kw)
+    fast, _ = model.synthesize(clips[0].text, wav, sr, speed=2.0, **kw)   # same seed: same codes, half the time
+    assert len(fast) == round(len(normal) / 2)
+    found = detect(fast, model.sample_rate, deployment.watermark_key)
+    assert found.present and found.payload is not None   # marked after the tempo change
+    before = len(deployment.audit.entries())
+    with pytest.raises(AudioError, match="speed must be between 0.25 and 4.0"):
+        model.synthesize(clips[0].text, wav, sr, speed=8.0, **kw)
+    assert len(deployment.audit.entries()) == before   # refused before the gate spends anything
+
+
 def test_cli_reports_bad_input_without_traceback(tiny_model, tmp_path):
     path, _, _, _ = tiny_model
     silent = tmp_path / "silent.wav"

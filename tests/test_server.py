@@ -178,9 +178,9 @@ def test_research_voice_in_every_format(client, clips):
                        files={"file": (clip.path.name, clip.path.read_bytes(), "audio/flac")})
     assert resp.status_code == 201, resp.text
     assert resp.json()["voice_id"] == clip.path.name and resp.json()["kind"] == "research"
-    for fmt, magic in (("flac", b"fLaC"), ("mp3", None), ("opus", b"OggS")):
+    for fmt, magic, speed in (("flac", b"fLaC", 1.0), ("mp3", None, 0.8), ("opus", b"OggS", 1.5)):
         resp = client.post("/v1/audio/speech", json={"model": "valle2", "input": "It's the aurora borealis.",
-                                                     "voice": clip.path.name, "response_format": fmt})
+                                                     "voice": clip.path.name, "response_format": fmt, "speed": speed})
         assert resp.status_code == 200, resp.text
         if magic:
             assert resp.content.startswith(magic)
@@ -210,8 +210,8 @@ def test_detect_reports_watermark(client, clips, server_deployment):
                                                 "response_format": "aiff"}), 422, "invalid_request"),
     (lambda c: c.post("/v1/audio/speech", json={"model": "valle2", "input": "Hi.", "voice": "nobody"}), 404, "not_found"),
     (lambda c: c.post("/v1/audio/speech", json={"model": "gpt-9", "input": "Hi.", "voice": "x"}), 404, "not_found"),
-    (lambda c: c.post("/v1/audio/speech", json={"model": "valle2", "input": "Hi.", "voice": "x", "speed": 1.5}),
-     400, "invalid_request"),
+    (lambda c: c.post("/v1/audio/speech", json={"model": "valle2", "input": "Hi.", "voice": "x", "speed": 5.0}),
+     422, "invalid_request"),
     (lambda c: c.post("/v1/audio/speech", json={"model": "valle2", "input": "x" * 5000, "voice": "x"}),
      422, "invalid_request"),
     (lambda c: c.post("/v1/detect", files={"file": ("a.wav", b"RIFF not audio at all")}), 400, "invalid_audio"),
@@ -371,3 +371,11 @@ def _ignore_errors(fn, *args):
         fn(*args)
     except httpx.TransportError:
         pass   # the server was killed mid-request, as intended
+
+
+def test_serve_with_a_missing_model_fails_cleanly_and_creates_no_key(tmp_path, capsys):
+    from valle2.cli import main
+
+    rc = main(["serve", "--model", str(tmp_path / "nope.pt"), "--home", str(tmp_path / "home")])
+    assert rc == 2 and "nope.pt" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "api_keys").exists()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -42,6 +43,9 @@ DEFAULT_CACHE = Path("/tmp/valle2_detector")
 DEFAULT_MODEL = Path("/tmp/valle2_demo2/train/model.pt")
 TRAIN_GENERATORS = ("codec", "espeak", "valle2", "pulsenoise", "griffinlim")
 UNSEEN_GENERATOR = "flite"
+# share of the synthesized half of each batch (renormalised over the generators present): valle2
+# outputs weigh most, as the detector is for them and resyntheses alone do not carry over to them
+FAKE_WEIGHTS = {"valle2": 0.35, "codec": 0.25, "espeak": 0.15, "pulsenoise": 0.15, "griffinlim": 0.10}
 SR = 16_000
 # clips the tests score (valle2/assets/demo/clips, tests/fixtures/codec): never trained on
 KEEP_OUT_SENTENCES = {"a0005", "a0008", "a0015", "a0018", "b0452", "b0455"}
@@ -250,13 +254,31 @@ def load_valle2_bundle(path: Path, prepared: Path | None = None):
                        {"steps": state["trainer"]["step"], "from_checkpoint": str(path)})
 
 
+def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, str]], options) -> list[torch.Tensor]:
+    """Codes ``[n_codebooks, T]`` for each text, each with its own prompt ``(codes [n_codebooks, P],
+    transcript)``, in one AR and one NAR batch: ``VallE2._generate`` (cross mode, no gate, no
+    watermark) batched over prompts as well as texts."""
+    from valle2.decoding import ar_generate, frame_limit, nar_generate
+
+    ids, limits = [], []
+    for text, (codes, p_text) in zip(texts, prompts):
+        t, n_target, n_prompt = model._text_ids(text, p_text, "cross")
+        fpt = codes.shape[1] / n_prompt if n_prompt else model.bundle.frames_per_token
+        ids.append(t)
+        limits.append(frame_limit(n_target, fpt, model.codec.frame_rate, options))
+    res = ar_generate(model.ar, ids, [c[0] for c, _ in prompts], limits, options)
+    codes0 = [c if c.numel() else prompts[0][0].new_zeros(1) for c in res.codes]
+    return nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0)
+
+
 def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_test: int, cache: Path, seed: int,
-                 prepared: Path | None = None) -> list[Item]:
+                 prepared: Path | None = None, batch_size: int = 10, minutes: float | None = None) -> list[Item]:
     """Unwatermarked valle2 outputs: ``VallE2._generate`` + ``codec.decode`` (no gate, no watermark).
 
     Prompts: 3 s (0.5-3.5 s) of one LibriSpeech clip per speaker (up to ``n`` speakers of the
     split), transcribed by pocketsphinx; texts: ARCTIC sentences (held-out ones for the test split),
-    spread over the prompts and decoded in one batch per prompt.  Cached per model file."""
+    spread over the prompts, decoded ``batch_size`` at a time (test and train outputs alternate).  Cached per model
+    file; with ``minutes``, generation stops after that long and the outputs made so far are used."""
     from valle2.audio import load_audio
     from valle2.codec import load_codec
     from valle2.decoding import DecodingOptions
@@ -283,33 +305,42 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
             plan.append((split, rows[i], rng.sample(texts[split], k)))
     transcripts_path = out_dir / "prompt_transcripts.json"
     transcripts = json.loads(transcripts_path.read_text()) if transcripts_path.is_file() else {}
-    items = []
-    bar = tqdm(total=sum(len(t) for _, _, t in plan), desc="valle2 outputs (unwatermarked)", unit="utt")
+    per_split: dict[str, list] = {"test": [], "train": []}   # (split, prompt row, text, output path, item id)
     for split, row, batch in plan:
-        paths = [out_dir / split / f"{row['id']}_{j:02d}.flac" for j in range(len(batch))]
-        if not all(p.is_file() or p.with_suffix(".skip").is_file() for p in paths):
-            wav, sr = load_audio(data / row["path"], sr=SR)
+        for j, text in enumerate(batch):
+            per_split[split].append((split, row, text, out_dir / split / f"{row['id']}_{j:02d}.flac",
+                                     f"valle2_{split}_{row['id']}_{j:02d}"))
+    # test and train outputs alternate, so that a time-limited run has some of each
+    jobs = [job for pair in itertools.zip_longest(per_split["test"], per_split["train"]) for job in pair if job]
+    todo = [job for job in jobs if not (job[3].is_file() or job[3].with_suffix(".skip").is_file())]
+    options = DecodingOptions(top_p=0.8, ras=True, seed=seed)
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="valle2 outputs (unwatermarked)", unit="utt")
+    deadline = time.time() + 60 * minutes if minutes is not None else math.inf
+    for start in range(0, len(todo), batch_size):
+        if time.time() > deadline:
+            print(f"valle2 generation stopped after {minutes} min: {len(todo) - start} outputs not made", file=sys.stderr)
+            break
+        chunk = todo[start:start + batch_size]
+        prompts = []
+        for _, row, _, _, _ in chunk:
+            wav, _ = load_audio(data / row["path"], sr=SR)
             prompt = wav[int(0.5 * SR): int(3.5 * SR)]
             if row["id"] not in transcripts:
-                transcripts[row["id"]] = transcribe(prompt, SR)
+                transcripts[row["id"]] = transcribe(prompt, SR) or "hello"
                 transcripts_path.parent.mkdir(parents=True, exist_ok=True)
                 transcripts_path.write_text(json.dumps(transcripts, indent=1))
-            codes = model.encode_prompt(prompt, SR)
-            gen = model._generate(batch, codes, transcripts[row["id"]] or "hello", "cross",
-                                  DecodingOptions(top_p=0.8, ras=True, seed=seed * 100_000 + len(items)))
-            for path, c in zip(paths, gen.codes):
-                out = model.codec.decode(c[0]).numpy()
-                if out.size < 0.5 * SR or float(np.sqrt(np.mean(out ** 2))) < 1e-3:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.with_suffix(".skip").write_text("nothing audible came out\n")
-                else:
-                    _save(path, out)
-        for j, path in enumerate(paths):
-            if path.is_file():
-                items.append(Item(f"valle2_{split}_{row['id']}_{j:02d}", str(path), 1, "valle2", row["speaker"], split))
-        bar.update(len(batch))
+            prompts.append((model.encode_prompt(prompt, SR), transcripts[row["id"]]))
+        for (_, _, _, path, _), codes in zip(chunk, generate_batch(model, [j[2] for j in chunk], prompts, options)):
+            out = model.codec.decode(codes).numpy()
+            if out.size < 0.5 * SR or float(np.sqrt(np.mean(out ** 2))) < 1e-3:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.with_suffix(".skip").write_text("nothing audible came out\n")
+            else:
+                _save(path, out)
+        bar.update(len(chunk))
     bar.close()
-    return items
+    return [Item(item_id, str(path), 1, "valle2", row["speaker"], split)
+            for split, row, _, path, item_id in jobs if path.is_file()]
 
 
 def build(args) -> list[Item]:
@@ -331,7 +362,8 @@ def build(args) -> list[Item]:
     items += engine_items("flite", flite_voices(), {"test": texts["test"]}, args.flite_per_voice, cache, args.seed)
     model = Path(args.model) if args.model else None
     if model is not None and model.is_file():
-        items += valle2_items(model, data, heldout, args.valle2_train, args.valle2_test, cache, args.seed, args.prepared)
+        items += valle2_items(model, data, heldout, args.valle2_train, args.valle2_test, cache, args.seed, args.prepared,
+                              minutes=args.valle2_minutes)
     else:
         print(f"no valle2 model at {model}: the valle2 generator is left out", file=sys.stderr)
     lines = ["\t".join(Item.__dataclass_fields__)] + ["\t".join(str(v) for v in asdict(it).values()) for it in items]
@@ -353,7 +385,7 @@ def load_clips(items: list[Item], cfg, desc: str) -> list[np.ndarray]:
 
 
 class Sampler:
-    """Balanced batches: half real, half synthesized (split evenly over the training generators);
+    """Balanced batches: half real, half synthesized (drawn by :data:`FAKE_WEIGHTS`);
     random crops of ``crop`` samples (short clips are tiled), gain and light noise on both classes."""
 
     def __init__(self, items: list[Item], clips: list[np.ndarray], crop: int, seed: int):
@@ -377,8 +409,10 @@ class Sampler:
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         half = size // 2
         wavs = [self._crop(self.pools["real"][int(self.rng.integers(len(self.pools["real"])))]) for _ in range(half)]
-        for i in range(size - half):
-            pool = self.pools[self.fake[i % len(self.fake)]]
+        weights = np.array([FAKE_WEIGHTS.get(g, 0.1) for g in self.fake])
+        picks = self.rng.choice(len(self.fake), size - half, p=weights / weights.sum())
+        for i in picks:
+            pool = self.pools[self.fake[i]]
             wavs.append(self._crop(pool[int(self.rng.integers(len(pool)))]))
         labels = torch.tensor([0.0] * half + [1.0] * (size - half))
         return torch.from_numpy(np.stack(wavs)), labels
@@ -435,6 +469,7 @@ def parse_args(argv=None):
     p.add_argument("--flite-per-voice", type=int, default=30)
     p.add_argument("--valle2-train", type=int, default=120, help="valle2 outputs for training (LibriSpeech training speakers)")
     p.add_argument("--valle2-test", type=int, default=100, help="valle2 outputs for testing (the 50 held-out speakers)")
+    p.add_argument("--valle2-minutes", type=float, default=None, help="stop generating valle2 outputs after this long")
     p.add_argument("--prepared", type=Path, default=None, help="prepared data of --model when it is a trainer checkpoint")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=32)

@@ -71,6 +71,38 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(np.asarray(wav, dtype=np.float32), _check_rate(sr_in), _check_rate(sr_out), quality="HQ").astype(np.float32)
 
 
+MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's speech API range
+
+
+def change_speed(wav: np.ndarray, sr: int, speed: float) -> np.ndarray:
+    """Speak faster (``speed`` > 1) or slower without changing pitch or formants.
+
+    Rubber Band (pylibrb) in offline mode, its finer R3 engine: float ``[samples]`` ->
+    float32 ``[round(samples / speed)]``.  ``speed`` 1.0 returns the input unchanged.
+    """
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise AudioError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
+    x = np.ascontiguousarray(wav, dtype=np.float32)
+    if speed == 1.0 or len(x) == 0:
+        return x
+    import pylibrb
+
+    opts = pylibrb.Option.PROCESS_OFFLINE | pylibrb.Option.ENGINE_FINER | pylibrb.Option.FORMANT_PRESERVED
+    rb = pylibrb.RubberBandStretcher(sr, 1, opts, initial_time_ratio=1.0 / speed)
+    rb.set_logging_level(0)
+    block = x[None, :] if pylibrb.CHANNELS_AXIS == 0 else x[:, None]
+    rb.set_expected_input_duration(len(x))
+    rb.set_max_process_size(len(x))
+    rb.study(block, final=True)
+    rb.process(block, final=True)
+    out = []
+    while rb.available() > 0:
+        out.append(rb.retrieve_available())
+    y = np.concatenate(out, axis=pylibrb.SAMPLES_AXIS).reshape(-1) if out else np.zeros(0, np.float32)
+    n = int(round(len(x) / speed))
+    return np.pad(y, (0, max(0, n - len(y))))[:n].astype(np.float32)
+
+
 def _decode_with_ffmpeg(data: bytes, name: str) -> tuple[np.ndarray, int]:
     """Fallback for formats libsndfile cannot read: decode with ffmpeg to 32-bit float wav."""
     import shutil

@@ -37,7 +37,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     wav, sr = load_audio(args.prompt)
     consent = {"voice_id": args.voice} if args.voice else {"corpus_file": args.prompt}
     out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode, **consent,
-                                   options=decoding_options(args), include_prompt=args.include_prompt, progress=True)
+                                   options=decoding_options(args), include_prompt=args.include_prompt, speed=args.speed,
+                                   progress=True)
     save_audio(args.out, out, out_sr)
     print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz")
     return 0
@@ -72,7 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         text, prompt, extra = args.text, wav, {"prompt_text": voice["text"]}
     out, out_sr = model.synthesize(text, prompt, sr, corpus_file=clip, mode=args.mode, options=decoding_options(args),
-                                   progress=True, **extra)
+                                   speed=args.speed, progress=True, **extra)
     save_audio(args.out, out, out_sr)
     print(f"demo voice {voice['id']} ({voice['speaker']}), {args.mode} mode, said: {text!r}")
     print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz, watermarked; check it with `valle2 detect {args.out}`")
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("cross", "continuation"), default="cross",
                    help="cross: prompt is another utterance; continuation: --text is the prompt's whole transcript")
     p.add_argument("--include-prompt", action="store_true", help="prepend the prompt's resynthesis to the output")
+    p.add_argument("--speed", type=float, default=1.0, help="tempo, 0.25-4 (pitch kept; like OpenAI's speed)")
     add_decoding_args(p)
     p.set_defaults(func=cmd_synthesize)
 
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("cross", "continuation"), default="cross")
     p.add_argument("--prompt-seconds", type=float, default=1.2, help="prompt length in continuation mode")
     p.add_argument("--out", type=Path, default=Path("demo_out/demo.wav"))
+    p.add_argument("--speed", type=float, default=1.0, help="tempo, 0.25-4 (pitch kept; like OpenAI's speed)")
     add_decoding_args(p)
     p.set_defaults(func=cmd_demo)
 

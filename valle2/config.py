@@ -17,23 +17,11 @@ from pathlib import Path
 import yaml
 
 from .errors import Valle2Error
+from .model import ModelSize
 
 
 class ConfigError(Valle2Error, ValueError):
     """A config file that cannot be read or has unknown or ill-typed keys."""
-
-
-@dataclass
-class ModelConfig:
-    """Network sizes (see :class:`valle2.model.ModelDims`)."""
-
-    d_model: int = 256
-    n_heads: int = 4
-    n_ar_layers: int = 6
-    n_nar_layers: int = 6
-    d_ff: int = 1024
-    dropout: float = 0.1
-    group_size: int = 1
 
 
 @dataclass
@@ -83,7 +71,7 @@ class RunConfig:
 
 @dataclass
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSize = field(default_factory=ModelSize)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -110,12 +98,15 @@ def _section(cls, values: dict, name: str):
                 raise ConfigError(f"{name}.{key} must be a number, got {value!r}")
             value = type(default)(value)
         out[key] = value
-    return cls(**out)
+    try:
+        return cls(**out)
+    except ValueError as exc:  # a section's own checks, e.g. model.group_size
+        raise ConfigError(f"config section '{name}': {exc}") from None
 
 
 def config_from_dict(d: dict) -> Config:
     """Build a :class:`Config` from nested dicts, refusing unknown sections and keys."""
-    sections = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig, "run": RunConfig}
+    sections = {"model": ModelSize, "optim": OptimConfig, "data": DataConfig, "run": RunConfig}
     unknown = sorted(set(d) - set(sections))
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(unknown)}")

@@ -3,7 +3,9 @@ NAR's greedy passes for codebooks 1..n_q-1."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -167,3 +169,29 @@ def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0:
         for i, (p, t) in enumerate(zip(prompt, targets)):
             t[:, j] = logits[i, p.shape[0]: p.shape[0] + t.shape[0]].argmax(-1)
     return [t.T.contiguous().cpu() for t in targets]
+
+
+@dataclass
+class Generated:
+    """``codes[i]``: LongTensor ``[n_q, T_i]`` of sample i (prompt excluded); ``hit_limit[i]``: the
+    AR stopped at its length limit, not at EOS; wall seconds of each model."""
+
+    codes: list[Tensor]
+    hit_limit: list[bool]
+    ar_seconds: float
+    nar_seconds: float
+
+
+def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor], max_frames: list[int],
+             options: DecodingOptions, progress: Callable[[int], None] | None = None) -> Generated:
+    """AR then NAR for B samples: text B LongTensors ``[L_i]``, prompt B LongTensors ``[n_q, P_i]``.
+
+    An AR that emits EOS at once gets one frame of code 0, so that the NAR always has a target.
+    """
+    tick = time.perf_counter()
+    res = ar_generate(ar, text, [p[0] for p in prompt], max_frames, options, progress=progress)
+    ar_seconds = time.perf_counter() - tick
+    code0 = [c if c.numel() else p.new_zeros(1) for c, p in zip(res.codes, prompt)]
+    tick = time.perf_counter()
+    codes = nar_generate(nar, text, [p.T for p in prompt], code0)
+    return Generated(codes, res.hit_limit, ar_seconds, time.perf_counter() - tick)

@@ -30,12 +30,9 @@ PAD, TEXT, AUDIO = 0, 1, 2
 
 
 @dataclass
-class ModelDims:
-    """Sizes of both networks; saved in every checkpoint."""
+class ModelSize:
+    """Network sizes: the ``model:`` section of a training config (:mod:`valle2.config`)."""
 
-    n_text_vocab: int
-    n_codebooks: int = 8
-    codebook_size: int = 1024
     group_size: int = 1
     d_model: int = 256
     n_heads: int = 4
@@ -49,6 +46,16 @@ class ModelDims:
             raise ValueError(f"group_size must be 1, 2, 4 or 8, got {self.group_size}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+
+
+@dataclass(kw_only=True)
+class ModelDims(ModelSize):
+    """Sizes of both networks plus what the data fixes (text vocabulary, codec layout); saved in
+    every checkpoint."""
+
+    n_text_vocab: int
+    n_codebooks: int = 8
+    codebook_size: int = 1024
 
     @property
     def eos_id(self) -> int:

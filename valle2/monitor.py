@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .decoding import DecodingOptions, ar_generate, frame_limit, nar_generate
+from .decoding import DecodingOptions, frame_limit, generate
 from .plots import spectrogram_figure
 
 
@@ -46,9 +46,7 @@ class Monitor:
         opts = DecodingOptions(seed=step)
         limit = max(1, frame_limit(u.text_ids.shape[0], frames_per_token, rate, opts) - p)
         text = u.text_ids.long().to(device)
-        res = ar_generate(ar, [text], [u.codes[0, :p].long().to(device)], [limit], opts)
-        code0 = res.codes[0] if res.codes[0].numel() else u.codes[0, p:p + 1].long()
-        gen = nar_generate(nar, [text], [u.codes[:, :p].T.long().to(device)], [code0])[0]
+        gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [limit], opts).codes[0]
         out = self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy()
         ref = self.codec.decode(u.codes.long()).numpy()
         sr = self.codec.sample_rate

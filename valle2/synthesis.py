@@ -14,7 +14,6 @@ covered by a consent record (``voice_id``) or come from a file of an attested re
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +22,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ModelBundle, load_model_bundle
 from .codec import Codec, load_codec
-from .decoding import DecodingOptions, ar_generate, frame_limit, nar_generate
-from .errors import ModelError, TextError
-from .audio import validate_waveform
+from .decoding import DecodingOptions, frame_limit, generate
+from .errors import AudioError, ModelError, TextError
+from .audio import MAX_SPEED, MIN_SPEED, change_speed, validate_waveform
 from .safety import ConsentGate
 
 MODES = ("cross", "continuation")
@@ -95,31 +94,28 @@ class VallE2:
             limits += [limit] * n_samples
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", disable=not progress, leave=False)
         g = self.bundle.dims.group_size
-        tick = time.perf_counter()
-        res = ar_generate(self.ar, ids, [prompt_codes[0]] * len(ids), limits, options,
-                          progress=lambda s: bar.update(min(g, bar.total - bar.n)))
-        ar_seconds = time.perf_counter() - tick
+        gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
+                       progress=lambda s: bar.update(min(g, bar.total - bar.n)))
         bar.close()
-        codes0 = [c if c.numel() else prompt_codes.new_zeros(1) for c in res.codes]
-        tick = time.perf_counter()
-        full = nar_generate(self.nar, ids, [prompt_codes.T] * len(ids), codes0)
-        nar_seconds = time.perf_counter() - tick
         per_text = range(0, len(ids), n_samples)
-        return Generation([full[i:i + n_samples] for i in per_text], [res.hit_limit[i:i + n_samples] for i in per_text],
-                          ar_seconds, nar_seconds)
+        return Generation([gen.codes[i:i + n_samples] for i in per_text],
+                          [gen.hit_limit[i:i + n_samples] for i in per_text], gen.ar_seconds, gen.nar_seconds)
 
     def synthesize_batch(self, texts: list[str], prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
                          voice_id: str | None = None, corpus_file=None, mode: str = "cross",
                          options: DecodingOptions | None = None, n_samples: int = 1, include_prompt: bool = False,
-                         progress: bool = False) -> list[list[np.ndarray]]:
+                         speed: float = 1.0, progress: bool = False) -> list[list[np.ndarray]]:
         """Speak each of ``texts`` in the prompt's voice, ``n_samples`` times, decoded in one batch.
 
         The prompt must be covered by the consent record ``voice_id`` or be the attested research
         corpus file ``corpus_file`` (else :class:`valle2.safety.ConsentError`).  Returns
         ``out[i][s]``: watermarked float32 ``[samples]`` at :attr:`sample_rate`.
         ``include_prompt`` prepends the prompt's own resynthesis (how the paper scores the
-        continuation setting).
+        continuation setting).  ``speed`` (0.25-4) changes the tempo, pitch kept, before the
+        watermark goes on, so that the mark is as strong at any speed.
         """
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise AudioError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
         auth = self.gate.authorize(voice_id, prompt_wav, prompt_sr, corpus_file, n_outputs=len(texts) * n_samples)
         prompt_codes = self.encode_prompt(prompt_wav, prompt_sr)
         codes = self._generate(texts, prompt_codes, prompt_text, mode, options, n_samples, progress).codes
@@ -129,21 +125,22 @@ class VallE2:
             for c in samples:
                 if include_prompt:
                     c = torch.cat([prompt_codes, c], dim=1)
-                wavs.append(self.gate.finalize(self.codec.decode(c).numpy(), self.sample_rate, auth, text))
+                wav = change_speed(self.codec.decode(c).numpy(), self.sample_rate, speed)
+                wavs.append(self.gate.finalize(wav, self.sample_rate, auth, text))
             out.append(wavs)
         return out
 
     def synthesize(self, text: str, prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
                    voice_id: str | None = None, corpus_file=None, mode: str = "cross",
-                   options: DecodingOptions | None = None, include_prompt: bool = False,
+                   options: DecodingOptions | None = None, include_prompt: bool = False, speed: float = 1.0,
                    progress: bool = False) -> tuple[np.ndarray, int]:
         """Speak ``text`` in the prompt's voice; returns ``(watermarked wav float32 [samples], sample_rate)``.
 
-        See :meth:`synthesize_batch` for the consent arguments and ``include_prompt``.
+        See :meth:`synthesize_batch` for the consent arguments, ``include_prompt`` and ``speed``.
         """
         wav = self.synthesize_batch([text], prompt_wav, prompt_sr, prompt_text, voice_id=voice_id,
                                     corpus_file=corpus_file, mode=mode, options=options,
-                                    include_prompt=include_prompt, progress=progress)[0][0]
+                                    include_prompt=include_prompt, speed=speed, progress=progress)[0][0]
         return wav, self.sample_rate
 
 

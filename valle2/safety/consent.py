@@ -107,8 +107,31 @@ class Phrase:
     expires: float
 
 
+def _tuples(value):
+    """JSON arrays back to the tuples the frozen records hold (nested arrays too)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
-class VoiceRecord:
+class SignedRecord:
+    """A frozen record whose ``signature`` signs :meth:`payload`: every other field, as canonical JSON
+    (tuples as arrays).  Subclasses add the fields and end with ``key_id`` and ``signature``."""
+
+    def payload(self) -> dict:
+        d = asdict(self)
+        d.pop("signature")
+        return d
+
+    def to_json(self) -> str:
+        return canonical_json({**self.payload(), "signature": self.signature}).decode()
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls(**{k: _tuples(v) for k, v in json.loads(text).items()})
+
+
+@dataclass(frozen=True)
+class VoiceRecord(SignedRecord):
     """A signed consent record.  ``embedding`` is the speaker embedding ``[256]`` of the consent
     recording; ``signature`` signs :meth:`payload` (every other field) with key ``key_id``."""
 
@@ -122,23 +145,9 @@ class VoiceRecord:
     key_id: str
     signature: str = ""
 
-    def payload(self) -> dict:
-        d = asdict(self)
-        d.pop("signature")
-        d["embedding"] = list(self.embedding)
-        return d
-
-    def to_json(self) -> str:
-        return canonical_json({**self.payload(), "signature": self.signature}).decode()
-
-    @classmethod
-    def from_json(cls, text: str) -> "VoiceRecord":
-        d = json.loads(text)
-        return cls(**{**d, "embedding": tuple(d["embedding"])})
-
 
 @dataclass(frozen=True)
-class CorpusAttestation:
+class CorpusAttestation(SignedRecord):
     """A signed statement that ``files`` (each ``{"name", "sha256"}``) form research corpus
     ``name`` under ``licence``; prompts whose source file hash is listed may be used."""
 
@@ -149,20 +158,6 @@ class CorpusAttestation:
     created: float
     key_id: str
     signature: str = ""
-
-    def payload(self) -> dict:
-        d = asdict(self)
-        d.pop("signature")
-        d["files"] = [list(f) for f in self.files]
-        return d
-
-    def to_json(self) -> str:
-        return canonical_json({**self.payload(), "signature": self.signature}).decode()
-
-    @classmethod
-    def from_json(cls, text: str) -> "CorpusAttestation":
-        d = json.loads(text)
-        return cls(**{**d, "files": tuple(tuple(f) for f in d["files"])})
 
 
 def file_sha256(path) -> str:

@@ -69,7 +69,7 @@ class Service:
         limit = self.settings.max_audio_seconds if max_seconds is None else max_seconds
         return load_audio(data, max_seconds=limit, allow_silent=allow_silent)
 
-    def synthesize(self, text: str, voice: StoredVoice) -> np.ndarray:
+    def synthesize(self, text: str, voice: StoredVoice, speed: float = 1.0) -> np.ndarray:
         """One sentence in ``voice`` (its stored recording as the cross-mode prompt), watermarked."""
         if voice.kind == "consent":   # a revoked voice is refused as such, though its recording is gone
             registry = self.deployment.registry
@@ -79,15 +79,14 @@ class Service:
             raise NotFound(f"voice {voice.voice_id!r} has no prompt recording on this server")
         wav, sr = load_audio(path)
         consent = {"voice_id": voice.voice_id} if voice.kind == "consent" else {"corpus_file": path}
-        out, _ = self.model.synthesize(text, wav, sr, prompt_text=voice.prompt_text, mode="cross", **consent)
+        out, _ = self.model.synthesize(text, wav, sr, prompt_text=voice.prompt_text, mode="cross", speed=speed,
+                                       **consent)
         return out
 
 
 def _check_speech(svc: Service, req: SpeechRequest) -> list[str]:
     if req.model not in svc.settings.model_names:
         raise NotFound(f"model {req.model!r} is not served here; use one of {list(svc.settings.model_names)}")
-    if req.speed != 1.0:
-        raise BadRequest("speed must be 1.0: changing the speed after watermarking would weaken the watermark")
     if len(req.input) > svc.settings.max_text_chars:
         raise BadRequest(f"input is {len(req.input)} characters, more than the {svc.settings.max_text_chars} limit")
     sentences = [s for s in split_sentences(req.input) if s.strip()]
@@ -96,7 +95,8 @@ def _check_speech(svc: Service, req: SpeechRequest) -> list[str]:
     return sentences
 
 
-def _audio_stream(svc: Service, slot: Slot, first: np.ndarray, rest: list[str], voice: StoredVoice, fmt: str):
+def _audio_stream(svc: Service, slot: Slot, first: np.ndarray, rest: list[str], voice: StoredVoice, fmt: str,
+                  speed: float):
     sr = svc.model.sample_rate
 
     async def body():
@@ -104,11 +104,11 @@ def _audio_stream(svc: Service, slot: Slot, first: np.ndarray, rest: list[str], 
             if fmt == "wav":
                 yield wav_stream_header(sr) + pcm16(first)
                 for sentence in rest:
-                    yield pcm16(await slot.run(svc.synthesize, sentence, voice))
+                    yield pcm16(await slot.run(svc.synthesize, sentence, voice, speed))
             else:
                 parts = [first]
                 for sentence in rest:
-                    parts.append(await slot.run(svc.synthesize, sentence, voice))
+                    parts.append(await slot.run(svc.synthesize, sentence, voice, speed))
                 yield await slot.run(encode_whole, np.concatenate(parts), sr, fmt)
         except Exception:
             log.exception("speech stream for voice %s failed after it started", voice.voice_id)
@@ -161,16 +161,17 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
         """Speak ``input`` in ``voice``.  The text is split into sentences, each synthesized in turn
         and checked by the consent gate; ``wav`` streams each sentence as soon as it is ready (a
         header with unknown length, then 16-bit PCM), flac/mp3/opus come once the whole is done.
-        ``speed`` must be 1.0.  429 + Retry-After when the worker queue is full."""
+        ``speed`` (0.25-4) changes the tempo with the pitch kept, before the watermark.
+        429 + Retry-After when the worker queue is full."""
         sentences = _check_speech(svc, req)
         voice = svc.store.get(req.voice)
         slot = svc.queue.acquire()
         try:
-            first = await slot.run(svc.synthesize, sentences[0], voice)
+            first = await slot.run(svc.synthesize, sentences[0], voice, req.speed)
         except BaseException:
             slot.release()
             raise
-        return StreamingResponse(_audio_stream(svc, slot, first, sentences[1:], voice, req.response_format),
+        return StreamingResponse(_audio_stream(svc, slot, first, sentences[1:], voice, req.response_format, req.speed),
                                  media_type=MEDIA_TYPES[req.response_format], background=BackgroundTask(slot.release),
                                  headers={"X-Sentences": str(len(sentences))})
 

@@ -20,11 +20,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .settings import ServerSettings
 
     deployment = Deployment.open(args.home)
+    model = load_model(args.model, gate=deployment.gate())   # a bad model path fails before any key is made
     key_file = args.api_key_file or deployment.home / "api_keys"
     if not key_file.exists():
         key = create_key_file(key_file)
         print(f"created API key file {key_file}; the API key (shown once, keep it secret): {key}", file=sys.stderr)
-    model = load_model(args.model, gate=deployment.gate())
     settings = ServerSettings(api_key_hashes=read_key_file(key_file), max_request_bytes=args.max_request_mb * 2**20,
                               max_text_chars=args.max_text_chars, max_audio_seconds=args.max_audio_seconds,
                               max_workers=args.workers, max_queue=args.queue,

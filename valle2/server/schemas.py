@@ -11,7 +11,7 @@ VOICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 class SpeechRequest(BaseModel):
     """OpenAI's ``POST /v1/audio/speech`` body.  ``voice`` is an enrolled voice id (``v_...``) or a
-    registered research voice; ``speed`` must be 1.0 (see the endpoint's description)."""
+    registered research voice; ``speed`` is the tempo, 0.25-4, pitch kept."""
 
     model_config = ConfigDict(extra="forbid")
 
