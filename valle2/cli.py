@@ -31,16 +31,31 @@ def decoding_options(args: argparse.Namespace):
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from .audio import load_audio, save_audio
+    from .safety.deployment import Deployment
     from .synthesis import load_model
 
-    model = load_model(args.model)
+    deployment = Deployment.open()
+    signer = None
+    if args.c2pa:   # fail on a missing extra or a format without C2PA support before any synthesis
+        from .safety.provenance import ProvenanceSigner, _mime
+
+        _mime(args.out.suffix.lstrip(".") or "wav")
+        signer = ProvenanceSigner.open(deployment.home)
+    model = load_model(args.model, gate=deployment.gate())
     wav, sr = load_audio(args.prompt)
     consent = {"voice_id": args.voice} if args.voice else {"corpus_file": args.prompt}
     out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode, **consent,
                                    options=decoding_options(args), include_prompt=args.include_prompt, speed=args.speed,
                                    progress=True)
-    save_audio(args.out, out, out_sr)
-    print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz")
+    if signer is None:
+        save_audio(args.out, out, out_sr)
+    else:
+        from .safety.consent import file_sha256
+        from .safety.provenance import save_with_manifest, synthesis_assertion
+
+        save_with_manifest(args.out, out, out_sr, signer,
+                           synthesis_assertion(deployment.audit, out, model_sha256=file_sha256(args.model)))
+    print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz" + (", with a signed C2PA manifest" if signer else ""))
     return 0
 
 
@@ -96,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross: prompt is another utterance; continuation: --text is the prompt's whole transcript")
     p.add_argument("--include-prompt", action="store_true", help="prepend the prompt's resynthesis to the output")
     p.add_argument("--speed", type=float, default=1.0, help="tempo, 0.25-4 (pitch kept; like OpenAI's speed)")
+    p.add_argument("--c2pa", action="store_true",
+                   help='add a signed C2PA provenance manifest (wav, flac, mp3; pip install "valle2[c2pa]")')
     add_decoding_args(p)
     p.set_defaults(func=cmd_synthesize)
 

@@ -96,6 +96,20 @@ def verdict(watermark_present: bool, classifier: dict) -> str:
     return "no sign of synthesis: no valle2 watermark, and the classifier calls it real"
 
 
+def provenance_report(path: Path) -> dict | None:
+    """The file's C2PA manifest (:func:`valle2.safety.provenance.read_provenance`): ``None`` when it
+    has none or its format cannot hold one, ``{"error": ...}`` when it cannot be read."""
+    from .provenance import MIME, ProvenanceError, read_provenance
+
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in MIME:
+        return None
+    try:
+        return read_provenance(Path(path).read_bytes(), fmt)
+    except ProvenanceError as exc:
+        return {"error": str(exc)}
+
+
 def cmd_detect(args) -> int:
     from ..audio import load_audio
     from .watermark import detect
@@ -106,7 +120,8 @@ def cmd_detect(args) -> int:
     classifier = classifier_report(wav, sr, args.detector)
     report = {"file": str(args.file), "watermark": {"present": found.present, "score": round(found.score, 2),
               "payload": found.payload, "marked_seconds": [[round(a, 2), round(b, 2)] for a, b in found.marked_seconds]},
-              "classifier": classifier, "verdict": verdict(found.present, classifier)}
+              "classifier": classifier, "provenance": provenance_report(args.file),
+              "verdict": verdict(found.present, classifier)}
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -123,6 +138,15 @@ def cmd_detect(args) -> int:
                   f"{classifier['score']:.3f}, threshold {classifier['threshold']}; mean {classifier['mean']:.3f} "
                   f"over {len(classifier['windows'])} window(s))")
             print("  windows: " + ", ".join(f"{a}-{b} s {p:.3f}" for a, b, p in classifier["windows"]))
+        c2pa = report["provenance"]
+        if c2pa is None:
+            print("  C2PA manifest: none")
+        elif "error" in c2pa:
+            print(f"  C2PA manifest: not read: {c2pa['error']}")
+        else:
+            print(f"  C2PA manifest: {c2pa['state']}, signed by {c2pa['signer']!r} ({c2pa['issuer']}), "
+                  f"AI-generated: {c2pa['ai_generated']}; synthesis: {json.dumps(c2pa['synthesis'])}"
+                  + (f"; problems: {', '.join(c2pa['problems'])}" if c2pa["problems"] else ""))
     return 0
 
 
