@@ -94,6 +94,7 @@ class DemoRecipe:
     synthetic_texts: int = 0
     workers: int = 2
     seed: int = 0
+    overrides: tuple[str, ...] = ()
 
 
 def heldout_split(data: Path, n_sentences: int, n_speakers: int, seed: int) -> dict:
@@ -173,7 +174,7 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
     overrides = [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'train'}"]
     if r.steps:
         overrides.append(f"optim.steps={r.steps}")
-    model_path = run(load_config(r.config, overrides))
+    model_path = run(load_config(r.config, overrides + list(r.overrides)))
     bundle = load_model_bundle(model_path)
     bundle.meta["heldout"] = heldout
     bundle.meta["train_speakers"] = sorted({c.supervisions[0].speaker for c in train})
@@ -203,7 +204,9 @@ def add_recipe_parser(sub) -> None:
     d.add_argument("--synthetic-texts", type=int, default=0, help="sentences each espeak-ng/flite voice reads (0 = none)")
     d.add_argument("--no-asr-speakers", action="store_true", help="leave out the ASR-transcribed LibriSpeech speakers")
     d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set run.threads=1 (repeatable)")
     d.add_argument("--ship", action="store_true", help="copy the model and demo voice into the package")
     d.set_defaults(func=lambda a: print(run_demo(DemoRecipe(
         data=a.data, out=a.out, config=a.config, steps=a.steps, asr_speakers=not a.no_asr_speakers,
-        synthetic_texts=a.synthetic_texts, workers=a.workers), ship=a.ship)) or 0)
+        synthetic_texts=a.synthetic_texts, workers=a.workers, overrides=tuple(a.set)), ship=a.ship)) or 0)

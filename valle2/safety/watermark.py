@@ -54,8 +54,8 @@ JITTER = 2                      # half hops of alignment drift allowed from one 
 CHAIN_BIAS = 0.74               # z gained per chained block by choosing among 2*JITTER+1 offsets on
                                 # unmarked speech (measured: null medians 3.66 at 1 s, 5.11 at 8 s)
 CLIP = 3.0                      # detector clips normalised pair differences at +-CLIP
-ACTIVE_DB = 50.0                # bands whose median is more than this below the loudest are ignored
-FLOOR_DB = 70.0                 # cells more than this below the loudest cell carry no mark
+ACTIVE_DB = 110.0               # bands whose median is more than this below the loudest are ignored
+FLOOR_DB = 70.0                 # cells more than this below their band's loudest cell carry no mark
 TARGETS = (0.5, 0.3, 0.3)       # per-block correlation targets: sync, symbol 1, symbol 2
 GAMMA = 0.6                     # pair gain ~ (energy / median energy) ** -GAMMA: quiet cells carry more
 GAIN_RANGE = (0.2, 20.0)
@@ -120,18 +120,22 @@ def _power(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
 def _features(power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Detector input from band energies ``[K, N_BANDS]`` at half-hop steps.
 
-    Returns ``z [N_BANDS, K-6]``: for the pair starting at every half hop, its log-energy
-    difference as a per-band robust z-score, clipped at +-CLIP, minus its mean over the bands at that
-    offset (zero for inactive bands and floor-level pairs); and ``d [N_BANDS, K-6]``, the raw
-    differences in natural-log units."""
+    Each band is first divided by its median level, so that any filter that is smooth within a
+    band (low-, high-, band-pass, smoothing, telephone lines) leaves the input unchanged, and
+    cells more than FLOOR_DB below their own band's loudest cell carry no mark.  Returns
+    ``z [N_BANDS, K-6]``: for the pair starting at every half hop, its log-energy difference as a
+    per-band robust z-score, clipped at +-CLIP, minus its mean over the bands at that offset (zero
+    for inactive bands and floor-level pairs); and ``d [N_BANDS, K-6]``, the raw differences in
+    natural-log units."""
     cell = power[:-2] + power[2:]
-    top = float(cell.max()) if cell.size else 0.0
-    floor = top * 10 ** (-FLOOR_DB / 10) + 1e-20
+    level = np.median(cell, axis=0) + 1e-30
+    active = level >= level.max() * 10 ** (-ACTIVE_DB / 10) if cell.size else np.zeros(N_BANDS, bool)
+    cell = cell / level
+    floor = cell.max(axis=0) * 10 ** (-FLOOR_DB / 10) + 1e-30 if cell.size else np.full(N_BANDS, 1e-30)
     logc = np.log(cell + floor)
     d = (logc[:-CELL] - logc[CELL:]).T
     energy = (cell[:-CELL] + cell[CELL:]).T
-    level = np.median(cell, axis=0) + 1e-20
-    valid = (level >= level.max() * 10 ** (-ACTIVE_DB / 10))[:, None] & (energy > 2 * floor)
+    valid = active[:, None] & (energy > 2 * floor[:, None])
     masked = np.where(valid, d, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN rows are inactive bands
