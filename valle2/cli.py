@@ -37,9 +37,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     deployment = Deployment.open()
     signer = None
     if args.c2pa:   # fail on a missing extra or a format without C2PA support before any synthesis
-        from .safety.provenance import ProvenanceSigner, _mime
+        from .safety.provenance import ProvenanceSigner, mime_type
 
-        _mime(args.out.suffix.lstrip(".") or "wav")
+        mime_type(args.out.suffix.lstrip(".") or "wav")
         signer = ProvenanceSigner.open(deployment.home)
     model = load_model(args.model, gate=deployment.gate())
     wav, sr = load_audio(args.prompt)

@@ -55,6 +55,11 @@ class Authorization:
     n_outputs: int = 1
 
 
+def output_sha256(wav) -> str:
+    """SHA-256 (hex) of output samples ``[samples]`` as little-endian float32: the audit log's ``output_sha256``."""
+    return hashlib.sha256(np.asarray(wav, dtype="<f4").tobytes()).hexdigest()
+
+
 def _id_hash(text: str) -> int:
     return hashlib.sha256(text.encode()).digest()[0]
 
@@ -138,5 +143,5 @@ class ConsentGate:
         self.audit.append("synthesis", token=auth.token, kind=auth.kind, voice_id=auth.voice_id,
                           corpus_id=auth.corpus_id, payload=auth.payload, seconds=round(marked.size / sr, 3),
                           text_sha256=hashlib.sha256(text.encode()).hexdigest(),
-                          output_sha256=hashlib.sha256(marked.astype("<f4").tobytes()).hexdigest())
+                          output_sha256=output_sha256(marked))
         return marked

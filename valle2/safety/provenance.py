@@ -42,7 +42,8 @@ def _c2pa():
     return c2pa
 
 
-def _mime(fmt: str) -> str:
+def mime_type(fmt: str) -> str:
+    """The MIME type c2pa needs for file format ``fmt`` (wav, flac, mp3); ProvenanceError for others."""
     fmt = fmt.lower().lstrip(".")
     if fmt not in MIME:
         raise ProvenanceError(f"C2PA manifests can go in {', '.join(MIME)} files, not '{fmt}'")
@@ -121,7 +122,7 @@ class ProvenanceSigner:
                         "action": "c2pa.created", "digitalSourceType": AI_SOURCE,
                         "softwareAgent": {"name": "valle2", "version": __version__}}]}},
                         {"label": LABEL, "data": synthesis}]}
-        mime = _mime(fmt)
+        mime = mime_type(fmt)
         try:
             signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg=c2pa.C2paSigningAlg.ES256, sign_cert=self.cert_chain,
                                                                private_key=self.private_key, ta_url=None))
@@ -139,7 +140,7 @@ def read_provenance(data: bytes, fmt: str) -> dict | None:
     "problems": [validation codes other than an untrusted signer]}``."""
     c2pa = _c2pa()
     try:
-        with c2pa.Reader(_mime(fmt), io.BytesIO(data)) as reader:
+        with c2pa.Reader(mime_type(fmt), io.BytesIO(data)) as reader:
             store, state = json.loads(reader.json()), str(reader.get_validation_state())
     except c2pa.C2paError as exc:
         if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in str(exc) or "not found" in str(exc).lower():
@@ -158,11 +159,9 @@ def read_provenance(data: bytes, fmt: str) -> dict | None:
 def synthesis_assertion(audit, wav, **extra) -> dict:
     """The ``org.valle2.synthesis`` data of output ``wav [samples]`` (float32, as the gate returned
     it): the audit log's ``synthesis`` entry whose ``output_sha256`` it matches, plus ``extra``."""
-    import hashlib
+    from .gate import output_sha256
 
-    import numpy as np
-
-    digest = hashlib.sha256(np.asarray(wav, dtype="<f4").tobytes()).hexdigest()
+    digest = output_sha256(wav)
     entry = next((e for e in reversed(audit.entries()) if e.get("event") == "synthesis" and e.get("output_sha256") == digest),
                  None)
     if entry is None:
@@ -176,5 +175,5 @@ def save_with_manifest(path, wav, sr: int, signer: ProvenanceSigner, synthesis: 
     from ..audio import atomic_write_bytes, encode_audio
 
     fmt = Path(path).suffix.lstrip(".").lower() or "wav"
-    _mime(fmt)
+    mime_type(fmt)
     return atomic_write_bytes(path, signer.sign(encode_audio(wav, sr, fmt), fmt, synthesis, title=Path(path).name))

@@ -52,7 +52,8 @@ SYMBOL_BITS = 8                 # each payload pattern carries one 8-bit symbol 
 N_SEQ = 1 + PAYLOAD_BITS // SYMBOL_BITS
 JITTER = 2                      # half hops of alignment drift allowed from one block to the next
 CHAIN_BIAS = 0.74               # z gained per chained block by choosing among 2*JITTER+1 offsets on
-                                # unmarked speech (measured: null medians 3.66 at 1 s, 5.11 at 8 s)
+                                # unmarked speech (measured: null medians 3.66 at 1 s, 5.11 at 8 s, with the
+                                # features before per-band normalisation: to be re-measured)
 CLIP = 3.0                      # detector clips normalised pair differences at +-CLIP
 ACTIVE_DB = 110.0               # bands whose median is more than this below the loudest are ignored
 FLOOR_DB = 70.0                 # cells more than this below their band's loudest cell carry no mark
@@ -61,7 +62,8 @@ GAMMA = 0.6                     # pair gain ~ (energy / median energy) ** -GAMMA
 GAIN_RANGE = (0.2, 20.0)
 MAX_LOG_STEP = 2.0              # largest change of one pair's log-energy difference
 TARGET_SNR_DB = 30.5            # each embedding pass is scaled to stay this far below the signal
-THRESHOLD = 5.5                 # sync z-score above which a mark is reported present (null max 4.7, see benchmark)
+THRESHOLD = 5.5                 # sync z-score above which a mark is reported present (null max 4.7, see benchmark;
+                                # measured before per-band normalisation, whose 8-clip sweep null max was 4.1)
 BLOCK_THRESHOLD = 3.0           # per-block z-score above which a block counts as marked
 FINE = 64                       # detection analyses frames every FINE samples, then picks per tempo
 TEMPOS = tuple(float(t) for t in np.round(np.exp(np.arange(-7, 8) * 0.03), 4))   # 0.81..1.23, 3 % steps
