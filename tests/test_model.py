@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from valle2.decoding import DecodingOptions, ar_generate, nar_generate
+from valle2.decoding import DecodingOptions, ar_generate, min_frames, nar_generate
 from valle2.model import ARModel, ModelDims, NARModel, attention_mask, group_codes, ungroup_codes
 
 
@@ -85,6 +85,17 @@ def test_eos_stops_decoding():
         ar.head.bias[64] = 1e4
     res = ar_generate(ar, [torch.randint(1, 50, (5,))], [torch.randint(0, 64, (6,))], [50], DecodingOptions(seed=0))
     assert res.hit_limit == [False] and res.codes[0].numel() == 0 and res.n_steps == 1
+
+
+def test_min_frames_bar_eos_until_the_floor():
+    ar = ARModel(tiny_dims(2)).eval()
+    with torch.no_grad():  # EOS wins every step unless it is barred
+        ar.head.bias.view(2, 65)[:, 64] = 1e4
+    text, prompt = [torch.randint(1, 50, (5,))] * 2, [torch.randint(0, 64, (6,))] * 2
+    res = ar_generate(ar, text, prompt, [50, 50], DecodingOptions(seed=0), min_frames=[0, 7])
+    assert [c.shape[0] for c in res.codes] == [0, 8]  # the floor of 7 frames ends with the group that reaches it
+    assert res.hit_limit == [False, False]
+    assert min_frames(10, 3.0, DecodingOptions(min_length_ratio=0.5)) == 15
 
 
 def test_losses_and_nar_shapes():

@@ -32,7 +32,8 @@ def write_config(tmp_path, prepared, out_dir, **run_overrides):
     cfg = {"model": {"d_model": 64, "n_heads": 2, "n_ar_layers": 1, "n_nar_layers": 1, "d_ff": 128, "dropout": 0.1,
                      "group_size": 2},
            "optim": {"steps": 4, "lr": 1e-3, "warmup_steps": 2},
-           "data": {"train": str(prepared), "valid": str(prepared), "max_duration": 4.0, "num_buckets": 2},
+           "data": {"train": str(prepared), "valid": str(prepared), "max_duration": 4.0, "num_buckets": 2,
+                    "concat_prob": 0.5},
            "run": {"out_dir": str(out_dir), "log_every": 1, "valid_every": 2, "sample_every": 4,
                    "checkpoint_every": 2, "device": "cpu", "threads": 1, **run_overrides}}
     path = tmp_path / f"{out_dir.name}.yaml"
@@ -80,6 +81,21 @@ def test_run_writes_model_checkpoints_and_tensorboard(tmp_path, prepared):
     assert "sample/spectrogram" in tags["images"] and "sample/generated" in tags["audio"]
     model = valle2.load_model(model_path, codec=valle2.load_codec("encodec", pretrained=False))
     assert model.bundle.dims.group_size == 2
+
+
+def test_concat_same_speaker_joins_text_and_codes_of_one_speaker():
+    import random
+
+    from valle2.train import Utterance, concat_same_speaker
+
+    data = [Utterance(torch.tensor([i + 1] * (i + 1)), torch.full((8, 3 + i), i), spk) for i, spk in enumerate("aabc")]
+    pool = {"a": [0, 1], "b": [2], "c": [3]}
+    out = concat_same_speaker(data, pool, data, 1.0, random.Random(0))
+    assert out[2] is data[2] and out[3] is data[3]  # one utterance of its speaker: left alone
+    assert out[0].text_ids.tolist() == [1, 2, 2] and torch.equal(out[0].codes, torch.cat([data[0].codes, data[1].codes], 1))
+    assert out[1].text_ids.tolist() == [2, 2, 1] and torch.equal(out[1].codes, torch.cat([data[1].codes, data[0].codes], 1))
+    assert out[0].speaker == "a"
+    assert concat_same_speaker(data, pool, data, 0.0, random.Random(0)) == data
 
 
 def test_resume_is_exact(tmp_path, prepared):

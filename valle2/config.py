@@ -43,7 +43,12 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    """Prepared shards (``valle2 prepare``) and lhotse duration-bucketed dynamic batching."""
+    """Prepared shards (``valle2 prepare``) and lhotse duration-bucketed dynamic batching.
+
+    ``concat_prob``: the chance that a training utterance is joined to another of the same
+    speaker (text and codes, in that order), so that short-utterance corpora show the AR the
+    prompt-then-target sequences of cross-sentence prompting.
+    """
 
     train: str = ""
     valid: str | None = None
@@ -51,6 +56,7 @@ class DataConfig:
     num_buckets: int = 6
     max_utterance_seconds: float = 20.0
     valid_max_utterances: int = 64
+    concat_prob: float = 0.0
 
 
 @dataclass

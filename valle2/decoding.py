@@ -20,7 +20,9 @@ class DecodingOptions:
 
     ``top_p``/``top_k``/``temperature`` shape the distribution; with ``ras`` on, Repetition Aware
     Sampling resamples a code whose ratio over the last ``ras_window`` codes reaches
-    ``ras_threshold``.  Decoding stops at EOS or at ``max_frames`` (per sample), whichever is first.
+    ``ras_threshold``.  Decoding stops at EOS or at ``max_frames`` (per sample), whichever is first;
+    EOS is barred until ``min_length_ratio`` of the expected length (see :func:`min_frames`), so
+    that a weak model cannot cut a sentence short.
     """
 
     temperature: float = 1.0
@@ -33,6 +35,7 @@ class DecodingOptions:
     seed: int | None = None
     length_slack: float = 2.5
     max_seconds: float = 40.0
+    min_length_ratio: float = 0.5
 
 
 def frame_limit(n_target_tokens: int, frames_per_token: float, frame_rate: float, options: DecodingOptions) -> int:
@@ -41,6 +44,12 @@ def frame_limit(n_target_tokens: int, frames_per_token: float, frame_rate: float
     ``length_slack`` plus one second, never more than ``max_seconds``."""
     expected = n_target_tokens * frames_per_token * options.length_slack + frame_rate
     return max(1, int(min(expected, options.max_seconds * frame_rate)))
+
+
+def min_frames(n_target_tokens: int, frames_per_token: float, options: DecodingOptions) -> int:
+    """The fewest frames the AR must generate before EOS may end it: ``min_length_ratio`` of the
+    expected length ``n_target_tokens * frames_per_token``."""
+    return int(n_target_tokens * frames_per_token * options.min_length_ratio)
 
 
 @dataclass
@@ -65,12 +74,14 @@ def _pad_left(rows: list[Tensor], fill) -> Tensor:
 
 @torch.inference_mode()
 def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frames: list[int],
-                options: DecodingOptions = DecodingOptions(), progress=None, keep_logits: bool = False) -> ARResult:
+                options: DecodingOptions = DecodingOptions(), progress=None, keep_logits: bool = False,
+                min_frames: list[int] | None = None) -> ARResult:
     """Generate codebook 0 for a batch.
 
     text: B LongTensors ``[L_i]`` (the whole text: prompt transcript + target, as the model was
     trained); prompt: B LongTensors ``[P_i]`` of codebook-0 prompt codes (trimmed at the start to
-    a multiple of G); max_frames: per-sample limit on generated frames.  ``progress`` is called
+    a multiple of G); max_frames / min_frames: per-sample most frames, and fewest before EOS may
+    be sampled (default none).  ``progress`` is called
     with the number of finished steps.  With ``keep_logits`` the per-step logits ``[B, G, V]`` are
     returned (to compare the KV cache with full recomputation).
     """
@@ -109,6 +120,9 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     for step in range(steps_total):
         h = ar(*new, cache=cache) if cache is not None else ar(ids, groups, seg, is_bos)
         logits = ar.logits(h[:, -1:])[:, 0]  # [B, G, V]
+        if min_frames is not None:
+            early = torch.tensor([step * g < m for m in min_frames], device=device)
+            logits[early, :, eos] = float("-inf")
         if keep_logits:
             result.step_logits.append(logits.clone())
         group = torch.empty(b, g, dtype=torch.long, device=device)
@@ -183,13 +197,15 @@ class Generated:
 
 
 def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor], max_frames: list[int],
-             options: DecodingOptions, progress: Callable[[int], None] | None = None) -> Generated:
-    """AR then NAR for B samples: text B LongTensors ``[L_i]``, prompt B LongTensors ``[n_q, P_i]``.
+             options: DecodingOptions, progress: Callable[[int], None] | None = None,
+             min_frames: list[int] | None = None) -> Generated:
+    """AR then NAR for B samples: text B LongTensors ``[L_i]``, prompt B LongTensors ``[n_q, P_i]``;
+    frame limits as :func:`ar_generate`.
 
     An AR that emits EOS at once gets one frame of code 0, so that the NAR always has a target.
     """
     tick = time.perf_counter()
-    res = ar_generate(ar, text, [p[0] for p in prompt], max_frames, options, progress=progress)
+    res = ar_generate(ar, text, [p[0] for p in prompt], max_frames, options, progress=progress, min_frames=min_frames)
     ar_seconds = time.perf_counter() - tick
     code0 = [c if c.numel() else p.new_zeros(1) for c, p in zip(res.codes, prompt)]
     tick = time.perf_counter()

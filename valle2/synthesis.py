@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ModelBundle, load_model_bundle
 from .codec import Codec, load_codec
-from .decoding import DecodingOptions, frame_limit, generate
+from .decoding import DecodingOptions, frame_limit, generate, min_frames
 from .errors import AudioError, ModelError, TextError
 from .audio import MAX_SPEED, MIN_SPEED, change_speed, validate_waveform
 from .safety import ConsentGate
@@ -82,20 +82,22 @@ class VallE2:
         public methods decode and pass every output through the gate).  prompt_codes
         ``[n_codebooks, P]``."""
         options = options or DecodingOptions()
-        ids, limits = [], []
+        ids, limits, floors = [], [], []
         for text in texts:
             t, n_target, n_prompt = self._text_ids(text, prompt_text, mode)
             p = prompt_codes.shape[1]
             fpt = p / n_prompt if n_prompt else self.bundle.frames_per_token
             limit = frame_limit(n_target, fpt, self.codec.frame_rate, options)
+            floor = min_frames(n_target, fpt, options)
             if mode == "continuation":
-                limit = max(1, limit - p)
+                limit, floor = max(1, limit - p), floor - p
             ids += [t] * n_samples
             limits += [limit] * n_samples
+            floors += [max(0, min(floor, limit))] * n_samples
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", disable=not progress, leave=False)
         g = self.bundle.dims.group_size
         gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
-                       progress=lambda s: bar.update(min(g, bar.total - bar.n)))
+                       progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors)
         bar.close()
         per_text = range(0, len(ids), n_samples)
         return Generation([gen.codes[i:i + n_samples] for i in per_text],

@@ -81,6 +81,20 @@ def lr_lambda(cfg: OptimConfig):
     return f
 
 
+def concat_same_speaker(utts: list[Utterance], pool: dict[str, list[int]], data: list[Utterance], prob: float,
+                        rng: random.Random) -> list[Utterance]:
+    """Join each utterance, with probability ``prob``, to a random other utterance of its speaker
+    (``pool``: speaker -> indices into ``data``): text ``[L1 + L2]`` and codes ``[n_q, T1 + T2]``."""
+    out = []
+    for u in utts:
+        others = [i for i in pool.get(u.speaker, ()) if data[i] is not u] if prob > 0 else []
+        if others and rng.random() < prob:
+            v = data[rng.choice(others)]
+            u = Utterance(torch.cat([u.text_ids, v.text_ids]), torch.cat([u.codes, v.codes], 1), u.speaker)
+        out.append(u)
+    return out
+
+
 def frames_per_token(data: list[Utterance]) -> float:
     """Mean codec frames per text token over a corpus (sets the decoding length limit)."""
     return sum(u.codes.shape[1] for u in data) / max(1, sum(u.text_ids.shape[0] for u in data))
@@ -262,6 +276,10 @@ def run(cfg: Config) -> Path:
     sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
                                       num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=False,
                                       seed=cfg.optim.seed, world_size=world, rank=rank)
+    pool: dict[str, list[int]] = {}
+    for i, u in enumerate(data):
+        pool.setdefault(u.speaker, []).append(i)
+    concat_rng = random.Random(cfg.optim.seed + 7919 * rank)
     epoch = 0
     last = out / "last.pt"
     if last.is_file():
@@ -269,6 +287,7 @@ def run(cfg: Config) -> Path:
         trainer.load_state_dict(state["trainer"])
         epoch = state["epoch"]
         sampler.load_state_dict(state["sampler"])
+        concat_rng.setstate(state["concat_rng"])
     valid_batches = []
     if valid is not None:
         vd = [u for u in valid.utterances if 1 < u.codes.shape[1] <= limit][: cfg.data.valid_max_utterances]
@@ -277,7 +296,8 @@ def run(cfg: Config) -> Path:
     fpt = frames_per_token(data)
 
     def save_checkpoint() -> None:
-        state = {"trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "epoch": epoch, "config": asdict(cfg)}
+        state = {"trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "epoch": epoch, "config": asdict(cfg),
+                 "concat_rng": concat_rng.getstate()}
         ckpt = out / "checkpoints" / f"step-{trainer.step_count:08d}.pt"
         _atomic_torch_save(state, ckpt)
         _atomic_torch_save(state, last)
@@ -297,7 +317,7 @@ def run(cfg: Config) -> Path:
             epoch += 1
             sampler.set_epoch(epoch)
 
-    stream = batches()
+    stream = (concat_same_speaker(b, pool, data, cfg.data.concat_prob, concat_rng) for b in batches())
     bar = tqdm(total=cfg.optim.steps, initial=trainer.step_count, desc="training", disable=rank != 0)
     while trainer.step_count < cfg.optim.steps:
         micro = [next(stream) for _ in range(cfg.optim.grad_accum)]
