@@ -1,7 +1,7 @@
 """Load check of the HTTP server: 100 concurrent speech requests on loopback.
 
-Trains a tiny model on the fixture clips (a minute on 2 CPU cores), starts ``python -m
-valle2.server`` as a subprocess on 127.0.0.1, registers an attested fixture clip as a research
+Trains ``valle2 recipe tiny`` on the packaged clips (a minute on 2 CPU cores), starts ``python -m
+valle2.server`` as a subprocess on 127.0.0.1, registers an attested packaged clip as a research
 voice, then sends 100 requests at once.  Prints throughput, p50/p95 latency and time to first
 audio byte of the served requests, the status counts, and the server's RSS before and after.
 Deliberate refusals (429/503 with Retry-After, from the bounded queue) are not errors.
@@ -26,38 +26,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-CLIPS = ROOT / "tests" / "fixtures" / "overfit"
-VOICE = "arctic_bdl_a0008.flac"
+from valle2.recipe import CLIPS
+
 TEXT = "Will we ever forget it."
-
-
-def train_tiny_model(out: Path, steps: int) -> Path:
-    """A small G=2 model memorising the fixture clips, with a random-init EnCodec (no download)."""
-    import csv
-
-    import torch
-
-    from valle2.audio import load_audio
-    from valle2.checkpoint import ModelBundle, save_model
-    from valle2.codec import load_codec
-    from valle2.config import OptimConfig
-    from valle2.model import ModelDims
-    from valle2.text import TextTokenizer
-    from valle2.train import Trainer, Utterance, frames_per_token
-
-    with open(CLIPS / "transcripts.tsv") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    codec = load_codec("encodec", pretrained=False)
-    tokenizer = TextTokenizer.train([r["text"] for r in rows], vocab_size=64)
-    data = [Utterance(torch.tensor(tokenizer.encode(r["text"])), codec.encode(*load_audio(CLIPS / r["file"])), r["speaker"])
-            for r in rows]
-    dims = ModelDims(n_text_vocab=tokenizer.vocab_size, codebook_size=codec.codebook_size, n_codebooks=codec.n_codebooks,
-                     group_size=2, d_model=128, n_heads=4, n_ar_layers=2, n_nar_layers=2, d_ff=256, dropout=0.0)
-    trainer = Trainer(dims, OptimConfig(steps=steps, lr=3e-3, warmup_steps=20, seed=0))
-    trainer.fit(data, batch_size=4, progress=False)
-    bundle = ModelBundle(dims, trainer.ar.eval(), trainer.nar.eval(), tokenizer, codec.describe(), frames_per_token(data))
-    return save_model(out, bundle)
+VOICE = CLIPS / "arctic_bdl_a0008.flac"   # a packaged clip, registered as a research voice
 
 
 def rss_mb(pid: int) -> float:
@@ -76,7 +48,7 @@ def free_port() -> int:
 
 async def one_request(client: httpx.AsyncClient, url: str) -> tuple[int, float, float | None]:
     """(status, seconds to the whole response, seconds to the first audio byte or None)."""
-    body = {"model": "valle2", "input": TEXT, "voice": VOICE, "response_format": "wav"}
+    body = {"model": "valle2", "input": TEXT, "voice": VOICE.name, "response_format": "wav"}
     tick = time.perf_counter()
     first = None
     async with client.stream("POST", url + "/v1/audio/speech", json=body) as resp:
@@ -102,20 +74,23 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--queue", type=int, default=16)
-    ap.add_argument("--train-steps", type=int, default=150)
+    ap.add_argument("--train-steps", type=int, default=250)
     ap.add_argument("--timeout", type=float, default=600.0, help="per-request limit, seconds")
     args = ap.parse_args()
 
+    from valle2.recipe import packaged_clips, train_tiny
     from valle2.safety.deployment import Deployment
     from valle2.server.auth import hash_key
+
+    voice = next(c for c in packaged_clips() if c["path"].name == VOICE.name)
 
     with tempfile.TemporaryDirectory(prefix="valle2_load_") as tmp:
         tmp = Path(tmp)
         tick = time.perf_counter()
-        model = train_tiny_model(tmp / "tiny.pt", args.train_steps)
+        model = train_tiny(tmp / "tiny.pt", steps=args.train_steps, progress=False).path
         print(f"trained tiny model in {time.perf_counter() - tick:.1f} s")
         dep = Deployment.open(tmp / "home")
-        dep.registry.attest_corpus("CMU ARCTIC fixtures", [CLIPS / VOICE], "CMU ARCTIC licence")
+        dep.registry.attest_corpus("CMU ARCTIC packaged clips", [VOICE], "CMU ARCTIC licence")
         key = "load-test-key"
         (tmp / "keys").write_text(hash_key(key) + "\n")
         port = free_port()
@@ -136,10 +111,9 @@ def main() -> int:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("server did not start")
                 time.sleep(0.5)
-            with open(CLIPS / VOICE, "rb") as f:
-                resp = httpx.post(url + "/v1/voices/research", headers={"Authorization": f"Bearer {key}"},
-                                  data={"transcript": "Gad, your letter came just in time."},
-                                  files={"file": (VOICE, f.read())}, timeout=60)
+            resp = httpx.post(url + "/v1/voices/research", headers={"Authorization": f"Bearer {key}"},
+                              data={"transcript": voice["text"]}, files={"file": (VOICE.name, VOICE.read_bytes())},
+                              timeout=60)
             resp.raise_for_status()
             warm = asyncio.run(burst(url, 1, args.timeout))[0]
             print(f"warm-up request: status {warm[0]} in {warm[1]:.2f} s")

@@ -74,6 +74,24 @@ def test_enrol_authorize_finalize_round_trip(env, voices):
         env["gate"].finalize(voices["bdl"], voices["sr"], auth, "again")
 
 
+def test_gate_checks_a_prompt_once_but_verifies_the_record_every_time(env, voices):
+    calls = []
+    def counting(wav, sr):
+        calls.append(wav.size)
+        return speaker_embedding(wav, sr)
+    rec = enrol(env, voices)
+    gate = ConsentGate(env["reg"], env["audit"], env["wm_key"], embedder=counting)
+    first = gate.authorize(rec.voice_id, voices["bdl"], voices["sr"])
+    again = gate.authorize(rec.voice_id, voices["bdl"].copy(), voices["sr"])
+    assert calls == [voices["bdl"].size] and again.similarity == first.similarity  # same samples: embedded once
+    with pytest.raises(ConsentError, match="does not match"):  # other samples: embedded and checked anew
+        gate.authorize(rec.voice_id, voices["slt"], voices["sr"])
+    assert len(calls) == 2
+    env["reg"].revoke(rec.voice_id)
+    with pytest.raises(ConsentError, match="revoked"):  # a memoised prompt never skips the record check
+        gate.authorize(rec.voice_id, voices["bdl"], voices["sr"])
+
+
 def test_unenrolled_voice_refused(env, voices):
     with pytest.raises(ConsentError, match="not enrolled"):
         env["gate"].authorize("v_doesnotexist", voices["bdl"], voices["sr"])

@@ -24,6 +24,7 @@ from .checkpoint import ModelBundle, load_model_bundle
 from .codec import Codec, load_codec
 from .decoding import DecodingOptions, frame_limit, generate, min_frames
 from .errors import AudioError, ModelError, TextError
+from .memo import ContentMemo
 from .audio import MAX_SPEED, MIN_SPEED, change_speed, validate_waveform
 from .safety import ConsentGate
 
@@ -53,14 +54,18 @@ class VallE2:
                 raise ModelError(f"model was trained with codec {want}, but codec {have} was given ({key} differs)")
         self.bundle, self.codec, self.gate = bundle, codec, gate
         self.ar, self.nar, self.tokenizer = bundle.ar, bundle.nar, bundle.tokenizer
+        self._memo = ContentMemo(16)  # codes of recent prompts: a served voice is encoded once
 
     @property
     def sample_rate(self) -> int:
         return self.codec.sample_rate
 
     def encode_prompt(self, wav, sr: int) -> torch.Tensor:
-        """Prompt waveform ``[samples]`` -> codes ``LongTensor[n_codebooks, P]``."""
-        return self.codec.encode(validate_waveform(wav, sr, max_seconds=MAX_PROMPT_SECONDS), sr)
+        """Prompt waveform ``[samples]`` -> codes ``LongTensor[n_codebooks, P]`` (memoised per content)."""
+        return self._memo(self._encode, validate_waveform(wav, sr, max_seconds=MAX_PROMPT_SECONDS), sr).clone()
+
+    def _encode(self, wav, sr: int) -> torch.Tensor:
+        return self.codec.encode(wav, sr)
 
     def _text_ids(self, text: str, prompt_text: str | None, mode: str) -> tuple[torch.Tensor, int, int]:
         """Token ids of what the model reads, with (#target tokens, #prompt tokens)."""

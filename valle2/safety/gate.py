@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import load_audio, validate_waveform
+from ..memo import ContentMemo
 from . import ConsentError
 from .audit import AuditLog
 from .consent import ConsentRegistry, LivenessCheck
@@ -86,6 +87,7 @@ class ConsentGate:
         self.model_id, self.threshold = model_id, speaker_threshold
         self.embedder = embedder or registry.embedder
         self._issued: dict[str, Authorization] = {}
+        self._memo = ContentMemo()  # embeddings and liveness verdicts of recent prompts (pure functions of the audio)
 
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
@@ -105,15 +107,15 @@ class ConsentGate:
             reference, kind, corpus_id, label = np.asarray(record.embedding), "consent", None, voice_id
         elif corpus_file is not None:
             att = self.registry.corpus_for_file(corpus_file)
-            reference = self.embedder(*load_audio(corpus_file))
+            reference = self._memo(self.embedder, *load_audio(corpus_file))
             kind, corpus_id, label = "research", att.corpus_id, att.corpus_id
         else:
             raise ConsentError("no voice_id and no attested corpus file: cloning a voice needs a consent record")
         for check in self.liveness_checks:
-            reason = check(wav, prompt_sr)
+            reason = self._memo(check, wav, prompt_sr)
             if reason:
                 raise ConsentError(f"prompt refused by a liveness check: {reason}")
-        similarity = self._similarity(np.asarray(self.embedder(wav, prompt_sr)), reference)
+        similarity = self._similarity(np.asarray(self._memo(self.embedder, wav, prompt_sr)), reference)
         if similarity < self.threshold:
             self.audit.append("authorize_refused", voice_id=voice_id, corpus_id=corpus_id, similarity=round(similarity, 4))
             raise ConsentError(f"prompt speaker does not match the consenting voice {label}: "
