@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = Path("/tmp/valle2_detector")
-DEFAULT_MODEL = Path("/tmp/valle2_demo2/train/model.pt")
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "valle2" / "assets" / "demo" / "model.pt"
 TRAIN_GENERATORS = ("codec", "espeak", "valle2", "pulsenoise", "griffinlim")
 UNSEEN_GENERATOR = "flite"
 # share of the synthesized half of each batch (renormalised over the generators present): valle2
@@ -258,15 +258,16 @@ def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, st
     """Codes ``[n_codebooks, T]`` for each text, each with its own prompt ``(codes [n_codebooks, P],
     transcript)``, in one AR and one NAR batch: ``VallE2._generate`` (cross mode, no gate, no
     watermark) batched over prompts as well as texts."""
-    from valle2.decoding import ar_generate, frame_limit, nar_generate
+    from valle2.decoding import ar_generate, frame_limit, min_frames, nar_generate
 
-    ids, limits = [], []
+    ids, limits, floors = [], [], []
     for text, (codes, p_text) in zip(texts, prompts):
         t, n_target, n_prompt = model._text_ids(text, p_text, "cross")
         fpt = codes.shape[1] / n_prompt if n_prompt else model.bundle.frames_per_token
         ids.append(t)
         limits.append(frame_limit(n_target, fpt, model.codec.frame_rate, options))
-    res = ar_generate(model.ar, ids, [c[0] for c, _ in prompts], limits, options)
+        floors.append(min(min_frames(n_target, fpt, options), limits[-1]))
+    res = ar_generate(model.ar, ids, [c[0] for c, _ in prompts], limits, options, min_frames=floors)
     codes0 = [c if c.numel() else prompts[0][0].new_zeros(1) for c in res.codes]
     return nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0)
 
