@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from valle2.decoding import DecodingOptions, ar_generate, min_frames, nar_generate
+from valle2.decoding import DecodingOptions, ar_generate, frame_bounds, nar_generate
 from valle2.model import ARModel, ModelDims, NARModel, attention_mask, group_codes, ungroup_codes
 
 
@@ -95,7 +95,8 @@ def test_min_frames_bar_eos_until_the_floor():
     res = ar_generate(ar, text, prompt, [50, 50], DecodingOptions(seed=0), min_frames=[0, 7])
     assert [c.shape[0] for c in res.codes] == [0, 8]  # the floor of 7 frames ends with the group that reaches it
     assert res.hit_limit == [False, False]
-    assert min_frames(10, 3.0, DecodingOptions(min_length_ratio=0.5)) == 15
+    assert frame_bounds(10, 3.0, 62.5, DecodingOptions(min_length_ratio=0.5, length_slack=2.5)) == (15, 137)
+    assert frame_bounds(10, 3.0, 62.5, DecodingOptions(min_length_ratio=0.5, max_seconds=0.16)) == (10, 10)
 
 
 def test_losses_and_nar_shapes():

@@ -258,15 +258,16 @@ def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, st
     """Codes ``[n_codebooks, T]`` for each text, each with its own prompt ``(codes [n_codebooks, P],
     transcript)``, in one AR and one NAR batch: ``VallE2._generate`` (cross mode, no gate, no
     watermark) batched over prompts as well as texts."""
-    from valle2.decoding import ar_generate, frame_limit, min_frames, nar_generate
+    from valle2.decoding import ar_generate, frame_bounds, nar_generate
 
     ids, limits, floors = [], [], []
     for text, (codes, p_text) in zip(texts, prompts):
         t, n_target, n_prompt = model._text_ids(text, p_text, "cross")
         fpt = codes.shape[1] / n_prompt if n_prompt else model.bundle.frames_per_token
         ids.append(t)
-        limits.append(frame_limit(n_target, fpt, model.codec.frame_rate, options))
-        floors.append(min(min_frames(n_target, fpt, options), limits[-1]))
+        floor, limit = frame_bounds(n_target, fpt, model.codec.frame_rate, options)
+        floors.append(floor)
+        limits.append(limit)
     res = ar_generate(model.ar, ids, [c[0] for c, _ in prompts], limits, options, min_frames=floors)
     codes0 = [c if c.numel() else prompts[0][0].new_zeros(1) for c in res.codes]
     return nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0)

@@ -46,10 +46,12 @@ def frame_limit(n_target_tokens: int, frames_per_token: float, frame_rate: float
     return max(1, int(min(expected, options.max_seconds * frame_rate)))
 
 
-def min_frames(n_target_tokens: int, frames_per_token: float, options: DecodingOptions) -> int:
-    """The fewest frames the AR must generate before EOS may end it: ``min_length_ratio`` of the
-    expected length ``n_target_tokens * frames_per_token``."""
-    return int(n_target_tokens * frames_per_token * options.min_length_ratio)
+def frame_bounds(n_target_tokens: int, frames_per_token: float, frame_rate: float,
+                 options: DecodingOptions) -> tuple[int, int]:
+    """``(fewest, most)`` frames for ``n_target_tokens`` text tokens: the AR may not end with EOS
+    before ``min_length_ratio`` of the expected length, nor run past :func:`frame_limit`."""
+    most = frame_limit(n_target_tokens, frames_per_token, frame_rate, options)
+    return min(int(n_target_tokens * frames_per_token * options.min_length_ratio), most), most
 
 
 @dataclass

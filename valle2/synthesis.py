@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ModelBundle, load_model_bundle
 from .codec import Codec, load_codec
-from .decoding import DecodingOptions, frame_limit, generate, min_frames
+from .decoding import DecodingOptions, frame_bounds, generate
 from .errors import AudioError, ModelError, TextError
 from .memo import ContentMemo
 from .audio import MAX_SPEED, MIN_SPEED, change_speed, validate_waveform
@@ -62,10 +62,7 @@ class VallE2:
 
     def encode_prompt(self, wav, sr: int) -> torch.Tensor:
         """Prompt waveform ``[samples]`` -> codes ``LongTensor[n_codebooks, P]`` (memoised per content)."""
-        return self._memo(self._encode, validate_waveform(wav, sr, max_seconds=MAX_PROMPT_SECONDS), sr).clone()
-
-    def _encode(self, wav, sr: int) -> torch.Tensor:
-        return self.codec.encode(wav, sr)
+        return self._memo(self.codec.encode, validate_waveform(wav, sr, max_seconds=MAX_PROMPT_SECONDS), sr).clone()
 
     def _text_ids(self, text: str, prompt_text: str | None, mode: str) -> tuple[torch.Tensor, int, int]:
         """Token ids of what the model reads, with (#target tokens, #prompt tokens)."""
@@ -92,13 +89,12 @@ class VallE2:
             t, n_target, n_prompt = self._text_ids(text, prompt_text, mode)
             p = prompt_codes.shape[1]
             fpt = p / n_prompt if n_prompt else self.bundle.frames_per_token
-            limit = frame_limit(n_target, fpt, self.codec.frame_rate, options)
-            floor = min_frames(n_target, fpt, options)
+            floor, limit = frame_bounds(n_target, fpt, self.codec.frame_rate, options)
             if mode == "continuation":
-                limit, floor = max(1, limit - p), floor - p
+                floor, limit = max(0, floor - p), max(1, limit - p)
             ids += [t] * n_samples
             limits += [limit] * n_samples
-            floors += [max(0, min(floor, limit))] * n_samples
+            floors += [min(floor, limit)] * n_samples
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", disable=not progress, leave=False)
         g = self.bundle.dims.group_size
         gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
