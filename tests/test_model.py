@@ -97,6 +97,7 @@ def test_min_frames_bar_eos_until_the_floor():
     assert res.hit_limit == [False, False]
     assert frame_bounds(10, 3.0, 62.5, DecodingOptions(min_length_ratio=0.5, length_slack=2.5)) == (15, 137)
     assert frame_bounds(10, 3.0, 62.5, DecodingOptions(min_length_ratio=0.5, max_seconds=0.16)) == (10, 10)
+    assert frame_bounds(10, 3.0, 62.5, DecodingOptions(min_length_ratio=0.5), given_frames=20) == (0, 117)
 
 
 def test_losses_and_nar_shapes():

@@ -21,7 +21,7 @@ class DecodingOptions:
     ``top_p``/``top_k``/``temperature`` shape the distribution; with ``ras`` on, Repetition Aware
     Sampling resamples a code whose ratio over the last ``ras_window`` codes reaches
     ``ras_threshold``.  Decoding stops at EOS or at ``max_frames`` (per sample), whichever is first;
-    EOS is barred until ``min_length_ratio`` of the expected length (see :func:`min_frames`), so
+    EOS is barred until ``min_length_ratio`` of the expected length (see :func:`frame_bounds`), so
     that a weak model cannot cut a sentence short.
     """
 
@@ -47,11 +47,13 @@ def frame_limit(n_target_tokens: int, frames_per_token: float, frame_rate: float
 
 
 def frame_bounds(n_target_tokens: int, frames_per_token: float, frame_rate: float,
-                 options: DecodingOptions) -> tuple[int, int]:
-    """``(fewest, most)`` frames for ``n_target_tokens`` text tokens: the AR may not end with EOS
-    before ``min_length_ratio`` of the expected length, nor run past :func:`frame_limit`."""
-    most = frame_limit(n_target_tokens, frames_per_token, frame_rate, options)
-    return min(int(n_target_tokens * frames_per_token * options.min_length_ratio), most), most
+                 options: DecodingOptions, given_frames: int = 0) -> tuple[int, int]:
+    """``(fewest, most)`` frames to generate for ``n_target_tokens`` text tokens: the AR may not end
+    with EOS before ``min_length_ratio`` of the expected length, nor run past :func:`frame_limit`.
+    ``given_frames`` of that length are already there (continuation: the prompt's own frames)."""
+    most = max(1, frame_limit(n_target_tokens, frames_per_token, frame_rate, options) - given_frames)
+    fewest = int(n_target_tokens * frames_per_token * options.min_length_ratio) - given_frames
+    return min(max(0, fewest), most), most
 
 
 @dataclass
@@ -110,6 +112,7 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     is_bos = torch.cat([torch.zeros(b, tt, dtype=torch.bool), a_bos], 1).to(device)
 
     max_groups = [math.ceil(m / g) for m in max_frames]
+    floor = torch.tensor(min_frames if min_frames is not None else [0] * b, device=device)
     steps_total = max(max_groups)
     cache = KVCache(dims.n_ar_layers, b, dims.n_heads, seg.shape[1] + steps_total, dims.d_model // dims.n_heads, device,
                     next(ar.parameters()).dtype) if options.use_kv_cache else None
@@ -122,9 +125,7 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     for step in range(steps_total):
         h = ar(*new, cache=cache) if cache is not None else ar(ids, groups, seg, is_bos)
         logits = ar.logits(h[:, -1:])[:, 0]  # [B, G, V]
-        if min_frames is not None:
-            early = torch.tensor([step * g < m for m in min_frames], device=device)
-            logits[early, :, eos] = float("-inf")
+        logits[step * g < floor, :, eos] = float("-inf")
         if keep_logits:
             result.step_logits.append(logits.clone())
         group = torch.empty(b, g, dtype=torch.long, device=device)

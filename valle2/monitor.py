@@ -44,10 +44,9 @@ class Monitor:
         p = min(int(3 * rate), u.codes.shape[1] // 2)
         device = next(ar.parameters()).device
         opts = DecodingOptions(seed=step)
-        floor, limit = frame_bounds(u.text_ids.shape[0], frames_per_token, rate, opts)
+        floor, limit = frame_bounds(u.text_ids.shape[0], frames_per_token, rate, opts, given_frames=p)
         text = u.text_ids.long().to(device)
-        gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [max(1, limit - p)], opts,
-                       min_frames=[max(0, floor - p)]).codes[0]
+        gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [limit], opts, min_frames=[floor]).codes[0]
         out = self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy()
         ref = self.codec.decode(u.codes.long()).numpy()
         sr = self.codec.sample_rate

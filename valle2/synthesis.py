@@ -89,12 +89,11 @@ class VallE2:
             t, n_target, n_prompt = self._text_ids(text, prompt_text, mode)
             p = prompt_codes.shape[1]
             fpt = p / n_prompt if n_prompt else self.bundle.frames_per_token
-            floor, limit = frame_bounds(n_target, fpt, self.codec.frame_rate, options)
-            if mode == "continuation":
-                floor, limit = max(0, floor - p), max(1, limit - p)
+            floor, limit = frame_bounds(n_target, fpt, self.codec.frame_rate, options,
+                                        given_frames=p if mode == "continuation" else 0)
             ids += [t] * n_samples
             limits += [limit] * n_samples
-            floors += [min(floor, limit)] * n_samples
+            floors += [floor] * n_samples
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", disable=not progress, leave=False)
         g = self.bundle.dims.group_size
         gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
