@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   installs valle2, trains the tiny pipeline model (minutes) and synthesizes with the
 #               attested demo voice, watermarked (the zero-shot demo model is not shipped yet)
-#   make test   installs valle2 with its test extras and runs the test suite
+#   make test   installs valle2 with its test extras, Debian's chromium, espeak-ng and flite (the web and
+#               synthetic-speech tests use them), and runs the test suite
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 STAMP = .install.stamp
@@ -20,6 +21,7 @@ demo: install
 
 test: install
 	bash scripts/install_browser.sh
+	bash scripts/install_synthetic_voices.sh
 	$(PYTHON) -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
 

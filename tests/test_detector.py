@@ -4,6 +4,7 @@ real vs synthesized fixture audio, and its place in enrolment, the gate, ``valle
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def resynthesis(offline, path):
 
 
 def espeak(text, tmp_path, voice="en-us+f2"):
+    assert shutil.which("espeak-ng"), "espeak-ng is not installed: run scripts/install_synthetic_voices.sh (make test does)"
     out = tmp_path / f"espeak_{voice}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], check=True, capture_output=True, timeout=60)
     return load_audio(out)
