@@ -65,3 +65,22 @@ def tiny_model(tmp_path_factory, codec):
 
     tiny = train_tiny(tmp_path_factory.mktemp("model") / "tiny.pt", codec=codec, progress=False)
     return tiny.path, tiny.bundle, tiny.data, tiny.history
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, clips, codec):
+    """``valle2 prepare`` shards (EnCodec codes, a 64-unit phoneme BPE) of the packaged clips:
+    the ``train`` folder."""
+    import shutil
+
+    from valle2.data import manifests_from_tsv, prepare
+
+    root = tmp_path_factory.mktemp("corpus")
+    rows = ["id\tpath\tspeaker\tseconds\ttext"]
+    for c in clips:
+        shutil.copy(c.path, root / c.path.name)
+        rows.append(f"{c.id}\t{c.path.name}\t{c.speaker}\t2.0\t{c.text}")
+    (root / "transcribed.tsv").write_text("\n".join(rows) + "\n")
+    out = tmp_path_factory.mktemp("prepared")
+    prepare(manifests_from_tsv(root), codec, None, out / "train", num_workers=1, vocab_size=64)
+    return out / "train"

@@ -17,8 +17,8 @@ import torch
 
 from valle2.decoding import DecodingOptions
 from valle2.errors import Valle2Error
-from valle2.evaluation import (BackendUnavailable, EvalOptions, Evaluation, Scorer, EvalUtterance, ablate_ras,
-                               add_evaluate_parsers, best_of, build_trials, load_asr, load_speaker_encoder,
+from valle2.evaluation import (BackendUnavailable, EvalOptions, Evaluation, Scorer, EvalUtterance, ablate_group,
+                               ablate_ras, add_evaluate_parsers, best_of, build_trials, load_asr, load_speaker_encoder,
                                load_test_utterances, open_research_gate, select_test_set, summarize, wer_normalize)
 from valle2.evaluation.attention import audio_text_attention, layer_attention, packed_inputs
 from valle2.evaluation.backends import PocketsphinxASR, ResemblyzerEncoder, word_errors
@@ -230,6 +230,32 @@ def test_ablate_ras_counts_length_limit_hits(tmp_path, libri, model, gate, score
     assert png_ok(tmp_path / "ras_wer_sim_vs_top_p.png")
     assert "ras_wer_sim_vs_top_p.png" in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["rows"][3]["summary"]["hit_limit"] == 2
+
+
+def test_ablate_group_trains_one_model_per_g_and_compares_them(tmp_path, prepared, libri, gate, scorer):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({   # YAML is a superset of JSON
+        "model": {"d_model": 32, "n_heads": 2, "n_ar_layers": 1, "n_nar_layers": 1, "d_ff": 64, "dropout": 0.0},
+        "optim": {"steps": 2, "lr": 1e-3, "warmup_steps": 1},
+        "data": {"train": "set-by-ablate", "max_duration": 4.0, "num_buckets": 2},
+        "run": {"out_dir": "set-by-ablate", "log_every": 1, "valid_every": 100, "sample_every": 100,
+                "checkpoint_every": 100, "device": "cpu", "threads": 1}}))
+    items = load_test_utterances(libri)
+    opts = EvalOptions(setting="reference", limit=1, references=False, dnsmos=False,
+                       decoding=DecodingOptions(max_seconds=0.5, seed=0), **SHORT)
+    rows = ablate_group(prepared, config, tmp_path / "ablate", [1, 2], None, items, opts, scorer, gate, progress=False)
+    assert [r["group_size"] for r in rows] == [1, 2]
+    for g, r in zip((1, 2), rows):
+        model_file = tmp_path / "ablate" / f"G{g}" / "train" / "model.pt"
+        assert r["model"] == str(model_file) and torch.load(model_file, weights_only=False)["dims"]["group_size"] == g
+        assert r["summary"]["n"] == 1 and r["summary"]["ar_ms_per_frame"] > 0
+    table = (tmp_path / "ablate" / "table.md").read_text()
+    assert "| 1 | 1 |" in table and "| 2 | 1 |" in table
+    assert png_ok(tmp_path / "ablate" / "group_wer_sim_time_vs_g.png")
+    assert "group_wer_sim_time_vs_g.png" in (tmp_path / "ablate" / "report.md").read_text()
+    mtime = model_file.stat().st_mtime_ns   # a rerun reuses the trained models and the scored utterances
+    again = ablate_group(prepared, config, tmp_path / "ablate", [1, 2], None, items, opts, scorer, gate, progress=False)
+    assert model_file.stat().st_mtime_ns == mtime and again == rows
 
 
 def test_attention_recomputation_matches_the_model(tiny_model):

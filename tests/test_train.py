@@ -12,22 +12,6 @@ from valle2.config import ConfigError, load_config
 from valle2.train import run
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory, clips, codec):
-    from valle2.data import manifests_from_tsv, prepare
-
-    root = tmp_path_factory.mktemp("corpus")
-    rows = ["id\tpath\tspeaker\tseconds\ttext"]
-    for c in clips:
-        shutil.copy(c.path, root / c.path.name)
-        rows.append(f"{c.id}\t{c.path.name}\t{c.speaker}\t2.0\t{c.text}")
-    (root / "transcribed.tsv").write_text("\n".join(rows) + "\n")
-    cuts = manifests_from_tsv(root)
-    out = tmp_path_factory.mktemp("prepared")
-    prepare(cuts, codec, None, out / "train", num_workers=1, vocab_size=64)
-    return out / "train"
-
-
 def write_config(tmp_path, prepared, out_dir, **run_overrides):
     cfg = {"model": {"d_model": 64, "n_heads": 2, "n_ar_layers": 1, "n_nar_layers": 1, "d_ff": 128, "dropout": 0.1,
                      "group_size": 2},

@@ -10,7 +10,7 @@ from ..audio import atomic_write_bytes
 from ..plots import save_figure
 from ..safety import ConsentGate
 from ..synthesis import VallE2, load_model
-from .report import group_table, ras_figure, ras_table, write_report
+from .report import group_figure, group_table, ras_figure, ras_table, write_report
 from ..safety.consent import file_sha256
 from .runner import EvalOptions, Evaluation
 from .scoring import Scorer, summarize
@@ -66,8 +66,8 @@ def ablate_group(prepared: str | Path, config: str | Path, out: str | Path, grou
                  overrides: list[str] | None = None, progress: bool = True) -> list[dict]:
     """Train one model per group size (``valle2.train.run`` with ``config``, then ``overrides``
     (``section.key=value``), then :func:`group_config_overrides`; a finished
-    ``G<g>/train/model.pt`` is reused), evaluate each
-    on ``items`` and write ``results.json``, ``table.md`` and ``report.md`` to ``out``.  Returns
+    ``G<g>/train/model.pt`` is reused), evaluate each on ``items`` and write ``results.json``,
+    ``table.md``, ``group_wer_sim_time_vs_g.png`` and ``report.md`` to ``out``.  Returns
     ``{"group_size", "model", "summary"}`` per G; the summary has AR wall seconds and ms/frame."""
     from ..config import load_config
     from ..train import run
@@ -85,8 +85,11 @@ def ablate_group(prepared: str | Path, config: str | Path, out: str | Path, grou
     table = group_table(rows)
     atomic_write_bytes(out / "results.json", json.dumps({"setting": options.setting, "rows": rows}, indent=2).encode())
     atomic_write_bytes(out / "table.md", (table + "\n").encode())
+    fig_path = out / "group_wer_sim_time_vs_g.png"
+    save_figure(group_figure(rows), fig_path)
     write_report(out / "report.md", "Group size G of Grouped Code Modeling", [
         (f"WER, SIM, DNSMOS and AR decoding time ({options.setting})", table),
+        ("Curves", f"![WER, SIM and AR time against G]({fig_path.name})"),
         ("Notes", f"Each model trained with `{config}` and the same steps; AR time is wall time of the AR pass "
                   f"for {options.n_samples} sample(s) per utterance on this machine.")])
     return rows

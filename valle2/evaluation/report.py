@@ -86,6 +86,24 @@ def group_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def group_figure(rows: list[dict]):
+    """WER, SIM to prompt and AR decoding time per frame against G (the trend of the paper's
+    Table 1), one point per ``{group_size, summary}``.  Returns a Figure."""
+    plt = _pyplot()
+    pts = sorted((r["group_size"], r["summary"]) for r in rows)
+    gs = [g for g, _ in pts]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, key, scale, label in ((axes[0], "wer", 100, "WER %"), (axes[1], "sim_prompt", 1, "SIM to prompt"),
+                                  (axes[2], "ar_ms_per_frame", 1, "AR ms / frame")):
+        ax.plot(gs, [np.nan if s.get(key) is None else s[key] * scale for _, s in pts], "o-")
+        ax.set(xscale="log", xlabel="group size G", ylabel=label, title=f"{label} vs G")
+        ax.set_xticks(gs, [str(g) for g in gs])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def trial_figures(model: VallE2, trial: Trial, setting_dir: Path, fig_dir: Path, layer: int = -1) -> list[Path]:
     """Spectrograms (prompt, output, reference) and the AR's audio-over-text attention in
     ``layer`` (default: the last) for one recorded trial.  Returns the PNG paths."""
