@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     det = load_detector(args.weights)
     test = [it for it in read_manifest(args.cache) if it.split == "test"]
     scores: dict[str, list[tuple[float, float]]] = {}
+    voices: dict[str, list[str]] = {}          # generator -> the voice (folder) of each scored clip
     tick = time.time()
     seconds = 0.0
     unscorable: dict[str, int] = {}
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
             unscorable[it.generator] = unscorable.get(it.generator, 0) + 1
             continue
         scores.setdefault(it.generator, []).append((r.score, r.mean))
+        voices.setdefault(it.generator, []).append(Path(it.path).parent.name)
     elapsed = time.time() - tick
     real = np.array(scores.pop("real"))
     print(f"\ndetector: {det.meta.get('trained_on')} ({det.meta.get('steps')} steps); "
@@ -77,6 +79,10 @@ def main(argv=None) -> int:
         figures[gen] = e
         label = gen + (" (unseen)" if gen == UNSEEN_GENERATOR else "")
         print(f"{label:<10} {len(fake):>6} {e:>10.2f} {t:>8.3f} {e_mean:>11.2f} {miss:>11.2f}")
+    if UNSEEN_GENERATOR in scores:
+        fake, names = np.array(scores[UNSEEN_GENERATOR])[:, 0], np.array(voices[UNSEEN_GENERATOR])
+        print(f"{UNSEEN_GENERATOR} by voice: " + ", ".join(
+            f"{v} EER {eer(real[:, 0], fake[names == v])[0]:.2f} % (n={int(np.sum(names == v))})" for v in sorted(set(names))))
     print("\noperating points (score = largest window probability): false alarms on real, misses per generator")
     gens = sorted(scores, key=lambda g: (g == UNSEEN_GENERATOR, g))
     print(f"{'threshold':>9} {'real FA %':>9} " + " ".join(f"{g[:10]:>10}" for g in gens))

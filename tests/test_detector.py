@@ -102,7 +102,7 @@ def test_shipped_weights_load(det):
     assert ASSET_PATH.is_file() and ASSET_PATH.stat().st_size < 1_000_000
     assert det.threshold == DETECTOR_THRESHOLD and 0 < det.threshold < 1
     trained = det.meta["trained_on"]
-    assert trained["real"] > 0 and trained["codec"] > 0 and trained["espeak"] > 0
+    assert trained["real"] > 0 and trained["codec"] > 0 and trained["espeak"] > 0 and trained["valle2"] > 0
     assert "flite" not in trained and det.meta["unseen_generator"] == "flite"
     assert load_detector() is det                            # cached
 

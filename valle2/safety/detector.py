@@ -45,8 +45,9 @@ ASSET_FORMAT = 1
 DETECTOR_THRESHOLD = 0.7
 DETECTOR_THRESHOLD_SOURCE = (
     "benchmarks/detector_eval.py on the held-out split (170 real clips of 50 unseen LibriSpeech speakers and 60 "
-    "unseen ARCTIC sentences): at 0.7 no real clip is called synthesized (largest real score 0.600; 1.76 % at 0.5) "
-    "while 1.18 % of offline-codec resyntheses, 0.28 % of espeak-ng and 3.33 % of Griffin-Lim clips are missed")
+    "unseen ARCTIC sentences): at 0.7 no real clip is called synthesized (largest real score 0.479; none at 0.5) "
+    "while 0 % of valle2 outputs, 0.59 % of offline-codec resyntheses, 0 % of espeak-ng and 6.67 % of Griffin-Lim "
+    "clips are missed")
 
 
 class DetectorError(ModelError):
