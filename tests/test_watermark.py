@@ -1,11 +1,13 @@
 """Watermark: payload round trip, SNR, 1 s crops, localisation, no false alarms on real speech.
 
 Real speech: the four CMU ARCTIC fixture clips (licence in tests/fixtures), joined into 7 s."""
+import warnings
+
 import numpy as np
 import pytest
 
 from valle2.audio import load_audio, resample
-from valle2.safety.watermark import PAYLOAD_BITS, THRESHOLD, detect, embed
+from valle2.safety.watermark import PAYLOAD_BITS, THRESHOLD, _row_median, detect, embed
 
 from conftest import CLIPS
 
@@ -88,3 +90,24 @@ def test_bad_arguments():
         embed(x, 16_000, 2 ** PAYLOAD_BITS, KEY)
     with pytest.raises(ValueError, match="16 bytes"):
         embed(x, 16_000, 1, b"short")
+
+
+def test_time_scaled_marks_are_found_under_their_hypothesis(speech):
+    """A 10 % speed-up by resampling is undone by the speed search: the match pays the
+    OFF_PRIOR handicap and still passes the threshold with the payload intact."""
+    y = embed(speech[0], 16_000, 0x0F0F, KEY)
+    found = detect(resample(y, 17_600, 16_000), 16_000, KEY)
+    assert found.present and found.payload == 0x0F0F and found.speed == 1.1, found
+
+
+def test_row_median_matches_numpy():
+    rng = np.random.default_rng(2)
+    for cols in (1, 2, 7, 60):
+        a = rng.standard_normal((5, cols))
+        a[rng.random(a.shape) < 0.3] = np.nan
+        a[1] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            want = np.nan_to_num(np.nanmedian(a, axis=1), nan=-1.0)
+        np.testing.assert_allclose(_row_median(a, empty=-1.0), want)
+    assert _row_median(np.zeros((3, 0)), empty=1.0).tolist() == [1.0, 1.0, 1.0]
