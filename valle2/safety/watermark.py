@@ -17,16 +17,15 @@ resampled back, so content above 8 kHz is never touched):
   (cyclically shifted) copy: a 1 s crop still works.
 - Embedding is informed ("improved spread spectrum"): per block it measures how the host already
   correlates with each pattern and changes the pair differences just enough to bring each
-  correlation to its target, with larger log changes in quieter cells (gain ~ energy^-3, clipped), each
-  pass scaled to a share of the energy budget; it re-measures and corrects once, and the final
+  correlation to its target, with larger log changes in quieter cells (gain ~ energy^-3, clipped),
+  each pass scaled to a share of the energy budget; it re-measures and corrects once, and the final
   mark is scaled to stay at least :data:`TARGET_SNR_DB` below the signal.
 - Detection searches speed factors (resample) and tempo factors (frame positions; each changed
-  hypothesis pays a small prior handicap), slides the
-  sync pattern over every half-hop offset, and chains block scores along the clip with a dynamic
-  program that lets the alignment drift by up to :data:`JITTER` half hops per block.  The score
-  is the chained sync correlation as a z-score; each payload half is the cyclic shift with the
-  largest correlation summed along the same path; blocks whose own sync z-score is high are
-  reported as marked seconds.
+  hypothesis pays a small prior handicap), slides the sync pattern over every half-hop offset,
+  and chains block scores along the clip with a dynamic program that lets the alignment drift
+  by up to :data:`JITTER` half hops per block.  The score is the chained sync correlation as a
+  z-score; each payload half is the cyclic shift with the largest correlation summed along the
+  same path; blocks whose own sync z-score is high are reported as marked seconds.
 """
 from __future__ import annotations
 
