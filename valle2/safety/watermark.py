@@ -227,7 +227,7 @@ def _pass(x16: np.ndarray, spec: np.ndarray, pats: np.ndarray, log_gain: np.ndar
     band = (np.abs(spec[: 4 * n_pairs, LOW_BIN:HIGH_BIN]) ** 2).reshape(4 * n_pairs, N_BANDS, GROUP).sum(axis=2)
     cell_power = band[0::2] + band[1::2]
     pair_power = (cell_power[0::2] + cell_power[1::2]).T                        # [N_BANDS, n_pairs]
-    scale = np.array([1.4826 * np.median(np.abs(r - np.median(r))) + 1e-3 for r in d])
+    scale = 1.4826 * np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) + 1e-3
     ref = np.median(pair_power[pair_power > 0]) if np.any(pair_power > 0) else 1.0
     gain = np.clip((pair_power / ref + 1e-12) ** -GAMMA, *GAIN_RANGE) * (z != 0)
     corr = _block_corr(z, pats)
