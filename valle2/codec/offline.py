@@ -18,8 +18,10 @@ before it is quantised; D4C runs on every second frame only (it is the slowest s
 band aperiodicity is interpolated between.  The quantisers (k-means codebooks) are trained by
 ``tools/train_offline_codec.py`` on ``../shared/data`` and shipped as
 ``valle2/assets/codec/offline_codec.npz`` (float16, under 1 MB).  Decoding dequantises, interpolates
-the frames to 4 ms, sharpens the envelope with a cepstral post-filter and resynthesises with
-WORLD.  Encoding is deterministic.
+the frames to 4 ms, sharpens the envelope with a cepstral post-filter and resynthesises with WORLD;
+when a learned post-net (``valle2.codec.postnet``) is saved beside the codebooks as
+``offline_postnet.pt``, it corrects the result's STFT magnitude (not shipped yet: docs/codec.md).
+Encoding is deterministic.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch
 
 from ..errors import CodecError
 from .base import Codec
+from .postnet import POSTNET_PATH, SpectralPostnet
 
 ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "codec" / "offline_codec.npz"
 ASSET_FORMAT = 1
@@ -254,7 +257,8 @@ class OfflineCodec(Codec):
 
     name = "offline"
 
-    def __init__(self, config: OfflineCodecConfig, envelope_codebooks: np.ndarray, aperiodicity_codebook: np.ndarray):
+    def __init__(self, config: OfflineCodecConfig, envelope_codebooks: np.ndarray, aperiodicity_codebook: np.ndarray,
+                 postnet: SpectralPostnet | None = None):
         cfg = config
         n_env = len(cfg.envelope_books)
         if tuple(envelope_codebooks.shape) != (n_env, cfg.codebook_size, cfg.envelope_dims):
@@ -274,6 +278,7 @@ class OfflineCodec(Codec):
         self.codebook_size = cfg.codebook_size
         self.envelope_codebooks = envelope_codebooks.astype(np.float64)
         self.aperiodicity_codebook = aperiodicity_codebook.astype(np.float64)
+        self.postnet = postnet
 
     def fingerprint(self) -> str:
         """SHA-256 (first 16 hex digits) of the settings and codebooks as stored (float16)."""
@@ -284,12 +289,25 @@ class OfflineCodec(Codec):
         h.update(self.aperiodicity_codebook.astype(np.float16).tobytes())
         return h.hexdigest()[:16]
 
+    def decoder_fingerprint(self) -> str:
+        """Identifies what :meth:`decode` produces: the codebooks' fingerprint plus the post-net's, if any.
+
+        :meth:`fingerprint` leaves the post-net out on purpose: it changes the audio, not the codes,
+        so models trained on these codes stay valid with or without it.
+        """
+        return self.fingerprint() + (f"-{self.postnet.fingerprint()}" if self.postnet is not None else "")
+
     # -- persistence
     @classmethod
-    def load(cls, path: str | Path | None = None, **overrides) -> "OfflineCodec":
-        """Load a trained codec from ``path`` (default: the asset shipped in ``valle2/assets/codec``)."""
+    def load(cls, path: str | Path | None = None, postnet: bool = True, **overrides) -> "OfflineCodec":
+        """Load a trained codec from ``path`` (default: the asset shipped in ``valle2/assets/codec``).
+
+        With ``postnet`` (the default), a learned post-net saved beside the codebooks as
+        ``offline_postnet.pt`` (see :mod:`valle2.codec.postnet`) corrects the decoded audio;
+        ``postnet=False`` decodes with plain WORLD.
+        """
         if overrides:
-            raise CodecError(f"the offline codec takes only path=, got {sorted(overrides)}")
+            raise CodecError(f"the offline codec takes only path= and postnet=, got {sorted(overrides)}")
         path = Path(path) if path is not None else ASSET_PATH
         if not path.is_file():
             raise CodecError(f"offline codec weights not found at '{path}'. Reinstall valle2, or train them with "
@@ -305,7 +323,10 @@ class OfflineCodec(Codec):
             raise CodecError(f"offline codec weights at '{path}' are unreadable or corrupt ({exc.__class__.__name__}: {exc})") from exc
         if fmt != ASSET_FORMAT:
             raise CodecError(f"offline codec weights at '{path}' have format {fmt}, this valle2 reads format {ASSET_FORMAT}")
-        return cls(config, env, ap)
+        net = None
+        if postnet and (path.parent / POSTNET_PATH.name).is_file():
+            net = SpectralPostnet.load(path.parent / POSTNET_PATH.name)
+        return cls(config, env, ap, net)
 
     def save(self, path: str | Path) -> Path:
         """Write the codebooks (float16) and settings to an ``.npz`` file; returns its path."""
@@ -343,7 +364,8 @@ class OfflineCodec(Codec):
         return self.quantise(analyse(wav.numpy(), self.config))
 
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(synthesise(self.dequantise(codes), self.config))
+        wav = torch.from_numpy(synthesise(self.dequantise(codes), self.config))
+        return self.postnet.enhance(wav) if self.postnet is not None else wav
 
 
 __all__ = ["OfflineCodec", "OfflineCodecConfig", "WorldFeatures", "analyse", "synthesise", "ASSET_PATH"]
