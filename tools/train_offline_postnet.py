@@ -103,16 +103,12 @@ def loss_fn(net: SpectralPostnet, world: torch.Tensor, orig: torch.Tensor, consi
     ``consistent``: the corrected spectrogram is inverted (iSTFT with WORLD's phase) and analysed
     again before the comparison, so the loss sees what is heard, not the raw prediction.
     """
-    c = net.config
     spec = net.spectrum(world)
     logmag = net.log_magnitude(spec)
     target = net.log_magnitude(net.spectrum(orig))
     pred = logmag + net(logmag)
     if consistent:
-        mag = torch.exp(pred) - c.floor
-        wav = torch.istft(torch.polar(mag.clamp_min(0.0), spec.angle()), c.n_fft, c.hop_length,
-                          window=torch.hann_window(c.n_fft), length=world.shape[-1])
-        pred = net.log_magnitude(net.spectrum(wav))
+        pred = net.log_magnitude(net.spectrum(net.invert(spec, pred, world.shape[-1])))
     return (pred - target).abs().mean()
 
 

@@ -323,10 +323,8 @@ class OfflineCodec(Codec):
             raise CodecError(f"offline codec weights at '{path}' are unreadable or corrupt ({exc.__class__.__name__}: {exc})") from exc
         if fmt != ASSET_FORMAT:
             raise CodecError(f"offline codec weights at '{path}' have format {fmt}, this valle2 reads format {ASSET_FORMAT}")
-        net = None
-        if postnet and (path.parent / POSTNET_PATH.name).is_file():
-            net = SpectralPostnet.load(path.parent / POSTNET_PATH.name)
-        return cls(config, env, ap, net)
+        beside = path.parent / POSTNET_PATH.name
+        return cls(config, env, ap, SpectralPostnet.load(beside) if postnet and beside.is_file() else None)
 
     def save(self, path: str | Path) -> Path:
         """Write the codebooks (float16) and settings to an ``.npz`` file; returns its path."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,7 +37,6 @@ class PostnetConfig:
     kernel_size: int = 5
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2)  # one residual block each; receptive field ~0.6 s
     floor: float = 1e-3  # magnitude floor inside the log
-    active_range_db: float = 200.0  # correct only bins within this many dB of the clip's loudest bin
 
     @property
     def n_bins(self) -> int:
@@ -90,19 +88,19 @@ class SpectralPostnet(nn.Module):
     def log_magnitude(self, spec: torch.Tensor) -> torch.Tensor:
         return torch.log(spec.abs() + self.config.floor)
 
+    def invert(self, spec: torch.Tensor, logmag: torch.Tensor, length: int) -> torch.Tensor:
+        """Waveform ``[..., length]`` with log-magnitude ``logmag`` and the phase of ``spec``, both ``[..., n_bins, N]``."""
+        c = self.config
+        mag = (torch.exp(logmag) - c.floor).clamp_min(0.0)
+        return torch.istft(torch.polar(mag, spec.angle()), c.n_fft, c.hop_length,
+                           window=torch.hann_window(c.n_fft, device=spec.device), length=length)
+
     @torch.inference_mode()
     def enhance(self, wav: torch.Tensor) -> torch.Tensor:
         """Correct float ``[samples]`` at 16 kHz; returns the same number of samples."""
-        c = self.config
         spec = self.spectrum(wav.float())
         logmag = self.log_magnitude(spec)
-        gain = self(logmag[None])[0]
-        # Left alone below the active range: gains on the noise floor cost DNSMOS and do not help recognition.
-        quiet = logmag < logmag.max() - c.active_range_db / 20.0 * math.log(10.0)
-        mag = torch.exp(logmag + gain.masked_fill(quiet, 0.0)) - c.floor
-        out = torch.polar(mag.clamp_min(0.0), spec.angle())
-        return torch.istft(out, c.n_fft, c.hop_length, window=torch.hann_window(c.n_fft, device=wav.device),
-                           length=wav.shape[-1])
+        return self.invert(spec, logmag + self(logmag[None])[0], wav.shape[-1])
 
     def fingerprint(self) -> str:
         """SHA-256 (first 12 hex digits) of the settings and the weights as stored (float16)."""
@@ -131,7 +129,7 @@ class SpectralPostnet(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise CodecError(f"offline codec post-net not found at '{path}'. Reinstall valle2, or train it with "
-                             f"`python tools/train_offline_postnet.py --data ../shared/data --out {path}`")
+                             f"`python tools/train_offline_postnet.py --data ../shared/data --pairs <folder> --out {path}`")
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             raw = json.loads(blob["config"])
