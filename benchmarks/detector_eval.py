@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     test = [it for it in read_manifest(args.cache) if it.split == "test"]
     scores: dict[str, list[tuple[float, float]]] = {}
     voices: dict[str, list[str]] = {}          # generator -> the voice (folder) of each scored clip
+    decoded: dict[str, list[str]] = {}         # generator -> how the offline codec decoded each clip
     tick = time.time()
     seconds = 0.0
     unscorable: dict[str, int] = {}
@@ -64,6 +65,7 @@ def main(argv=None) -> int:
             continue
         scores.setdefault(it.generator, []).append((r.score, r.mean))
         voices.setdefault(it.generator, []).append(Path(it.path).parent.name)
+        decoded.setdefault(it.generator, []).append("plain WORLD" if "_plain-" in it.id else "shipped decoder")
     elapsed = time.time() - tick
     real = np.array(scores.pop("real"))
     print(f"\ndetector: {det.meta.get('trained_on')} ({det.meta.get('steps')} steps); "
@@ -83,6 +85,11 @@ def main(argv=None) -> int:
         fake, names = np.array(scores[UNSEEN_GENERATOR])[:, 0], np.array(voices[UNSEEN_GENERATOR])
         print(f"{UNSEEN_GENERATOR} by voice: " + ", ".join(
             f"{v} EER {eer(real[:, 0], fake[names == v])[0]:.2f} % (n={int(np.sum(names == v))})" for v in sorted(set(names))))
+    for gen in sorted(g for g, how in decoded.items() if len(set(how)) > 1):   # the codec with and without its post-net
+        fake, how = np.array(scores[gen])[:, 0], np.array(decoded[gen])
+        print(f"{gen} by decoder: " + ", ".join(
+            f"{d} EER {eer(real[:, 0], fake[how == d])[0]:.2f} %, miss@thr {(fake[how == d] < DETECTOR_THRESHOLD).mean() * 100:.2f} % "
+            f"(n={int(np.sum(how == d))})" for d in sorted(set(how))))
     print("\noperating points (score = largest window probability): false alarms on real, misses per generator")
     gens = sorted(scores, key=lambda g: (g == UNSEEN_GENERATOR, g))
     print(f"{'threshold':>9} {'real FA %':>9} " + " ".join(f"{g[:10]:>10}" for g in gens))

@@ -183,6 +183,26 @@ def test_offline_codec_resynthesis_is_synthesized(det, offline, clips):
         assert result.synthesized, f"resynthesis of {path.name} scored {result.score:.3f} < {det.threshold}"
 
 
+def test_training_data_decodes_both_ways(offline, tmp_path):
+    """The detector's training data (tools/train_detector.py) holds codec resyntheses and valle2
+    outputs decoded by the codec's post-net and by plain WORLD, each cached under its own decoder."""
+    import sys
+
+    from valle2.codec.offline import OfflineCodec
+    from valle2.codec.postnet import SpectralPostnet
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from train_detector import decoders
+
+    path = OfflineCodec.load(postnet=False).save(tmp_path / "codec.npz")
+    plain_only = OfflineCodec.load(path)
+    assert decoders(plain_only) == [("", plain_only)]
+    SpectralPostnet().eval().save(tmp_path / "offline_postnet.pt")
+    with_postnet = OfflineCodec.load(path)
+    (tag0, shipped), (tag1, plain) = decoders(with_postnet)
+    assert (tag0, tag1) == ("", "plain-") and shipped is with_postnet and plain.postnet is None
+    assert plain.fingerprint() == shipped.fingerprint() != shipped.decoder_fingerprint() != plain.decoder_fingerprint()
+
 def test_espeak_speech_is_synthesized(det, tmp_path):
     for voice in ("en-us+f2", "en+m1"):
         wav, sr = espeak("The quick brown fox jumps over the lazy dog near the river bank.", tmp_path, voice)

@@ -107,20 +107,31 @@ def real_items(data: Path, heldout: dict, arctic_per_speaker: int, seed: int) ->
     return items
 
 
-def codec_items(real: list[Item], cache: Path) -> list[Item]:
-    """Offline-codec resynthesis of every real clip (cached)."""
-    from valle2.audio import load_audio
-    from valle2.codec import load_codec
+def decoders(codec=None) -> list[tuple[str, object]]:
+    """``(tag, codec)`` for each way valle2 decodes offline-codec codes: the shipped codec and, when it
+    has a post-net, plain WORLD as well (``postnet=False``), as users can decode either way."""
+    from valle2.codec.offline import OfflineCodec
 
-    codec = load_codec("offline")
-    out_dir = cache / "codec" / codec.describe()["fingerprint"]
+    codec = codec or OfflineCodec.load()
+    if getattr(codec, "postnet", None) is None:
+        return [("", codec)]
+    plain = OfflineCodec(codec.config, codec.envelope_codebooks, codec.aperiodicity_codebook, None)
+    return [("", codec), ("plain-", plain)]
+
+
+def codec_items(real: list[Item], cache: Path) -> list[Item]:
+    """Offline-codec resynthesis of every real clip by each of :func:`decoders` (cached per decoder)."""
+    from valle2.audio import load_audio
+
     items = []
-    for it in tqdm(real, desc="codec resyntheses", unit="clip"):
-        path = out_dir / f"{it.id}.flac"
-        if not path.is_file():
-            wav, sr = load_audio(it.path)
-            _save(path, codec.decode(codec.encode(wav, sr)).numpy())
-        items.append(Item(f"codec_{it.id}", str(path), 1, "codec", it.speaker, it.split))
+    for tag, codec in decoders():
+        out_dir = cache / "codec" / codec.decoder_fingerprint()
+        for it in tqdm(real, desc=f"codec resyntheses ({tag or 'shipped-'}decoder)", unit="clip"):
+            path = out_dir / f"{it.id}.flac"
+            if not path.is_file():
+                wav, sr = load_audio(it.path)
+                _save(path, codec.decode(codec.encode(wav, sr)).numpy())
+            items.append(Item(f"codec_{tag}{it.id}", str(path), 1, "codec", it.speaker, it.split))
     return items
 
 
@@ -275,12 +286,13 @@ def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, st
 
 def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_test: int, cache: Path, seed: int,
                  prepared: Path | None = None, batch_size: int = 10, minutes: float | None = None) -> list[Item]:
-    """Unwatermarked valle2 outputs: ``VallE2._generate`` + ``codec.decode`` (no gate, no watermark).
+    """Unwatermarked valle2 outputs: ``VallE2._generate`` + ``codec.decode`` (no gate, no watermark),
+    the same codes decoded by each of :func:`decoders`.
 
     Prompts: 3 s (0.5-3.5 s) of one LibriSpeech clip per speaker (up to ``n`` speakers of the
     split), transcribed by pocketsphinx; texts: ARCTIC sentences (held-out ones for the test split),
     spread over the prompts, decoded ``batch_size`` at a time (test and train outputs alternate).  Cached per model
-    file; with ``minutes``, generation stops after that long and the outputs made so far are used."""
+    file and codec decoder; with ``minutes``, generation stops after that long and the outputs made so far are used."""
     from valle2.audio import load_audio
     from valle2.codec import load_codec
     from valle2.decoding import DecodingOptions
@@ -290,7 +302,9 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
     bundle = load_valle2_bundle(model_path, prepared)
     print(f"valle2 generator: {model_path} (step {bundle.meta.get('steps')})")
     model = VallE2(bundle, load_codec(bundle.codec["name"]), gate=None)
-    out_dir = cache / "valle2" / _file_tag(model_path)
+    decs = decoders(model.codec) if bundle.codec["name"] == "offline" else [("", model.codec)]
+    out_dirs = [(tag, cache / "valle2" / f"{_file_tag(model_path)}-{codec.decoder_fingerprint()}", codec) for tag, codec in decs]
+    out_dir = out_dirs[0][1]
     held_sent, held_spk = set(heldout["sentences"]), set(heldout["speakers"])
     arctic = _rows(data / "transcribed.tsv")
     texts = {"test": sorted({r["text"] for r in arctic if r["id"].rsplit("_", 1)[1] in held_sent}),
@@ -307,14 +321,14 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
             plan.append((split, rows[i], rng.sample(texts[split], k)))
     transcripts_path = out_dir / "prompt_transcripts.json"
     transcripts = json.loads(transcripts_path.read_text()) if transcripts_path.is_file() else {}
-    per_split: dict[str, list] = {"test": [], "train": []}   # (split, prompt row, text, output path, item id)
+    per_split: dict[str, list] = {"test": [], "train": []}   # (split, prompt row, text, file name, item id)
     for split, row, batch in plan:
         for j, text in enumerate(batch):
-            per_split[split].append((split, row, text, out_dir / split / f"{row['id']}_{j:02d}.flac",
-                                     f"valle2_{split}_{row['id']}_{j:02d}"))
+            per_split[split].append((split, row, text, f"{split}/{row['id']}_{j:02d}.flac", f"{split}_{row['id']}_{j:02d}"))
     # test and train outputs alternate, so that a time-limited run has some of each
     jobs = [job for pair in itertools.zip_longest(per_split["test"], per_split["train"]) for job in pair if job]
-    todo = [job for job in jobs if not (job[3].is_file() or job[3].with_suffix(".skip").is_file())]
+    todo = [job for job in jobs if not all((d / job[3]).is_file() or (d / job[3]).with_suffix(".skip").is_file()
+                                           for _, d, _ in out_dirs)]
     options = DecodingOptions(top_p=0.8, ras=True, seed=seed)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="valle2 outputs (unwatermarked)", unit="utt")
     deadline = time.time() + 60 * minutes if minutes is not None else math.inf
@@ -332,17 +346,18 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
                 transcripts_path.parent.mkdir(parents=True, exist_ok=True)
                 transcripts_path.write_text(json.dumps(transcripts, indent=1))
             prompts.append((model.encode_prompt(prompt, SR), transcripts[row["id"]]))
-        for (_, _, _, path, _), codes in zip(chunk, generate_batch(model, [j[2] for j in chunk], prompts, options)):
-            out = model.codec.decode(codes).numpy()
-            if out.size < 0.5 * SR or float(np.sqrt(np.mean(out ** 2))) < 1e-3:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.with_suffix(".skip").write_text("nothing audible came out\n")
-            else:
-                _save(path, out)
+        for (_, _, _, name, _), codes in zip(chunk, generate_batch(model, [j[2] for j in chunk], prompts, options)):
+            for _, d, codec in out_dirs:
+                out, path = codec.decode(codes).numpy(), d / name
+                if out.size < 0.5 * SR or float(np.sqrt(np.mean(out ** 2))) < 1e-3:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.with_suffix(".skip").write_text("nothing audible came out\n")
+                else:
+                    _save(path, out)
         bar.update(len(chunk))
     bar.close()
-    return [Item(item_id, str(path), 1, "valle2", row["speaker"], split)
-            for split, row, _, path, item_id in jobs if path.is_file()]
+    return [Item(f"valle2_{tag}{item_id}", str(d / name), 1, "valle2", row["speaker"], split)
+            for tag, d, _ in out_dirs for split, row, _, name, item_id in jobs if (d / name).is_file()]
 
 
 def build(args) -> list[Item]:

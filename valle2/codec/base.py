@@ -81,6 +81,10 @@ class Codec(ABC):
         """Identifies the codec's weights, so that codes made with other weights are refused."""
         return ""
 
+    def decoder_fingerprint(self) -> str:
+        """Identifies what :meth:`decode` produces (cache keys for decoded audio); by default :meth:`fingerprint`."""
+        return self.fingerprint()
+
     def describe(self) -> dict:
         """What a checkpoint records: the settings that must match, and how to load the codec again."""
         return {"name": self.name, "sample_rate": self.sample_rate, "frame_rate": self.frame_rate,
