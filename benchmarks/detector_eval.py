@@ -28,7 +28,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from train_detector import DEFAULT_CACHE, UNSEEN_GENERATOR, eer, read_manifest  # noqa: E402
+from train_detector import DEFAULT_CACHE, PLAIN_TAG, UNSEEN_GENERATOR, eer, read_manifest  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
             continue
         scores.setdefault(it.generator, []).append((r.score, r.mean))
         voices.setdefault(it.generator, []).append(Path(it.path).parent.name)
-        decoded.setdefault(it.generator, []).append("plain WORLD" if "_plain-" in it.id else "shipped decoder")
+        decoded.setdefault(it.generator, []).append("plain WORLD" if f"_{PLAIN_TAG}" in it.id else "shipped decoder")
     elapsed = time.time() - tick
     real = np.array(scores.pop("real"))
     print(f"\ndetector: {det.meta.get('trained_on')} ({det.meta.get('steps')} steps); "

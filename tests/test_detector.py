@@ -203,6 +203,7 @@ def test_training_data_decodes_both_ways(offline, tmp_path):
     assert (tag0, tag1) == ("", "plain-") and shipped is with_postnet and plain.postnet is None
     assert plain.fingerprint() == shipped.fingerprint() != shipped.decoder_fingerprint() != plain.decoder_fingerprint()
 
+
 def test_espeak_speech_is_synthesized(det, tmp_path):
     for voice in ("en-us+f2", "en+m1"):
         wav, sr = espeak("The quick brown fox jumps over the lazy dog near the river bank.", tmp_path, voice)

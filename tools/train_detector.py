@@ -43,6 +43,7 @@ DEFAULT_CACHE = Path("/tmp/valle2_detector")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "valle2" / "assets" / "demo" / "model.pt"
 TRAIN_GENERATORS = ("codec", "espeak", "valle2", "pulsenoise", "griffinlim")
 UNSEEN_GENERATOR = "flite"
+PLAIN_TAG = "plain-"   # item ids of clips decoded by plain WORLD when the codec has a post-net: codec_plain-..., valle2_plain-...
 # share of the synthesized half of each batch (renormalised over the generators present): valle2
 # outputs weigh most, as the detector is for them and resyntheses alone do not carry over to them
 FAKE_WEIGHTS = {"valle2": 0.35, "codec": 0.25, "espeak": 0.15, "pulsenoise": 0.15, "griffinlim": 0.10}
@@ -116,7 +117,7 @@ def decoders(codec=None) -> list[tuple[str, object]]:
     if getattr(codec, "postnet", None) is None:
         return [("", codec)]
     plain = OfflineCodec(codec.config, codec.envelope_codebooks, codec.aperiodicity_codebook, None)
-    return [("", codec), ("plain-", plain)]
+    return [("", codec), (PLAIN_TAG, plain)]
 
 
 def codec_items(real: list[Item], cache: Path) -> list[Item]:
@@ -302,8 +303,8 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
     bundle = load_valle2_bundle(model_path, prepared)
     print(f"valle2 generator: {model_path} (step {bundle.meta.get('steps')})")
     model = VallE2(bundle, load_codec(bundle.codec["name"]), gate=None)
-    decs = decoders(model.codec) if bundle.codec["name"] == "offline" else [("", model.codec)]
-    out_dirs = [(tag, cache / "valle2" / f"{_file_tag(model_path)}-{codec.decoder_fingerprint()}", codec) for tag, codec in decs]
+    out_dirs = [(tag, cache / "valle2" / f"{_file_tag(model_path)}-{codec.decoder_fingerprint()}", codec)
+                for tag, codec in decoders(model.codec)]
     out_dir = out_dirs[0][1]
     held_sent, held_spk = set(heldout["sentences"]), set(heldout["speakers"])
     arctic = _rows(data / "transcribed.tsv")
