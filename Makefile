@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   installs valle2, trains the tiny pipeline model (minutes) and synthesizes with the
 #               attested demo voice, watermarked (the zero-shot demo model is not shipped yet)
-#   make test   installs valle2 with its test extras, Debian's chromium, espeak-ng and flite (the web and
+#   make test   installs valle2 with its test extras, Debian's chromium, espeak-ng, flite and festival (the web and
 #               synthetic-speech tests use them), and runs the test suite
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{np.mean(total.mos_resyn):>10.2f} {total.seconds / total.encode_s:>8.1f} {total.seconds / total.decode_s:>8.1f}")
     wer_delta = w[1] - w[0] if w else float("nan")
     dmos = float(np.mean(total.mos_resyn) - np.mean(total.mos_orig))
-    print(f"cosine={np.mean(total.cosine):.3f} wer_delta={wer_delta:.1f} dnsmos_delta={dmos:.3f} "
+    print(f"cosine={np.mean(total.cosine):.3f} wer_delta={wer_delta:.2f} dnsmos_delta={dmos:.3f} "
           f"encode_xrt={total.seconds / total.encode_s:.1f}")
 
 

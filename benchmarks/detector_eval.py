@@ -6,8 +6,8 @@
 Real test speech: the 50 LibriSpeech speakers and 60 ARCTIC sentences (bdl, slt) held out of training
 (and of the demo model's training).  Each generator's test clips are of those speakers / sentences:
 ``codec`` (offline-codec resyntheses), ``espeak`` (espeak-ng voices, held-out sentences), ``valle2``
-(unwatermarked outputs of the valle2 model for held-out speakers) and ``flite``, which the detector
-never saw in training (the unseen generator).  Each clip is scored as deployed
+(unwatermarked outputs of the valle2 model for held-out speakers), and ``flite`` and ``festival``,
+which the detector never saw in training (the unseen generators; ``eer_unseen`` is flite's).  Each clip is scored as deployed
 (``Detector.analyze``: 3 s windows, the largest window probability); the table also gives the EER of
 the mean window probability, and the false-alarm / miss rates at ``DETECTOR_THRESHOLD``.
 
@@ -28,7 +28,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from train_detector import DEFAULT_CACHE, PLAIN_TAG, UNSEEN_GENERATOR, eer, read_manifest  # noqa: E402
+from train_detector import DEFAULT_CACHE, PLAIN_TAG, UNSEEN_GENERATORS, eer, read_manifest  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -68,22 +68,23 @@ def main(argv=None) -> int:
         decoded.setdefault(it.generator, []).append("plain WORLD" if f"_{PLAIN_TAG}" in it.id else "shipped decoder")
     elapsed = time.time() - tick
     real = np.array(scores.pop("real"))
-    print(f"\ndetector: {det.meta.get('trained_on')} ({det.meta.get('steps')} steps); "
-          f"unseen generator: {UNSEEN_GENERATOR}; threshold {DETECTOR_THRESHOLD}")
+    print(f"\ndetector: {len(det.net.members)} networks (seeds {det.meta.get('seeds')}), trained on {det.meta.get('trained_on')} "
+          f"({det.meta.get('steps')} steps each); unseen generators: {', '.join(UNSEEN_GENERATORS)}; threshold {DETECTOR_THRESHOLD}")
     print(f"real held-out clips: {len(real)}; false alarms at the threshold: {(real[:, 0] >= DETECTOR_THRESHOLD).mean() * 100:.2f} %")
     print(f"{'generator':<10} {'clips':>6} {'EER max %':>10} {'thr@EER':>8} {'EER mean %':>11} {'miss@thr %':>11}")
     figures = {}
-    for gen in sorted(scores, key=lambda g: (g == UNSEEN_GENERATOR, g)):
+    order = sorted(scores, key=lambda g: (g in UNSEEN_GENERATORS, g))
+    for gen in order:
         fake = np.array(scores[gen])
         e, t = eer(real[:, 0], fake[:, 0])
         e_mean, _ = eer(real[:, 1], fake[:, 1])
         miss = (fake[:, 0] < DETECTOR_THRESHOLD).mean() * 100
         figures[gen] = e
-        label = gen + (" (unseen)" if gen == UNSEEN_GENERATOR else "")
+        label = gen + (" (unseen)" if gen in UNSEEN_GENERATORS else "")
         print(f"{label:<10} {len(fake):>6} {e:>10.2f} {t:>8.3f} {e_mean:>11.2f} {miss:>11.2f}")
-    if UNSEEN_GENERATOR in scores:
-        fake, names = np.array(scores[UNSEEN_GENERATOR])[:, 0], np.array(voices[UNSEEN_GENERATOR])
-        print(f"{UNSEEN_GENERATOR} by voice: " + ", ".join(
+    for gen in (g for g in UNSEEN_GENERATORS if g in scores):
+        fake, names = np.array(scores[gen])[:, 0], np.array(voices[gen])
+        print(f"{gen} by voice: " + ", ".join(
             f"{v} EER {eer(real[:, 0], fake[names == v])[0]:.2f} % (n={int(np.sum(names == v))})" for v in sorted(set(names))))
     for gen in sorted(g for g, how in decoded.items() if len(set(how)) > 1):   # the codec with and without its post-net
         fake, how = np.array(scores[gen])[:, 0], np.array(decoded[gen])
@@ -91,13 +92,12 @@ def main(argv=None) -> int:
             f"{d} EER {eer(real[:, 0], fake[how == d])[0]:.2f} %, miss@thr {(fake[how == d] < DETECTOR_THRESHOLD).mean() * 100:.2f} % "
             f"(n={int(np.sum(how == d))})" for d in sorted(set(how))))
     print("\noperating points (score = largest window probability): false alarms on real, misses per generator")
-    gens = sorted(scores, key=lambda g: (g == UNSEEN_GENERATOR, g))
-    print(f"{'threshold':>9} {'real FA %':>9} " + " ".join(f"{g[:10]:>10}" for g in gens))
+    print(f"{'threshold':>9} {'real FA %':>9} " + " ".join(f"{g[:10]:>10}" for g in order))
     for t in sorted({0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, DETECTOR_THRESHOLD}):
-        misses = " ".join(f"{(np.array(scores[g])[:, 0] < t).mean() * 100:>10.2f}" for g in gens)
+        misses = " ".join(f"{(np.array(scores[g])[:, 0] < t).mean() * 100:>10.2f}" for g in order)
         print(f"{t:>9.3f} {(real[:, 0] >= t).mean() * 100:>9.2f} {misses}")
     print(f"largest real score: {real[:, 0].max():.4f}")
-    seen = np.concatenate([np.array(scores[g])[:, 0] for g in scores if g != UNSEEN_GENERATOR])
+    seen = np.concatenate([np.array(scores[g])[:, 0] for g in scores if g not in UNSEEN_GENERATORS])
     print(f"{'all seen':<10} {seen.size:>6} {eer(real[:, 0], seen)[0]:>10.2f}")
     if unscorable:
         print(f"left out as too short or silent to score: {unscorable}")
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps({"real": real.tolist(), **{g: v for g, v in scores.items()}}))
     if "valle2" not in figures:
         print("no valle2 outputs in the data set: build it with --model pointing at a valle2 model", file=sys.stderr)
-    print(f"eer_valle2={figures.get('valle2', float('nan')):.2f} eer_unseen={figures.get(UNSEEN_GENERATOR, float('nan')):.2f}")
+    print(f"eer_valle2={figures.get('valle2', float('nan')):.2f} eer_unseen={figures.get(UNSEEN_GENERATORS[0], float('nan')):.2f}")
     return 0
 
 

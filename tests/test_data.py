@@ -328,6 +328,22 @@ def test_synthetic_corpus_speaks_when_espeak_is_installed(tmp_path, caplog):
     assert (tmp_path / voices[0].speaker / f"{voices[0].speaker}_00000.flac").stat().st_mtime_ns == mtime
 
 
+def test_festival_voices_speak_when_installed(tmp_path, caplog):
+    voices = synthetic_module.festival_voices()
+    if shutil.which("text2wave") is None:
+        assert voices == []
+        return
+    assert {v.name for v in voices} >= {"ked_diphone", "cmu_us_slt_arctic_hts"}   # scripts/install_synthetic_voices.sh
+    assert all(v.speaker == f"festival-{v.name}" for v in voices)
+    cuts = synthesize_corpus(["There was a change now."], tmp_path, voices=voices[:1])
+    assert len(cuts) == 1
+    wav = cuts[0].load_audio()[0]
+    assert 0.5 < wav.size / 16_000 < 5 and float(np.sqrt(np.mean(wav ** 2))) > 0.01
+    with caplog.at_level(logging.WARNING, logger="valle2.data"):   # text2wave exits 0 for an unknown voice: no file
+        assert len(synthesize_corpus(["Hello."], tmp_path / "bad", voices=[SyntheticVoice("festival", "no_such_voice")])) == 0
+    assert "skipping" in caplog.text
+
+
 def test_flite_voices_are_listed_from_the_binary():
     voices = synthetic_module.flite_voices()
     if shutil.which("flite") is None:

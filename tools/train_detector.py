@@ -12,6 +12,8 @@ Data (every generated file is cached under ``--cache``, default /tmp/valle2_dete
 - **valle2**: unwatermarked outputs of a valle2 model (AR + NAR codes decoded by the offline codec,
   through ``VallE2._generate``, not the gated API that watermarks), prompted with 3 s of a
   LibriSpeech speaker (transcribed with pocketsphinx) and speaking ARCTIC sentences.
+- **festival**: its English voices where installed (ked_diphone, a diphone voice, and
+  cmu_us_slt_arctic_hts, an HMM voice) reading ARCTIC sentences.
 - **flite**: flite's voices reading held-out ARCTIC sentences; test only: the unseen generator.
 
 Split (speaker-disjoint): the held-out set of the demo model's recipe
@@ -41,12 +43,12 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = Path("/tmp/valle2_detector")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "valle2" / "assets" / "demo" / "model.pt"
-TRAIN_GENERATORS = ("codec", "espeak", "valle2", "pulsenoise", "griffinlim")
-UNSEEN_GENERATOR = "flite"
+TRAIN_GENERATORS = ("codec", "espeak", "festival", "valle2", "pulsenoise", "griffinlim")
+UNSEEN_GENERATORS = ("flite",)   # never trained on; the first one's EER is ``eer_unseen``
 PLAIN_TAG = "plain-"   # item ids of clips decoded by plain WORLD when the codec has a post-net: codec_plain-..., valle2_plain-...
 # share of the synthesized half of each batch (renormalised over the generators present): valle2
 # outputs weigh most, as the detector is for them and resyntheses alone do not carry over to them
-FAKE_WEIGHTS = {"valle2": 0.35, "codec": 0.25, "espeak": 0.15, "pulsenoise": 0.15, "griffinlim": 0.10}
+FAKE_WEIGHTS = {"valle2": 0.35, "codec": 0.25, "espeak": 0.15, "festival": 0.10, "pulsenoise": 0.15, "griffinlim": 0.10}
 SR = 16_000
 # clips the tests score (valle2/assets/demo/clips, tests/fixtures/codec): never trained on
 KEEP_OUT_SENTENCES = {"a0005", "a0008", "a0015", "a0018", "b0452", "b0455"}
@@ -363,7 +365,7 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
 
 def build(args) -> list[Item]:
     """Every clip of the detector's data set, generated files cached; writes ``cache/manifest.tsv``."""
-    from valle2.data.synthetic import ESPEAK_VOICES, flite_voices
+    from valle2.data.synthetic import ESPEAK_VOICES, festival_voices, flite_voices
     from valle2.recipe import heldout_split
 
     data, cache = Path(args.data), Path(args.cache)
@@ -378,6 +380,7 @@ def build(args) -> list[Item]:
     for kind in VOCODERS:
         items += vocoder_items(kind, real, {"train": args.vocoder_train, "test": args.vocoder_test}, cache, args.seed)
     items += engine_items("flite", flite_voices(), {"test": texts["test"]}, args.flite_per_voice, cache, args.seed)
+    items += engine_items("festival", festival_voices(), texts, args.festival_per_voice, cache, args.seed)
     model = Path(args.model) if args.model else None
     if model is not None and model.is_file():
         items += valle2_items(model, data, heldout, args.valle2_train, args.valle2_test, cache, args.seed, args.prepared,
@@ -436,22 +439,19 @@ class Sampler:
         return torch.from_numpy(np.stack(wavs)), labels
 
 
-def train(args, items: list[Item]) -> Path:
-    from valle2.safety.detector import DetectorConfig, DetectorNet, normalize_rms, save_detector
+def train_member(args, seed: int, train_items: list[Item], clips: list[np.ndarray]):
+    """One network of the ensemble, trained with ``seed`` (its initialisation and batches)."""
+    from valle2.safety.detector import DetectorConfig, DetectorNet, normalize_rms
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     cfg = DetectorConfig()
-    train_items = [it for it in items if it.split == "train" and it.generator in ("real",) + TRAIN_GENERATORS]
-    clips = load_clips(train_items, cfg, "loading training audio")
-    sampler = Sampler(train_items, clips, int(cfg.window_seconds * SR), args.seed)
-    counts = {g: len(p) for g, p in sampler.pools.items()}
-    print(f"training clips per generator: {counts}")
+    sampler = Sampler(train_items, clips, int(cfg.window_seconds * SR), seed)
     net = DetectorNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
     net.train()
-    tick, losses = time.time(), []
-    bar = tqdm(range(args.steps), desc="training detector", unit="step")
+    losses = []
+    bar = tqdm(range(args.steps), desc=f"training detector (seed {seed})", unit="step")
     for step in bar:
         x, y = sampler.batch(args.batch)
         logits = net(normalize_rms(x, cfg.target_rms))
@@ -464,12 +464,28 @@ def train(args, items: list[Item]) -> Path:
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    net.eval()
-    meta = {"trained_on": {g: int(n) for g, n in counts.items()}, "unseen_generator": UNSEEN_GENERATOR,
-            "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-            "train_seconds": round(time.time() - tick, 1), "final_loss": round(float(np.mean(losses[-100:])), 5),
+    return net.eval(), {g: len(pool) for g, pool in sampler.pools.items()}, round(float(np.mean(losses[-100:])), 5)
+
+
+def train(args, items: list[Item]) -> Path:
+    """Train ``args.ensemble`` networks (seeds ``args.seed``, ``args.seed + 1``, ...) and save them as one detector."""
+    from valle2.safety.detector import DetectorConfig, save_detector
+
+    train_items = [it for it in items if it.split == "train" and it.generator in ("real",) + TRAIN_GENERATORS]
+    clips = load_clips(train_items, DetectorConfig(), "loading training audio")
+    tick = time.time()
+    seeds = list(range(args.seed, args.seed + args.ensemble))
+    members, losses, counts = [], [], {}
+    for seed in seeds:
+        net, counts, loss = train_member(args, seed, train_items, clips)
+        members.append(net)
+        losses.append(loss)
+    print(f"training clips per generator: {counts}")
+    meta = {"trained_on": {g: int(n) for g, n in counts.items()}, "unseen_generators": list(UNSEEN_GENERATORS),
+            "steps": args.steps, "batch": args.batch, "lr": args.lr, "seeds": seeds,
+            "train_seconds": round(time.time() - tick, 1), "final_loss": losses,
             "split": "valle2.recipe.heldout_split(data, 60, 50, seed=0) held out"}
-    path = save_detector(args.out, net, meta)
+    path = save_detector(args.out, members, meta)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB): {json.dumps(meta)}")
     return path
 
@@ -485,6 +501,7 @@ def parse_args(argv=None):
     p.add_argument("--vocoder-train", type=int, default=250, help="real training clips re-vocoded by each classic vocoder")
     p.add_argument("--vocoder-test", type=int, default=60)
     p.add_argument("--flite-per-voice", type=int, default=30)
+    p.add_argument("--festival-per-voice", type=int, default=100, help="texts per festival voice (and per split)")
     p.add_argument("--valle2-train", type=int, default=120, help="valle2 outputs for training (LibriSpeech training speakers)")
     p.add_argument("--valle2-test", type=int, default=100, help="valle2 outputs for testing (the 50 held-out speakers)")
     p.add_argument("--valle2-minutes", type=float, default=None, help="stop generating valle2 outputs after this long")
@@ -492,7 +509,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first network; the others take the next ones")
+    p.add_argument("--ensemble", type=int, default=3, help="networks trained (one per seed) and averaged")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--build-only", action="store_true", help="build the data set and stop")
     p.add_argument("--reuse-manifest", action="store_true", help="train on the cached manifest without rebuilding")

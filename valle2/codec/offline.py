@@ -19,8 +19,8 @@ band aperiodicity is interpolated between.  The quantisers (k-means codebooks) a
 ``tools/train_offline_codec.py`` on ``../shared/data`` and shipped as
 ``valle2/assets/codec/offline_codec.npz`` (float16, under 1 MB).  Decoding dequantises, interpolates
 the frames to 4 ms, sharpens the envelope with a cepstral post-filter and resynthesises with WORLD;
-when a learned post-net (``valle2.codec.postnet``) is saved beside the codebooks as
-``offline_postnet.pt``, it corrects the result's STFT magnitude (not shipped yet: docs/codec.md).
+then a learned post-net (``valle2.codec.postnet``), shipped beside the codebooks as
+``offline_postnet.pt``, corrects the result's STFT magnitude (``postnet=False`` skips it).
 Encoding is deterministic.
 """
 from __future__ import annotations

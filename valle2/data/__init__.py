@@ -18,7 +18,7 @@ from .manifests import (
     split_by_speaker,
 )
 from .prepare import Prepared, PrepareReport, load_prepared, load_shards, load_tokenizer, prepare
-from .synthetic import ESPEAK_VOICES, SyntheticVoice, default_voices, flite_voices, synthesize_corpus
+from .synthetic import ESPEAK_VOICES, SyntheticVoice, default_voices, festival_voices, flite_voices, synthesize_corpus
 
 __all__ = [
     "ESPEAK_VOICES",
@@ -33,6 +33,7 @@ __all__ = [
     "cut_speaker",
     "cut_text",
     "default_voices",
+    "festival_voices",
     "flite_voices",
     "load_prepared",
     "load_shards",

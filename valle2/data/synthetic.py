@@ -1,4 +1,4 @@
-"""Extra speakers from formant and diphone synthesisers (espeak-ng variants, flite voices).
+"""Extra speakers from formant, diphone and HMM synthesisers (espeak-ng variants, flite and festival voices).
 
 These voices are robotic, so they widen the speaker set for codec, prompt and detector work and
 for AR training at tiny scale; they are no substitute for real speech.  The binaries come from
@@ -24,7 +24,11 @@ from .manifests import DataError
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-ENGINES = ("espeak-ng", "flite")
+ENGINES = ("espeak-ng", "flite", "festival")
+BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+"""The program each engine runs (festival's ``text2wave`` writes a wav file)."""
+FESTIVAL_VOICE_DIRS = (Path("/usr/share/festival/voices/english"), Path("/usr/share/festival/voices/us"))
+"""Where Debian's festvox packages put festival's English voices (one folder per voice)."""
 LIMITED_DOMAIN_FLITE = ("awb_time",)
 """flite voices that only speak a narrow domain (the time of day), never used."""
 
@@ -60,6 +64,8 @@ class SyntheticVoice:
             return cmd, text
         if self.engine == "flite":
             return ["flite", "-voice", self.name, "-t", text, "-o", str(wav_path)], None
+        if self.engine == "festival":
+            return ["text2wave", "-eval", f"(voice_{self.name})", "-o", str(wav_path)], text
         raise DataError(f"unknown synthesis engine '{self.engine}': choose one of {', '.join(ENGINES)}")
 
 
@@ -80,18 +86,29 @@ def flite_voices() -> list[SyntheticVoice]:
     return [SyntheticVoice("flite", n) for n in names if n not in LIMITED_DOMAIN_FLITE]
 
 
+def festival_voices() -> list[SyntheticVoice]:
+    """festival's installed English voices (e.g. ``ked_diphone``, ``cmu_us_slt_arctic_hts``, from the
+    festvox packages); empty when festival's ``text2wave`` is missing."""
+    if shutil.which(BINARIES["festival"]) is None:
+        return []
+    names = sorted(d.name for root in FESTIVAL_VOICE_DIRS if root.is_dir() for d in root.iterdir() if d.is_dir())
+    return [SyntheticVoice("festival", n) for n in names]
+
+
 def default_voices() -> list[SyntheticVoice]:
-    """:data:`ESPEAK_VOICES` plus every installed flite voice."""
-    return list(ESPEAK_VOICES) + flite_voices()
+    """:data:`ESPEAK_VOICES` plus every installed flite and festival voice."""
+    return list(ESPEAK_VOICES) + flite_voices() + festival_voices()
 
 
 def _synthesize(voice: SyntheticVoice, text: str, path: Path, scratch: Path) -> None:
     """Write ``text`` in ``voice`` to ``path`` as 16 kHz mono FLAC, atomically; AudioError on failure."""
     raw = scratch / "raw.wav"
+    raw.unlink(missing_ok=True)   # text2wave exits 0 even when it writes nothing
     cmd, stdin = voice.command(text, raw)
     proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0 or not raw.is_file():
-        raise AudioError(f"{voice.engine} failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}")
+        what = f"failed (exit {proc.returncode})" if proc.returncode != 0 else f"wrote no audio for voice '{voice.name}'"
+        raise AudioError(f"{voice.engine} {what}: {(proc.stderr or proc.stdout).strip()[:200]}")
     wav, _ = load_audio(raw, sr=SAMPLE_RATE)
     save_audio(path, wav, SAMPLE_RATE)
 
@@ -106,7 +123,7 @@ def synthesize_corpus(texts: Sequence[str], out_dir: str | Path, voices: Sequenc
     """
     out_dir = Path(out_dir)
     voices = default_voices() if voices is None else list(voices)
-    missing = sorted({v.engine for v in voices if shutil.which(v.engine) is None})
+    missing = sorted({v.engine for v in voices if shutil.which(BINARIES.get(v.engine, v.engine)) is None})
     if missing:
         logger.warning("synthetic voices: %s not installed (run scripts/install_synthetic_voices.sh); "
                        "skipping its voices", ", ".join(missing))

@@ -4,8 +4,9 @@ The classifier belongs to the LFCC-LCNN family of the ASVspoof baselines, at a s
 a 2-core CPU in about 15 minutes (``tools/train_detector.py``) and ships in the package as fp16
 weights (``valle2/assets/detector/detector.pt``, well under 1 MB).  It was trained on real speech
 (CMU ARCTIC, LibriSpeech) against unwatermarked synthesized speech (valle2 outputs, offline-codec
-resyntheses, espeak-ng), so that it does not rely on the watermark; flite was left out of training
-to measure how it does on an unseen generator (``python benchmarks/detector_eval.py``).
+resyntheses decoded with and without the codec's post-net, espeak-ng, festival, classic vocoders),
+so that it does not rely on the watermark; flite was left out of training to measure how it does
+on an unseen generator (``python benchmarks/detector_eval.py``).
 
 Pipeline for one window of 16 kHz audio ``[samples]``:
 
@@ -17,13 +18,17 @@ Pipeline for one window of 16 kHz audio ``[samples]``:
 4. LCNN: convolutions whose channels are halved by Max-Feature-Map, max-pooling over time and
    frequency, then mean + max pooling over time and a linear layer -> one logit (> 0: synthesized).
 
-Long files are scored in overlapping windows; :meth:`Detector.analyze` reports every window, and
-:meth:`Detector.score` the largest window probability (one synthesized stretch is enough).
+The shipped weights hold an ensemble of such networks trained with different seeds
+(:class:`DetectorEnsemble`): a window's probability is the mean of theirs, which is steadier on
+unseen generators than any one seed.  Long files are scored in overlapping windows;
+:meth:`Detector.analyze` reports every window, and :meth:`Detector.score` the largest window
+probability (one synthesized stretch is enough).
 """
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -37,7 +42,7 @@ from ..audio import atomic_write_bytes, resample, validate_waveform
 from ..errors import AudioError, ModelError
 
 ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "detector" / "detector.pt"
-ASSET_FORMAT = 1
+ASSET_FORMAT = 2   # 2: "members", a list of state dicts (an ensemble); 1 held one "state_dict"
 
 # Decision threshold on the probability that a file is synthesized (Detector.score, the largest
 # window probability).  Chosen from the detection-error curve of `python benchmarks/detector_eval.py`
@@ -45,9 +50,9 @@ ASSET_FORMAT = 1
 DETECTOR_THRESHOLD = 0.7
 DETECTOR_THRESHOLD_SOURCE = (
     "benchmarks/detector_eval.py on the held-out split (170 real clips of 50 unseen LibriSpeech speakers and 60 "
-    "unseen ARCTIC sentences): at 0.7 no real clip is called synthesized (largest real score 0.479; none at 0.5) "
-    "while 0 % of valle2 outputs, 0.59 % of offline-codec resyntheses, 0 % of espeak-ng and 6.67 % of Griffin-Lim "
-    "clips are missed")
+    "unseen ARCTIC sentences; the shipped 3-network ensemble): at 0.7 one real clip in 170 (0.59 %, LibriSpeech "
+    "speaker 8312, score 0.861; the next is 0.652) is called synthesized, while 0 % of valle2 outputs, 1.47 % of "
+    "offline-codec resyntheses, 0 % of espeak-ng, 0.83 % of festival and 3.33 % of Griffin-Lim clips are missed")
 
 
 class DetectorError(ModelError):
@@ -193,6 +198,25 @@ class DetectorNet(nn.Module):
         return self.lcnn(self.lfcc(wav))
 
 
+class DetectorEnsemble(nn.Module):
+    """Networks of one config whose probabilities are averaged: ``wav [B, samples]`` -> the logit of
+    the members' mean probability ``[B]``."""
+
+    def __init__(self, members: Sequence[DetectorNet]):
+        super().__init__()
+        if not members:
+            raise DetectorError("a detector ensemble needs at least one network")
+        configs = {m.cfg for m in members}
+        if len(configs) != 1:
+            raise DetectorError("the networks of a detector ensemble must share one config")
+        self.cfg = members[0].cfg
+        self.members = nn.ModuleList(members)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.sigmoid(m(wav)) for m in self.members]).mean(dim=0)
+        return torch.logit(probs, eps=1e-7)
+
+
 def trim_bounds(wav: np.ndarray, cfg: DetectorConfig) -> tuple[int, int]:
     """``(start, end)`` samples of ``wav [samples]`` without its leading and trailing 10 ms frames
     more than ``cfg.trim_db`` below the loudest frame."""
@@ -248,9 +272,10 @@ class DetectorResult:
 
 
 class Detector:
-    """A loaded detector: :meth:`score` and :meth:`analyze` take mono audio at any rate."""
+    """A loaded detector: :meth:`score` and :meth:`analyze` take mono audio at any rate.  ``net`` is
+    one :class:`DetectorNet` or a :class:`DetectorEnsemble`."""
 
-    def __init__(self, net: DetectorNet, threshold: float = DETECTOR_THRESHOLD, meta: dict | None = None):
+    def __init__(self, net: DetectorNet | DetectorEnsemble, threshold: float = DETECTOR_THRESHOLD, meta: dict | None = None):
         self.net = net.eval()
         self.cfg = net.cfg
         self.threshold = float(threshold)
@@ -292,13 +317,16 @@ class Detector:
         return self.score(wav, sr) >= self.threshold
 
 
-def save_detector(path, net: DetectorNet, meta: dict | None = None) -> Path:
-    """Write ``net`` (fp16 weights), its config and ``meta`` to ``path`` atomically."""
-    state = {k: (v.half() if v.is_floating_point() else v).clone() for k, v in net.state_dict().items()}
-    cfg = asdict(net.cfg)
+def save_detector(path, nets: DetectorNet | Sequence[DetectorNet], meta: dict | None = None) -> Path:
+    """Write one network or the members of an ensemble (fp16 weights), their config and ``meta``
+    to ``path`` atomically."""
+    members = list(nets.members) if isinstance(nets, DetectorEnsemble) else [nets] if isinstance(nets, DetectorNet) else list(nets)
+    ensemble = DetectorEnsemble(members)   # checks that they share a config
+    states = [{k: (v.half() if v.is_floating_point() else v).clone() for k, v in m.state_dict().items()} for m in members]
+    cfg = asdict(ensemble.cfg)
     cfg["channels"] = list(cfg["channels"])
     buf = io.BytesIO()
-    torch.save({"format": ASSET_FORMAT, "kind": "valle2-detector", "config": cfg, "state_dict": state,
+    torch.save({"format": ASSET_FORMAT, "kind": "valle2-detector", "config": cfg, "members": states,
                 "meta": dict(meta or {})}, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -316,14 +344,21 @@ def _load(path: Path, threshold: float | None) -> Detector:
     if blob.get("format") != ASSET_FORMAT:
         raise DetectorError(f"detector weights at '{path}' have format {blob.get('format')!r}, "
                             f"this valle2 reads format {ASSET_FORMAT}: {hint}")
-    net = DetectorNet(DetectorConfig.from_dict(blob["config"]))
-    try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
-    except (RuntimeError, KeyError, AttributeError) as exc:
-        raise DetectorError(f"detector weights at '{path}' do not fit the network: {str(exc)[:200]}: {hint}") from None
-    if not all(torch.isfinite(p).all() for p in net.parameters()):
-        raise DetectorError(f"detector weights at '{path}' contain NaN or infinite values: {hint}")
-    return Detector(net, DETECTOR_THRESHOLD if threshold is None else threshold, blob.get("meta") or {})
+    cfg = DetectorConfig.from_dict(blob["config"])
+    states = blob.get("members")
+    if not isinstance(states, list) or not states:
+        raise DetectorError(f"detector weights at '{path}' hold no networks: {hint}")
+    members = []
+    for i, state in enumerate(states):
+        net = DetectorNet(cfg)
+        try:
+            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        except (RuntimeError, KeyError, AttributeError) as exc:
+            raise DetectorError(f"detector weights at '{path}' (network {i}) do not fit the network: {str(exc)[:200]}: {hint}") from None
+        if not all(torch.isfinite(p).all() for p in net.parameters()):
+            raise DetectorError(f"detector weights at '{path}' (network {i}) contain NaN or infinite values: {hint}")
+        members.append(net)
+    return Detector(DetectorEnsemble(members), DETECTOR_THRESHOLD if threshold is None else threshold, blob.get("meta") or {})
 
 
 @lru_cache(maxsize=4)
