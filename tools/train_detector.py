@@ -57,7 +57,7 @@ KEEP_OUT_SPEAKERS = {"ls103", "ls1098"}
 
 @dataclass
 class Item:
-    """One clip: ``label`` 1 = synthesized; ``generator`` real/codec/espeak/valle2/flite."""
+    """One clip: ``label`` 1 = synthesized; ``generator`` real/codec/espeak/festival/valle2/flite/a vocoder."""
 
     id: str
     path: str

@@ -7,7 +7,7 @@ Steps (each resumable: a rerun reuses what is done):
 2. LibriSpeech speakers (no transcripts here): 50 are held out as unseen zero-shot prompt
    speakers; the others are transcribed with the offline recogniser (pocketsphinx) and join
    training for speaker diversity (noisy transcripts, but many voices).
-3. Optional synthetic speakers (espeak-ng, flite) reading the training sentences.
+3. Optional synthetic speakers (espeak-ng, flite, festival) reading the training sentences.
 4. A speaker-disjoint validation split, ``valle2 prepare`` shards with the offline codec.
 5. Training with ``configs/demo.yaml``; export to ``OUT/model.pt`` (fp16) and, with ``--ship``,
    into the package beside the demo voice (``assets/demo``).

@@ -24,9 +24,9 @@ from .manifests import DataError
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-ENGINES = ("espeak-ng", "flite", "festival")
 BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 """The program each engine runs (festival's ``text2wave`` writes a wav file)."""
+ENGINES = tuple(BINARIES)
 FESTIVAL_VOICE_DIRS = (Path("/usr/share/festival/voices/english"), Path("/usr/share/festival/voices/us"))
 """Where Debian's festvox packages put festival's English voices (one folder per voice)."""
 LIMITED_DOMAIN_FLITE = ("awb_time",)
