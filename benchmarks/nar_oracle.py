@@ -1,0 +1,96 @@
+"""How much of the prompt speaker's voice survives the NAR, with the AR taken out of the question.
+
+For LibriSpeech speakers the demo recipe held out (``valle2.recipe.heldout_split``), each clip is
+encoded with the model's codec and split into a 3 s prompt and the rest (the target).  The target
+is then decoded four ways and its Resemblyzer cosine to the prompt audio is measured:
+
+- ``real``: every codebook of the target as encoded (the codec's own ceiling);
+- ``real 0 + NAR``: the target's real codebook 0 (a perfect AR) and codebooks 1.. from the NAR;
+- ``real 0-2, no residual``: real codebooks 0-2 (envelope stage 1, F0, aperiodicity for the
+  offline codec) and the later envelope stages set to the code nearest zero (offline codec only);
+- per codebook, the NAR's exact-code accuracy against the real target.
+
+The transcript is the offline recogniser's (these clips ship without one).  Last line:
+``sim_real=<x> sim_nar=<y> sim_no_residual=<z> sim_diff_mean=<d>`` (the different-speaker mean of
+the same clips, the floor that issue 3's similarity margin is measured from).
+
+    python benchmarks/nar_oracle.py --model /work/demo_run/train/model.pt --n 20
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, required=True, help="a valle2 model file")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--n", type=int, default=20, help="held-out LibriSpeech speakers (one clip each)")
+    p.add_argument("--prompt-seconds", type=float, default=3.0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from valle2 import metrics
+    from valle2.audio import load_audio
+    from valle2.checkpoint import load_model_bundle
+    from valle2.codec import load_codec
+    from valle2.decoding import nar_generate
+    from valle2.recipe import heldout_split
+
+    bundle = load_model_bundle(args.model)
+    codec = load_codec(bundle.codec["name"])
+    offline = hasattr(codec, "envelope_codebooks")
+    if offline:   # the code of each later envelope stage whose vector is nearest zero (no residual)
+        books = codec.config.envelope_books
+        zero = {book: int(np.argmin(np.linalg.norm(codec.envelope_codebooks[s], axis=1))) for s, book in enumerate(books) if s}
+    held = set(heldout_split(args.data, 60, 50, 0)["speakers"])
+    with open(args.data / "untranscribed.tsv", newline="") as f:
+        clips = [r for r in csv.DictReader(f, delimiter="\t") if r["speaker"] in held][: args.n]
+    sims: dict[str, list[float]] = {"real": [], "nar": [], "no_residual": []}
+    acc, voices = [], []
+    for r in tqdm(clips, desc="held-out speakers", unit="clip"):
+        wav, sr = load_audio(args.data / r["path"], sr=codec.sample_rate)
+        codes = codec.encode(wav, sr)                                    # [n_q, T]
+        n_prompt = int(args.prompt_seconds * codec.frame_rate)
+        prompt, target = codes[:, :n_prompt], codes[:, n_prompt:]
+        if target.shape[1] < codec.frame_rate:                          # under 1 s left to decode
+            continue
+        prompt_emb = metrics.speaker_embedding(wav[: n_prompt * wav.size // codes.shape[1]], sr)
+        voices.append(metrics.speaker_embedding(wav, sr))
+        ids = torch.tensor(bundle.tokenizer.encode(metrics.transcribe(wav, sr) or "hello"))
+        nar = nar_generate(bundle.nar, [ids], [prompt.T], [target[0]])[0]
+        acc.append([(nar[j] == target[j]).float().mean().item() for j in range(1, codes.shape[0])])
+        variants = {"real": target, "nar": nar}
+        if offline:
+            variants["no_residual"] = target.clone()
+            for book, code in zero.items():
+                variants["no_residual"][book] = code
+        for name, c in variants.items():
+            sims[name].append(float(metrics.speaker_embedding(codec.decode(c).numpy(), sr) @ prompt_emb))
+    diff = float(np.mean([float(a @ b) for a, b in itertools.combinations(voices, 2)]))
+    mean = {k: float(np.mean(v)) if v else float("nan") for k, v in sims.items()}
+    print(f"\n{len(sims['real'])} held-out LibriSpeech speakers, {args.prompt_seconds:.0f} s prompts, codec {bundle.codec['name']}")
+    print(f"{'target decoded from':<40} {'SIM to prompt':>13}")
+    for label, key in (("real codes", "real"), ("real codebook 0 + NAR", "nar"),
+                       ("real codebooks 0-2, no envelope residual", "no_residual")):
+        print(f"{label:<40} {mean[key]:>13.3f}")
+    print(f"{'different-speaker mean (real audio)':<40} {diff:>13.3f}")
+    print("NAR exact-code accuracy, codebooks 1..: " + " ".join(f"{a:.3f}" for a in np.mean(acc, axis=0)))
+    print(f"sim_real={mean['real']:.3f} sim_nar={mean['nar']:.3f} sim_no_residual={mean['no_residual']:.3f} sim_diff_mean={diff:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())
