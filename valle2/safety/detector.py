@@ -1,7 +1,7 @@
 """Synthesized-speech detector: an LFCC front end and a light CNN (LCNN) with Max-Feature-Map.
 
 The classifier belongs to the LFCC-LCNN family of the ASVspoof baselines, at a size that trains on
-a 2-core CPU in about 15 minutes (``tools/train_detector.py``) and ships in the package as fp16
+a 2-core CPU in about 15 minutes a network (``tools/train_detector.py``) and ships in the package as fp16
 weights (``valle2/assets/detector/detector.pt``, well under 1 MB).  It was trained on real speech
 (CMU ARCTIC, LibriSpeech) against unwatermarked synthesized speech (valle2 outputs, offline-codec
 resyntheses decoded with and without the codec's post-net, espeak-ng, festival, classic vocoders),
