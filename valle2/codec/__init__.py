@@ -13,7 +13,8 @@ def load_codec(name: str = "offline", **kwargs) -> Codec:
     - ``"encodec"``: EnCodec 24 kHz, 6 kbps, 8 x 1024, 75 Hz (the paper's).  ``pretrained=False``
       gives random weights of the same architecture.
     - ``"offline"``: valle2's own codec, trained on real speech and shipped in the package; needs
-      no download.  ``path=`` loads another trained copy.
+      no download.  ``path=`` loads another trained copy; ``postnet=False`` decodes with plain
+      WORLD instead of through the shipped post-net.
     """
     if name == "encodec":
         from .encodec import EncodecCodec
