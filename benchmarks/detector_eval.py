@@ -5,9 +5,9 @@
 
 Real test speech: the 50 LibriSpeech speakers and 60 ARCTIC sentences (bdl, slt) held out of training
 (and of the demo model's training).  Each generator's test clips are of those speakers / sentences:
-``codec`` (offline-codec resyntheses), ``espeak`` (espeak-ng voices, held-out sentences), ``valle2``
-(unwatermarked outputs of the valle2 model for held-out speakers), and ``flite`` and ``festival``,
-which the detector never saw in training (the unseen generators; ``eer_unseen`` is flite's).  Each clip is scored as deployed
+``codec`` (offline-codec resyntheses), ``espeak`` and ``festival`` (their voices, held-out sentences),
+``valle2`` (unwatermarked outputs of the valle2 model for held-out speakers) and ``flite``, which the
+detector never saw in training (the unseen generator, ``eer_unseen``).  Each clip is scored as deployed
 (``Detector.analyze``: 3 s windows, the largest window probability); the table also gives the EER of
 the mean window probability, and the false-alarm / miss rates at ``DETECTOR_THRESHOLD``.
 

@@ -126,16 +126,16 @@ def codec_items(real: list[Item], cache: Path) -> list[Item]:
     """Offline-codec resynthesis of every real clip by each of :func:`decoders` (cached per decoder)."""
     from valle2.audio import load_audio
 
-    items = []
-    for tag, codec in decoders():
-        out_dir = cache / "codec" / codec.decoder_fingerprint()
-        for it in tqdm(real, desc=f"codec resyntheses ({tag or 'shipped-'}decoder)", unit="clip"):
-            path = out_dir / f"{it.id}.flac"
-            if not path.is_file():
-                wav, sr = load_audio(it.path)
-                _save(path, codec.decode(codec.encode(wav, sr)).numpy())
-            items.append(Item(f"codec_{tag}{it.id}", str(path), 1, "codec", it.speaker, it.split))
-    return items
+    ways = [(tag, codec, cache / "codec" / codec.decoder_fingerprint()) for tag, codec in decoders()]
+    encoder = ways[0][1]     # the decoders share the codebooks, so each clip is encoded once
+    for it in tqdm(real, desc="codec resyntheses", unit="clip"):
+        missing = [(codec, out_dir / f"{it.id}.flac") for _, codec, out_dir in ways if not (out_dir / f"{it.id}.flac").is_file()]
+        if missing:
+            codes = encoder.encode(*load_audio(it.path))
+            for codec, path in missing:
+                _save(path, codec.decode(codes).numpy())
+    return [Item(f"codec_{tag}{it.id}", str(out_dir / f"{it.id}.flac"), 1, "codec", it.speaker, it.split)
+            for tag, _, out_dir in ways for it in real]
 
 
 def pulse_noise_vocoder(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
