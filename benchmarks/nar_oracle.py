@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         prompt_emb = metrics.speaker_embedding(wav[: n_prompt * wav.size // codes.shape[1]], sr)
         voices.append(metrics.speaker_embedding(wav, sr))
         ids = torch.tensor(bundle.tokenizer.encode(metrics.transcribe(wav, sr) or "hello"))
-        nar = nar_generate(bundle.nar, [ids], [prompt.T], [target[0]])[0]
+        nar = nar_generate(bundle.nar, [ids], [prompt.T], [target[0]], codec.ordinal_codebooks)[0]
         acc.append([(nar[j] == target[j]).float().mean().item() for j in range(1, codes.shape[0])])
         variants = {"real": target, "nar": nar}
         if offline:

@@ -58,6 +58,7 @@ def test_offline_layout(offline):
     assert offline.n_codebooks == 8 and offline.codebook_size <= 1024
     assert offline.frame_rate <= 75 and offline.sample_rate == 16_000
     assert offline.describe()["name"] == "offline"
+    assert offline.ordinal_codebooks == {offline.config.f0_book: 10}   # F0 codes are an ordered grid
 
 
 def test_offline_round_trip(offline, wavs):

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from valle2.decoding import DecodingOptions, ar_generate, frame_bounds, nar_generate
-from valle2.model import ARModel, ModelDims, NARModel, attention_mask, group_codes, ungroup_codes
+from valle2.decoding import DecodingOptions, ar_generate, frame_bounds, nar_generate, pick_codes
+from valle2.model import (AUDIO, TEXT, ARModel, GuidedAttention, ModelDims, NARModel, attention_mask, group_codes,
+                          guided_attention_penalty, ungroup_codes)
 
 
 def tiny_dims(g=1, **kw):
@@ -118,3 +119,95 @@ def test_losses_and_nar_shapes():
     assert [o.shape for o in out] == [(8, 25), (8, 16)]
     assert torch.equal(out[0][0], codes[0][0, 5:])
     assert all(int(o.max()) < 64 for o in out)
+
+
+def test_explicit_attention_weights_reproduce_sdpa():
+    torch.manual_seed(5)
+    ar = ARModel(tiny_dims(2)).eval()
+    text, lens = torch.randint(1, 50, (2, 7)), torch.tensor([7, 4])
+    codes = [torch.randint(0, 64, (13,)), torch.randint(0, 64, (6,))]
+    plain, _ = ar.loss(text, lens, codes)
+    guided, stats = ar.loss(text, lens, codes, GuidedAttention(weight=0.5, heads=2))
+    assert torch.allclose(guided, plain + 0.5 * stats["ar_guide"], atol=1e-5)
+    assert 0 < stats["ar_guide"] < 1
+
+
+def _seg(n_text, n_audio, pad=0):
+    return torch.tensor([[TEXT] * n_text + [AUDIO] * n_audio + [0] * pad])
+
+
+def _attention_over_text(n_text, n_audio, pick):
+    """Weights [1, 1, S, S] where audio query t puts all its mass on text key pick(t)."""
+    s = n_text + n_audio
+    att = torch.zeros(1, 1, s, s)
+    att[0, 0, :n_text, 0] = 1.0
+    for t in range(n_audio):
+        att[0, 0, n_text + t, pick(t)] = 1.0
+    return att
+
+
+def test_guided_attention_penalty_is_low_on_the_diagonal_and_high_off_it():
+    n_text, n_audio = 10, 40
+    seg = _seg(n_text, n_audio)
+    diagonal = _attention_over_text(n_text, n_audio, lambda t: t * n_text // n_audio)
+    backwards = _attention_over_text(n_text, n_audio, lambda t: n_text - 1 - t * n_text // n_audio)
+    stuck = _attention_over_text(n_text, n_audio, lambda t: 0)
+    uniform = torch.zeros(1, 1, n_text + n_audio, n_text + n_audio)
+    uniform[..., :n_text] = 1.0 / n_text
+    scores = {name: float(guided_attention_penalty([a], seg, 0.2))
+              for name, a in [("diagonal", diagonal), ("backwards", backwards), ("stuck", stuck), ("uniform", uniform)]}
+    assert scores["diagonal"] < 0.05
+    assert scores["uniform"] > 0.4 and scores["stuck"] > 0.5 and scores["backwards"] > 0.6
+    # mass on audio keys does not count: only the shape of the attention over the text matters
+    half = diagonal.clone()
+    half[0, 0, n_text:, n_text] = 1.0
+    assert abs(float(guided_attention_penalty([half / half.sum(-1, keepdim=True)], seg, 0.2)) - scores["diagonal"]) < 1e-6
+    # padding columns neither query nor key
+    padded = torch.nn.functional.pad(diagonal, (0, 3, 0, 3))
+    assert abs(float(guided_attention_penalty([padded], _seg(n_text, n_audio, pad=3), 0.2)) - scores["diagonal"]) < 1e-6
+
+
+def test_guided_attention_training_aligns_the_guided_heads():
+    torch.manual_seed(0)
+    ar = ARModel(tiny_dims(1))
+    text = torch.randint(1, 50, (4, 8))
+    lens = torch.tensor([8, 8, 6, 5])
+    codes = [torch.randint(0, 64, (n,)) for n in (24, 30, 18, 15)]
+    guide = GuidedAttention(weight=5.0, heads=2)
+    opt = torch.optim.Adam(ar.parameters(), lr=3e-3)
+    before = ar.loss(text, lens, codes, guide)[1]["ar_guide"]
+    for _ in range(60):
+        opt.zero_grad()
+        ar.loss(text, lens, codes, guide)[0].backward()
+        opt.step()
+    after = ar.loss(text, lens, codes, guide)[1]["ar_guide"]
+    assert after < 0.5 * before
+
+
+def test_pick_codes_on_an_ordinal_codebook():
+    # frame 0: "none" at 0.3, the rest spread evenly over codes 100..120 (0.033 each): argmax says
+    # "none", the window says the middle of the spread; frame 1: "none" at 0.6 stays "none";
+    # frame 2: one sharp code wins either way
+    probs = torch.full((3, 300), 1e-9)
+    probs[0, 0], probs[0, 100:121] = 0.3, 0.7 / 21
+    probs[1, 0], probs[1, 50:61] = 0.6, 0.4 / 11
+    probs[2, 0], probs[2, 200] = 0.2, 0.8
+    logits = probs.log()
+    assert pick_codes(logits).tolist() == [0, 0, 200]
+    assert pick_codes(logits, window=10).tolist() == [110, 0, 200]
+    assert pick_codes(logits, window=2)[0].item() in range(102, 119)
+
+
+def test_nar_uses_the_ordinal_window_only_where_asked():
+    torch.manual_seed(4)
+    nar = NARModel(tiny_dims(2)).eval()
+    text, prompt, code0 = [torch.randint(1, 50, (6,))], [torch.randint(0, 64, (5, 8))], [torch.randint(0, 64, (12,))]
+    plain = nar_generate(nar, text, prompt, code0)[0]
+    wide = nar_generate(nar, text, prompt, code0, {1: 30})[0]
+    target = torch.zeros(12, 8, dtype=torch.long)
+    target[:, 0] = code0[0]
+    with torch.no_grad():
+        logits, _ = nar(text[0].unsqueeze(0), torch.tensor([6]), prompt, [target], torch.tensor([1]))
+    assert torch.equal(plain[1], logits[0, 5:].argmax(-1))
+    assert torch.equal(wide[1], pick_codes(logits[0, 5:], 30))
+    assert torch.equal(plain[0], wide[0]) and not torch.equal(plain[1], wide[1])

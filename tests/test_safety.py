@@ -19,6 +19,7 @@ from valle2.safety import (AuditLog, ConsentError, ConsentGate, ConsentRegistry,
                            embed, generate_operator_key, generate_watermark_key, load_operator_key,
                            load_watermark_key, validate_name, watermark_liveness)
 from valle2.safety.consent import check_wording
+from valle2.safety.gate import is_excerpt
 from valle2.safety.keys import key_id, sign
 
 from conftest import CLIPS
@@ -217,10 +218,31 @@ def test_research_corpus_by_file_hash(env, voices, tmp_path):
     att = env["reg"].attest_corpus("CMU ARCTIC", [src], "CMU ARCTIC licence")
     auth = env["gate"].authorize(None, voices["bdl"], voices["sr"], corpus_file=src)
     assert auth.kind == "research" and auth.corpus_id == att.corpus_id
+    assert auth.similarity == 1.0 and env["audit"].entries()[-1]["match"] == "excerpt"  # the file itself
+    cut = voices["bdl"][voices["sr"] // 2: 2 * voices["sr"]]     # a prompt cut from the file: no embedding needed
+    calls = []
+    env["gate"].embedder = lambda wav, sr: calls.append(wav.size) or speaker_embedding(wav, sr)
+    assert env["gate"].authorize(None, cut, voices["sr"], corpus_file=src).similarity == 1.0 and not calls
+    edited = cut.copy()
+    edited[100] += 0.01                                           # not a cut any more: the embeddings decide
+    auth = env["gate"].authorize(None, edited, voices["sr"], corpus_file=src)
+    assert env["gate"].threshold <= auth.similarity < 1.0 and len(calls) == 2
+    assert env["audit"].entries()[-1]["match"] == "embedding"
     with pytest.raises(ConsentError, match="does not match"):   # attested file named, other audio passed
         env["gate"].authorize(None, voices["slt"], voices["sr"], corpus_file=src)
     with pytest.raises(ConsentError, match="no attested research corpus"):
         env["gate"].authorize(None, voices["slt"], voices["sr"], corpus_file=CLIPS / "arctic_slt_a0015.flac")
+
+
+def test_is_excerpt():
+    rng = np.random.default_rng(0)
+    whole = rng.standard_normal(5000).astype(np.float32)
+    assert is_excerpt(whole[1200:3000], whole) and is_excerpt(whole, whole) and is_excerpt(whole[-7:], whole)
+    assert not is_excerpt(whole[1200:3000] * 0.5, whole)
+    assert not is_excerpt(np.concatenate([whole[:10], whole[20:30]]), whole)
+    assert not is_excerpt(np.zeros(0, np.float32), whole) and not is_excerpt(np.tile(whole, 2), whole)
+    silence = np.zeros(5000, np.float32)                          # every offset is a candidate: refused, fast
+    assert not is_excerpt(silence[:100], silence)
 
 
 def test_audit_log_detects_edit_delete_reorder(tmp_path):

@@ -38,6 +38,19 @@ def test_config_errors(tmp_path):
     bad.write_text("model: {d_model: 64}\n")
     with pytest.raises(ConfigError, match="data.train"):
         load_config(bad)
+    bad.write_text("optim: {guided_attention: -1}\ndata: {train: x}\n")
+    with pytest.raises(ConfigError, match="guided_attention must be >= 0"):
+        load_config(bad)
+
+
+def test_guided_heads_must_exist():
+    from valle2.config import OptimConfig
+    from valle2.model import ModelDims
+    from valle2.train import Trainer
+
+    dims = ModelDims(n_text_vocab=20, codebook_size=16, d_model=32, n_heads=2, n_ar_layers=2, n_nar_layers=1, d_ff=64)
+    with pytest.raises(ConfigError, match="guided_attention_heads is 4, the AR has 2 heads"):
+        Trainer(dims, OptimConfig(guided_attention=1.0, guided_attention_heads=4))
 
 
 def test_shipped_configs_load():
@@ -46,6 +59,7 @@ def test_shipped_configs_load():
     assert paper.model.group_size == 2
     demo = load_config("configs/demo.yaml", ["optim.steps=7"])
     assert demo.optim.steps == 7 and demo.run.device == "cpu"
+    assert paper.optim.guide is None  # the paper trains without it
 
 
 def test_run_writes_model_checkpoints_and_tensorboard(tmp_path, prepared):

@@ -284,7 +284,7 @@ def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, st
         limits.append(limit)
     res = ar_generate(model.ar, ids, [c[0] for c, _ in prompts], limits, options, min_frames=floors)
     codes0 = [c if c.numel() else prompts[0][0].new_zeros(1) for c in res.codes]
-    return nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0)
+    return nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0, model.codec.ordinal_codebooks)
 
 
 def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_test: int, cache: Path, seed: int,

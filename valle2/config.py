@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .errors import Valle2Error
-from .model import ModelSize
+from .model import GuidedAttention, ModelSize
 
 
 class ConfigError(Valle2Error, ValueError):
@@ -39,6 +39,21 @@ class OptimConfig:
     nar_prompt_min: float = 0.25
     nar_prompt_max: float = 0.5
     seed: int = 0
+    guided_attention: float = 0.0  # weight of the AR's guided-attention loss (valle2.model.GuidedAttention); 0 = off, as the paper
+    guided_attention_sigma: float = 0.2
+    guided_attention_heads: int = 2
+
+    def __post_init__(self):
+        if self.guided_attention < 0 or self.guided_attention_sigma <= 0 or self.guided_attention_heads < 1:
+            raise ValueError("guided_attention must be >= 0, guided_attention_sigma > 0 and guided_attention_heads >= 1, "
+                             f"got {self.guided_attention}, {self.guided_attention_sigma}, {self.guided_attention_heads}")
+
+    @property
+    def guide(self) -> GuidedAttention | None:
+        """The AR's guided-attention loss, or None when its weight is 0."""
+        if not self.guided_attention:
+            return None
+        return GuidedAttention(self.guided_attention, self.guided_attention_sigma, self.guided_attention_heads)
 
 
 @dataclass

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .model import AUDIO, PAD, TEXT, ARModel, KVCache, NARModel, ungroup_codes
@@ -165,13 +166,36 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     return result
 
 
+def pick_codes(logits: Tensor, window: int = 0) -> Tensor:
+    """The NAR's greedy choice: logits ``[T, V]`` -> codes ``[T]``.
+
+    ``window == 0``: the argmax.  Otherwise the codebook is ordinal (code 0 = "none", codes
+    ``1..`` ordered bins, e.g. unvoiced and an F0 grid): a frame gets code 0 if its probability is
+    at least 0.5, else the probability-weighted mean bin of the ``2 * window + 1`` bins of
+    highest total probability.
+    """
+    if window == 0:
+        return logits.argmax(-1)
+    p = logits.float().softmax(-1)
+    bins = p[:, 1:]                                                                   # [T, V-1]
+    box = F.avg_pool1d(bins.unsqueeze(1), 2 * window + 1, stride=1, padding=window, count_include_pad=True)
+    centre = box.squeeze(1).argmax(-1, keepdim=True)                                  # [T, 1]
+    idx = (centre + torch.arange(-window, window + 1, device=p.device)).clamp(0, bins.shape[1] - 1)
+    mass = bins.gather(1, idx)
+    best = ((mass * idx).sum(1) / mass.sum(1).clamp(min=1e-12)).round().long() + 1
+    return torch.where(p[:, 0] >= 0.5, torch.zeros_like(best), best)
+
+
 @torch.inference_mode()
-def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0: list[Tensor]) -> list[Tensor]:
+def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0: list[Tensor],
+                 ordinal: Mapping[int, int] | None = None) -> list[Tensor]:
     """Fill codebooks ``1 .. n_q-1`` greedily, one pass a codebook.
 
     text: B LongTensors ``[L_i]``; prompt: B LongTensors ``[P_i, n_q]``; code0: B LongTensors
-    ``[T_i]``.  Returns B LongTensors ``[n_q, T_i]``.
+    ``[T_i]``.  ``ordinal``: codebook -> window of :func:`pick_codes` (the codec's
+    ``ordinal_codebooks``); other codebooks take the argmax.  Returns B LongTensors ``[n_q, T_i]``.
     """
+    ordinal = ordinal or {}
     n_q = nar.dims.n_codebooks
     device = next(nar.parameters()).device
     text_pad = nn.utils.rnn.pad_sequence(text, batch_first=True).to(device)
@@ -184,7 +208,7 @@ def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0:
         stage = torch.full((len(text),), j, dtype=torch.long, device=device)
         logits, _ = nar(text_pad, text_lens, prompt, targets, stage)
         for i, (p, t) in enumerate(zip(prompt, targets)):
-            t[:, j] = logits[i, p.shape[0]: p.shape[0] + t.shape[0]].argmax(-1)
+            t[:, j] = pick_codes(logits[i, p.shape[0]: p.shape[0] + t.shape[0]], ordinal.get(j, 0))
     return [t.T.contiguous().cpu() for t in targets]
 
 
@@ -201,9 +225,9 @@ class Generated:
 
 def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor], max_frames: list[int],
              options: DecodingOptions, progress: Callable[[int], None] | None = None,
-             min_frames: list[int] | None = None) -> Generated:
+             min_frames: list[int] | None = None, ordinal: Mapping[int, int] | None = None) -> Generated:
     """AR then NAR for B samples: text B LongTensors ``[L_i]``, prompt B LongTensors ``[n_q, P_i]``;
-    frame limits as :func:`ar_generate`.
+    frame limits as :func:`ar_generate`; ``ordinal`` as :func:`nar_generate`.
 
     An AR that emits EOS at once gets one frame of code 0, so that the NAR always has a target.
     """
@@ -212,5 +236,5 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
     ar_seconds = time.perf_counter() - tick
     code0 = [c if c.numel() else p.new_zeros(1) for c, p in zip(res.codes, prompt)]
     tick = time.perf_counter()
-    codes = nar_generate(nar, text, [p.T for p in prompt], code0)
+    codes = nar_generate(nar, text, [p.T for p in prompt], code0, ordinal)
     return Generated(codes, res.hit_limit, ar_seconds, time.perf_counter() - tick)

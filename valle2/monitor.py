@@ -46,7 +46,8 @@ class Monitor:
         opts = DecodingOptions(seed=step)
         floor, limit = frame_bounds(u.text_ids.shape[0], frames_per_token, rate, opts, given_frames=p)
         text = u.text_ids.long().to(device)
-        gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [limit], opts, min_frames=[floor]).codes[0]
+        gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [limit], opts, min_frames=[floor],
+                       ordinal=self.codec.ordinal_codebooks).codes[0]
         out = self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy()
         ref = self.codec.decode(u.codes.long()).numpy()
         sr = self.codec.sample_rate

@@ -97,7 +97,8 @@ class VallE2:
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", disable=not progress, leave=False)
         g = self.bundle.dims.group_size
         gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
-                       progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors)
+                       progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
+                       ordinal=self.codec.ordinal_codebooks)
         bar.close()
         per_text = range(0, len(ids), n_samples)
         return Generation([gen.codes[i:i + n_samples] for i in per_text],

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .audio import atomic_write_bytes
 from .config import Config, ConfigError, OptimConfig, load_config
-from .model import ARModel, ModelDims, NARModel
+from .model import ARModel, GuidedAttention, ModelDims, NARModel
 
 
 @dataclass
@@ -104,15 +104,15 @@ def frames_per_token(data: list[Utterance]) -> float:
 class VallE2Loss(nn.Module):
     """Both networks behind one ``forward`` so that DDP/FSDP see every parameter."""
 
-    def __init__(self, ar: ARModel, nar: NARModel):
+    def __init__(self, ar: ARModel, nar: NARModel, guide: GuidedAttention | None = None):
         super().__init__()
-        self.ar, self.nar = ar, nar
+        self.ar, self.nar, self.guide = ar, nar, guide
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict]:
         device = next(self.parameters()).device
         text, lens = batch.text.to(device), batch.text_lens.to(device)
         codes = [c.to(device) for c in batch.codes]
-        ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes])
+        ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide)
         nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, batch.nar_split)],
                                             [c[:, p:].T for c, p in zip(codes, batch.nar_split)], batch.stage.to(device))
         stats.update(nar_stats)
@@ -126,7 +126,9 @@ class Trainer:
         self.dims, self.cfg, self.device = dims, cfg, torch.device(device)
         torch.manual_seed(cfg.seed)
         self.ar, self.nar = ARModel(dims).to(self.device), NARModel(dims).to(self.device)
-        self.module: nn.Module = VallE2Loss(self.ar, self.nar)
+        if cfg.guide is not None and cfg.guided_attention_heads > dims.n_heads:
+            raise ConfigError(f"optim.guided_attention_heads is {cfg.guided_attention_heads}, the AR has {dims.n_heads} heads")
+        self.module: nn.Module = VallE2Loss(self.ar, self.nar, cfg.guide)
         if fsdp:
             from torch.distributed.fsdp import fully_shard
 

@@ -23,6 +23,9 @@ class Codec(ABC):
     frame_rate: float
     n_codebooks: int
     codebook_size: int
+    # Codebooks whose codes 1.. are ordered bins of one quantity (code 0 = "none"), with the
+    # half-width in bins of the window the NAR picks them by (valle2.decoding.pick_codes).
+    ordinal_codebooks: dict[int, int] = {}
 
     @abstractmethod
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:

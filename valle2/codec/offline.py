@@ -49,6 +49,12 @@ ASSET_FORMAT = 1
 # +9.7, ../shared/notes/measured-facts.md): the 40-clip +4.4 was a small-sample low.
 POSTFILTER_BETA = 0.2
 POSTFILTER_FROM = 2
+# Half-width (codes, about 5 cents each) of the window by which the NAR's F0 code is picked: a
+# frame is voiced if code 0 has probability < 0.5, and its code is the centre of the 21-code
+# (about one semitone) window of highest probability.  On 12 held-out LibriSpeech speakers with
+# their real codebook 0, voicing agreement with the real F0 rose from 0.47 (argmax) to 0.83
+# (half-widths 5, 10 and 20 alike) and similarity to the prompt from 0.566 to 0.589 (10).
+F0_PICK_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,10 @@ class OfflineCodec(Codec):
         self.envelope_codebooks = envelope_codebooks.astype(np.float64)
         self.aperiodicity_codebook = aperiodicity_codebook.astype(np.float64)
         self.postnet = postnet
+        # F0 codes 1.. are a log-F0 grid of about 5 cents a step: the NAR's probability for one
+        # pitch is spread over many neighbouring codes, so a plain argmax picks "unvoiced" (code 0)
+        # wherever no single step outweighs it (docs/demo_model.md).
+        self.ordinal_codebooks = {cfg.f0_book: F0_PICK_WINDOW}
 
     def fingerprint(self) -> str:
         """SHA-256 (first 16 hex digits) of the settings and codebooks as stored (float16)."""

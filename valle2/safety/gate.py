@@ -61,6 +61,21 @@ def output_sha256(wav) -> str:
     return hashlib.sha256(np.asarray(wav, dtype="<f4").tobytes()).hexdigest()
 
 
+def is_excerpt(part: np.ndarray, whole: np.ndarray, max_candidates: int = 64) -> bool:
+    """True when ``part [n]`` equals ``whole[i:i + n]`` sample for sample for some ``i``.
+
+    Candidate offsets are where ``whole`` holds ``part``'s loudest sample at the right distance;
+    each is checked in full (at most ``max_candidates``, so that a clip of repeated values cannot
+    make this slow: it then answers False)."""
+    part, whole = np.asarray(part, dtype=np.float32), np.asarray(whole, dtype=np.float32)
+    n = part.size
+    if n == 0 or n > whole.size or part.ndim != 1 or whole.ndim != 1:
+        return False
+    k = int(np.argmax(np.abs(part)))
+    starts = np.flatnonzero(whole[k: whole.size - n + 1 + k] == part[k])
+    return len(starts) <= max_candidates and any(np.array_equal(whole[i:i + n], part) for i in starts)
+
+
 def _id_hash(text: str) -> int:
     return hashlib.sha256(text.encode()).digest()[0]
 
@@ -99,15 +114,18 @@ class ConsentGate:
         With ``voice_id``: the record must verify (trusted signature, not revoked, not expired; read
         from the database now) and the prompt's speaker must match the enrolled embedding (cosine >=
         threshold).  With ``corpus_file`` instead: the file must be listed (by SHA-256) in a signed
-        corpus attestation, and the prompt's speaker must match that file's audio.  Raises
-        :class:`ConsentError` with the reason otherwise."""
+        corpus attestation, and the prompt's speaker must match that file's audio: a prompt cut
+        from the file sample for sample matches by construction (similarity 1, no embedding),
+        any other prompt by the embeddings.  Raises :class:`ConsentError` with the reason otherwise."""
         wav = validate_waveform(prompt_wav, prompt_sr)
         if voice_id is not None:
             record = self.registry.verify_record(self.registry.get_record(voice_id))
             reference, kind, corpus_id, label = np.asarray(record.embedding), "consent", None, voice_id
         elif corpus_file is not None:
             att = self.registry.corpus_for_file(corpus_file)
-            reference = self._memo(self.embedder, *load_audio(corpus_file))
+            file_wav, file_sr = load_audio(corpus_file)
+            excerpt = file_sr == prompt_sr and is_excerpt(wav, file_wav)
+            reference = None if excerpt else self._memo(self.embedder, file_wav, file_sr)
             kind, corpus_id, label = "research", att.corpus_id, att.corpus_id
         else:
             raise ConsentError("no voice_id and no attested corpus file: cloning a voice needs a consent record")
@@ -115,7 +133,7 @@ class ConsentGate:
             reason = self._memo(check, wav, prompt_sr)
             if reason:
                 raise ConsentError(f"prompt refused by a liveness check: {reason}")
-        similarity = self._similarity(np.asarray(self._memo(self.embedder, wav, prompt_sr)), reference)
+        similarity = 1.0 if reference is None else self._similarity(np.asarray(self._memo(self.embedder, wav, prompt_sr)), reference)
         if similarity < self.threshold:
             self.audit.append("authorize_refused", voice_id=voice_id, corpus_id=corpus_id, similarity=round(similarity, 4))
             raise ConsentError(f"prompt speaker does not match the consenting voice {label}: "
@@ -126,7 +144,7 @@ class ConsentGate:
                              (self.model_id << 8) | _id_hash(label), time.time(), n_outputs)
         self._issued[auth.token] = (auth, n_outputs)
         self.audit.append("authorize", token=auth.token, kind=kind, voice_id=voice_id, corpus_id=corpus_id,
-                          similarity=round(similarity, 4))
+                          similarity=round(similarity, 4), match="embedding" if reference is not None else "excerpt")
         return auth
 
     def finalize(self, wav, sr: int, auth: Authorization, text: str) -> np.ndarray:
