@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from valle2.sampling import ras_sample, repetition_ratio, top_k_top_p_filter
+from valle2.sampling import ras_sample, ras_sample_group, repetition_ratio, top_k_top_p_filter
 
 
 def logits_of(probs):
@@ -75,3 +75,19 @@ def test_greedy_temperature_zero():
     logits = logits_of([0.2, 0.5, 0.3])
     tok, _ = ras_sample(logits, torch.full((1, 10), -1), top_p=1.0, temperature=0.0)
     assert tok.item() == 1
+
+
+def test_ras_group_checks_each_code_against_the_codes_before_it():
+    # the nucleus (top_p=0.5) holds token 0 alone, and token 0 is not in the history: the group's
+    # first code keeps it; from then on token 0 is in the window (ratio 0.1 = t_r), so every later
+    # code of the group falls back to the full distribution, as if sampled one by one
+    logits = logits_of([0.55, 0.44, 0.01]).repeat(1, 4, 1)  # [B=1, G=4, V=3]
+    history = torch.full((1, 10), 2)
+    g = torch.Generator().manual_seed(0)
+    n, later = 300, torch.zeros(3)
+    for _ in range(n):
+        tok, fell = ras_sample_group(logits, history, top_p=0.5, window=10, threshold=0.1, generator=g)
+        assert tok[0, 0] == 0 and fell.tolist() == [[False, True, True, True]]
+        later += torch.bincount(tok[0, 1:], minlength=3)
+    freq = later / later.sum()
+    assert abs(freq[0] - 0.55) < 0.06 and abs(freq[1] - 0.44) < 0.06

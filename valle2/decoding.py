@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .model import AUDIO, PAD, TEXT, ARModel, KVCache, NARModel, ungroup_codes
-from .sampling import apply_temperature, ras_sample, sample_or_greedy
+from .sampling import apply_temperature, ras_sample_group, sample_or_greedy
 
 
 @dataclass
@@ -129,20 +129,16 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
         logits[step * g < floor, :, eos] = float("-inf")
         if keep_logits:
             result.step_logits.append(logits.clone())
-        group = torch.empty(b, g, dtype=torch.long, device=device)
-        for i in range(g):
-            if options.ras:
-                tok, fell = ras_sample(logits[:, i], history, options.top_p, options.top_k, options.temperature,
-                                       options.ras_window, options.ras_threshold, gen)
-                result.n_fallbacks += int((fell & ~done).sum())
-            else:
-                tok = sample_or_greedy(apply_temperature(logits[:, i], options.temperature), options.top_k,
-                                       options.top_p, options.temperature, gen)
-            if i > 0:  # once a row has emitted EOS, the rest of its group is EOS
-                tok = torch.where(group[:, :i].eq(eos).any(1), torch.full_like(tok, eos), tok)
-            group[:, i] = tok
-            history = torch.cat([history, tok.unsqueeze(1)], 1)[:, -options.ras_window:]
-        group = torch.where(done.unsqueeze(1), torch.full_like(group, eos), group)
+        if options.ras:
+            group, fell = ras_sample_group(logits, history, options.top_p, options.top_k, options.temperature,
+                                           options.ras_window, options.ras_threshold, gen)
+            result.n_fallbacks += int((fell & ~done.unsqueeze(1)).sum())
+        else:
+            group = sample_or_greedy(apply_temperature(logits.reshape(b * g, -1), options.temperature), options.top_k,
+                                     options.top_p, options.temperature, gen).view(b, g)
+        history = torch.cat([history, group], 1)[:, -options.ras_window:]
+        # once a row has emitted EOS, the rest of its group is EOS, and so is everything after
+        group = torch.where(group.eq(eos).cummax(1).values | done.unsqueeze(1), torch.full_like(group, eos), group)
         out[:, step] = group
         n_steps += (~done).long()
         done |= group.eq(eos).any(1)

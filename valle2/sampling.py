@@ -60,11 +60,29 @@ def ras_sample(logits: Tensor, history: Tensor, top_p: float, top_k: int = 0, te
     repetition ratio ``>= threshold`` over the last ``window`` codes and was resampled from the
     full (temperature-scaled) distribution.
     """
-    scaled = apply_temperature(logits, temperature)
-    tokens = sample_or_greedy(scaled, top_k, top_p, temperature, generator)
-    fell_back = repetition_ratio(tokens, history, window) >= threshold - 1e-6  # float32 ratios like 1/10
-    if fell_back.any():
-        tokens = torch.where(fell_back, sample_from(scaled, generator), tokens)
+    tokens, fell_back = ras_sample_group(logits.unsqueeze(1), history, top_p, top_k, temperature, window, threshold, generator)
+    return tokens[:, 0], fell_back[:, 0]
+
+
+def ras_sample_group(logits: Tensor, history: Tensor, top_p: float, top_k: int = 0, temperature: float = 1.0,
+                     window: int = 10, threshold: float = 0.1,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Repetition Aware Sampling for the ``G`` codes of one group at once.
+
+    logits ``[B, G, V]``; history ``[B, H]`` as :func:`ras_sample`.  Code ``i`` is checked against
+    the history followed by the group's codes ``< i``, exactly as if the codes were sampled one
+    by one; the nucleus and fallback draws of all ``G`` codes are made in one batch (one sort
+    instead of ``G``).  Returns ``(tokens [B, G], fell_back [B, G])``.
+    """
+    b, g, v = logits.shape
+    scaled = apply_temperature(logits.reshape(b * g, v), temperature)
+    nucleus = sample_or_greedy(scaled, top_k, top_p, temperature, generator).view(b, g)
+    full = sample_from(scaled, generator).view(b, g)
+    tokens = torch.empty_like(nucleus)
+    fell_back = torch.zeros(b, g, dtype=torch.bool, device=logits.device)
+    for i in range(g):
+        fell_back[:, i] = repetition_ratio(nucleus[:, i], torch.cat([history, tokens[:, :i]], 1), window) >= threshold - 1e-6
+        tokens[:, i] = torch.where(fell_back[:, i], full[:, i], nucleus[:, i])
     return tokens, fell_back
 
 
