@@ -191,11 +191,11 @@ class Backbone(nn.Module):
         return self.drop(x * (seg != PAD).unsqueeze(-1))
 
     def run(self, x: Tensor, mask: Tensor, cache: KVCache | None = None,
-            weights: list[Tensor] | None = None, weights_from: int = 0) -> Tensor:
-        """Run the blocks; with a ``weights`` list, blocks ``weights_from ..`` append their
-        attention weights ``[B, n_heads, S, S_keys]`` to it."""
+            weights: list[Tensor] | None = None) -> Tensor:
+        """Run the blocks; with a ``weights`` list, each block appends its attention weights
+        ``[B, n_heads, S, S_keys]`` to it."""
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache, i, weights if i >= weights_from else None)
+            x = block(x, mask, cache, i, weights)
         return self.ln(x)
 
 
@@ -303,7 +303,7 @@ class ARModel(nn.Module):
         text ``[B, S]`` ids at text columns; groups ``[B, S, G]`` at audio columns; seg ``[B, S]``;
         is_bos ``[B, S]`` marks the audio boundary column.  Without a cache the mask is the full
         prefix-LM mask; with one, the ``S`` new columns attend to everything cached.  A
-        ``weights`` list receives the attention weights of blocks ``1 ..`` (see
+        ``weights`` list receives each block's attention weights (see
         :meth:`Backbone.run`).  Returns ``[B, S, d]``.
         """
         if cache is None:
@@ -315,7 +315,7 @@ class ARModel(nn.Module):
         if positions is None:
             positions = segment_positions(seg_k)[:, start:]
         x = self.backbone.embed(text, self.embed_groups(groups, is_bos), seg, positions)
-        h = self.backbone.run(x, attention_mask(seg, seg_k, start, causal=True), cache, weights, weights_from=1)
+        h = self.backbone.run(x, attention_mask(seg, seg_k, start, causal=True), cache, weights)
         if cache is not None:
             cache.length += seg.shape[1]
         return h
@@ -337,7 +337,7 @@ class ARModel(nn.Module):
         is_bos_a[:, 0] = True
         text_ids, groups, seg = pack(text, text_lens, inp, lens)
         _, is_bos, _ = pack(text, text_lens, is_bos_a, lens)
-        weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 else None
+        weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 and len(self.backbone.blocks) > 1 else None
         h = self.forward(text_ids, groups, seg, is_bos, weights=weights)
         logits = self.logits(h[:, text.shape[1]:])  # [B, M, G, V]
         flat_t = tgt.reshape(-1)
@@ -350,7 +350,7 @@ class ARModel(nn.Module):
         loss = nll / n_groups
         stats["ar_loss"] = loss.item()
         if weights:
-            penalty = guided_attention_penalty([w[:, : guide.heads] for w in weights], seg, guide.sigma)
+            penalty = guided_attention_penalty([w[:, : guide.heads] for w in weights[1:]], seg, guide.sigma)
             stats["ar_guide"] = penalty.item()
             loss = loss + guide.weight * penalty
         return loss, stats

@@ -1,22 +1,18 @@
-"""The AR's attention of audio queries over text keys, recomputed outside the model.
+"""The AR's attention of audio queries over text keys.
 
-No hook is added to :mod:`valle2.model`: the packed sequence is built as
-:meth:`ARModel.forward` builds it (text ids, BOS + code groups, segments, positions), the
-blocks below ``layer`` run as in the model, and at ``layer`` the attention weights are recomputed
-from the block's public modules -- ``ln1`` and ``attn.qkv`` give q and k, the prefix-LM mask of
-:func:`valle2.model.attention_mask` applies, ``softmax(q k^T / sqrt(d_head))`` is averaged over
-heads.  Teacher-forcing the codes the AR generated reproduces the attention it had while
-decoding them (the AR is causal and deterministic given its inputs).
+One utterance is packed as :meth:`ARModel.forward` takes it (text ids, BOS + code groups,
+segments, positions) and run with a ``weights`` list, so that each block computes its attention
+explicitly and hands its weights back (the path the guided-attention loss uses).  Teacher-forcing
+the codes the AR generated reproduces the attention it had while decoding them (the AR is causal
+and deterministic given its inputs).
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..model import AUDIO, TEXT, ARModel, attention_mask, segment_positions
+from ..model import AUDIO, TEXT, ARModel, segment_positions
 
 
 def packed_inputs(ar: ARModel, text_ids: Tensor, codes0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -40,19 +36,12 @@ def layer_attention(ar: ARModel, text_ids: Tensor, codes0: Tensor, layer: int) -
     :func:`packed_inputs`).  The model must be in eval mode (no dropout)."""
     if ar.training:
         raise ValueError("attention maps need the AR in eval mode")
-    blocks = ar.backbone.blocks
-    if not 0 <= layer < len(blocks):
-        raise ValueError(f"layer must be in 0..{len(blocks) - 1}, got {layer}")
-    ids, groups, seg, is_bos, pos = packed_inputs(ar, text_ids, codes0)
-    x = ar.backbone.embed(ids, ar.embed_groups(groups, is_bos), seg, pos)
-    mask = attention_mask(seg, seg, 0, causal=True)
-    for block in blocks[:layer]:
-        x = block(x, mask)
-    block = blocks[layer]
-    s, d, h = x.shape[1], x.shape[2], block.attn.n_heads
-    q, k, _ = block.attn.qkv(block.ln1(x)).view(1, s, 3, h, d // h).permute(2, 0, 3, 1, 4)
-    scores = (q @ k.transpose(-1, -2)) / math.sqrt(d // h)
-    return scores.masked_fill(~mask, float("-inf")).softmax(-1)[0]
+    n_layers = len(ar.backbone.blocks)
+    if not 0 <= layer < n_layers:
+        raise ValueError(f"layer must be in 0..{n_layers - 1}, got {layer}")
+    weights: list[Tensor] = []
+    ar(*packed_inputs(ar, text_ids, codes0), weights=weights)
+    return weights[layer][0]
 
 
 def audio_text_attention(ar: ARModel, text_ids: Tensor, codes0: Tensor, layer: int) -> np.ndarray:
