@@ -184,6 +184,27 @@ def test_guided_attention_training_aligns_the_guided_heads():
     assert after < 0.5 * before
 
 
+def test_history_dropout_hides_past_groups_as_eos_but_never_bos(monkeypatch):
+    torch.manual_seed(0)
+    dims = tiny_dims(2)
+    ar = ARModel(dims)
+    seen = []
+    embed = ar.embed_groups
+    monkeypatch.setattr(ar, "embed_groups", lambda groups, is_bos: seen.append((groups, is_bos)) or embed(groups, is_bos))
+    text, lens = torch.randint(1, 50, (2, 7)), torch.tensor([7, 5])
+    codes = [torch.randint(0, 64, (400,)), torch.randint(0, 64, (400,))]  # equal lengths: no padded columns
+    ar.loss(text, lens, codes)
+    ar.loss(text, lens, codes, history_dropout=0.5)
+    (plain, bos), (dropped, _) = seen
+    audio = torch.zeros_like(bos)
+    audio[:, text.shape[1]:] = True  # packed audio columns follow the text columns
+    audio &= ~bos
+    hidden = (dropped == dims.eos_id).all(-1)
+    assert not (plain == dims.eos_id).any() and not (hidden & bos).any()
+    assert 0.4 < hidden[audio].float().mean() < 0.6
+    assert torch.equal(dropped[~hidden], plain[~hidden])
+
+
 def test_pick_codes_on_an_ordinal_codebook():
     # frame 0: "none" at 0.3, the rest spread evenly over codes 100..120 (0.033 each): argmax says
     # "none", the window says the middle of the spread; frame 1: "none" at 0.6 stays "none";

@@ -125,6 +125,18 @@ def test_round_trip_and_bpe_merges(tokenizer: TextTokenizer) -> None:
     assert tokenizer.vocab_size <= 160
 
 
+def test_vocab_size_zero_gives_one_token_per_phoneme_symbol(tokenizer: TextTokenizer) -> None:
+    symbols = TextTokenizer.train(CORPUS, vocab_size=0)
+    text = "Thank you, the weather is sunny today!"
+    phones = symbols.phonemes(text)
+    ids = symbols.encode(text)
+    assert symbols.decode(ids) == phones
+    assert len(ids) == len(phones)  # every IPA character, mark, punctuation and word boundary is a token
+    assert len(ids) > len(tokenizer.encode(text)) and symbols.vocab_size < tokenizer.vocab_size
+    with pytest.raises(TextError, match="vocab_size must be 0"):
+        TextTokenizer.train(CORPUS, vocab_size=2)
+
+
 def test_encode_batch_matches_encode(tokenizer: TextTokenizer) -> None:
     texts = ["Good morning!", "Where is the train?", "Good morning!"]
     assert tokenizer.encode_batch(texts) == [tokenizer.encode(t) for t in texts]

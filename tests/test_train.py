@@ -41,6 +41,12 @@ def test_config_errors(tmp_path):
     bad.write_text("optim: {guided_attention: -1}\ndata: {train: x}\n")
     with pytest.raises(ConfigError, match="guided_attention must be >= 0"):
         load_config(bad)
+    bad.write_text("optim: {ar_history_dropout: 1.0}\ndata: {train: x}\n")
+    with pytest.raises(ConfigError, match="ar_history_dropout must be in"):
+        load_config(bad)
+    bad.write_text("data: {train: x, text_vocab: 1}\n")
+    with pytest.raises(ConfigError, match="text_vocab must be 0"):
+        load_config(bad)
 
 
 def test_guided_heads_must_exist():

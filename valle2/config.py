@@ -42,8 +42,11 @@ class OptimConfig:
     guided_attention: float = 0.0  # weight of the AR's guided-attention loss (valle2.model.GuidedAttention); 0 = off, as the paper
     guided_attention_sigma: float = 0.2
     guided_attention_heads: int = 2
+    ar_history_dropout: float = 0.0  # chance that each past group the AR reads in training is hidden (ARModel.loss); 0 = off, as the paper
 
     def __post_init__(self):
+        if not 0 <= self.ar_history_dropout < 1:
+            raise ValueError(f"ar_history_dropout must be in [0, 1), got {self.ar_history_dropout}")
         if self.guided_attention < 0 or self.guided_attention_sigma <= 0 or self.guided_attention_heads < 1:
             raise ValueError("guided_attention must be >= 0, guided_attention_sigma > 0 and guided_attention_heads >= 1, "
                              f"got {self.guided_attention}, {self.guided_attention_sigma}, {self.guided_attention_heads}")
@@ -62,7 +65,9 @@ class DataConfig:
 
     ``concat_prob``: the chance that a training utterance is joined to another of the same
     speaker (text and codes, in that order), so that short-utterance corpora show the AR the
-    prompt-then-target sequences of cross-sentence prompting.
+    prompt-then-target sequences of cross-sentence prompting.  ``text_vocab`` is the phoneme-BPE
+    vocabulary a recipe prepares the text with (0 = phoneme symbols, no merges); ``valle2 prepare``
+    takes it as ``--vocab-size``.
     """
 
     train: str = ""
@@ -72,6 +77,11 @@ class DataConfig:
     max_utterance_seconds: float = 20.0
     valid_max_utterances: int = 64
     concat_prob: float = 0.0
+    text_vocab: int = 256
+
+    def __post_init__(self):
+        if self.text_vocab != 0 and self.text_vocab < 3:
+            raise ValueError(f"text_vocab must be 0 (phoneme symbols) or at least 3, got {self.text_vocab}")
 
 
 @dataclass

@@ -321,12 +321,16 @@ class ARModel(nn.Module):
         return h
 
     def loss(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
-             guide: GuidedAttention | None = None) -> tuple[Tensor, dict]:
+             guide: GuidedAttention | None = None, history_dropout: float = 0.0) -> tuple[Tensor, dict]:
         """Teacher-forced loss: sum over the G codes of each group of the mean NLL, plus
         ``guide.weight`` times the guided-attention penalty when ``guide`` is given.
 
         text ``[B, Tt]`` right-padded ids with ``text_lens [B]``; codes: B LongTensors ``[T_i]``
-        of codebook 0.  Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"]})``.
+        of codebook 0.  ``history_dropout``: the chance that each input group (a past group,
+        not BOS) is hidden, read as EOS codes, which never occur in a real history; the model
+        then has to predict from the text what it cannot copy from the audio before (the
+        discrete analogue of Tacotron's pre-net dropout).  Returns
+        ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"]})``.
         """
         g, eos = self.dims.group_size, self.dims.eos_id
         targets = [group_codes(c, g, eos) for c in codes]
@@ -335,6 +339,9 @@ class ARModel(nn.Module):
         inp = torch.cat([tgt.new_zeros(tgt.shape[0], 1, g), tgt[:, :-1].clamp(min=0)], dim=1)
         is_bos_a = torch.zeros(inp.shape[:2], dtype=torch.bool, device=text.device)
         is_bos_a[:, 0] = True
+        if history_dropout > 0:
+            hide = (torch.rand(inp.shape[:2], device=text.device) < history_dropout) & ~is_bos_a
+            inp = inp.masked_fill(hide.unsqueeze(-1), eos)
         text_ids, groups, seg = pack(text, text_lens, inp, lens)
         _, is_bos, _ = pack(text, text_lens, is_bos_a, lens)
         weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 and len(self.backbone.blocks) > 1 else None

@@ -160,6 +160,7 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
     from .data import load_tokenizer, prepare, split_by_speaker
     from .train import run
 
+    cfg = load_config(r.config, list(r.overrides))  # config errors before hours of preparation
     r.out.mkdir(parents=True, exist_ok=True)
     heldout = heldout_split(r.data, r.heldout_sentences, r.heldout_speakers, r.seed)
     atomic_write_bytes(r.out / "heldout.json", json.dumps(heldout, indent=1).encode())
@@ -169,7 +170,7 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
     train, valid = split_by_speaker(corpus, valid_speakers, seed=r.seed)
     codec = load_codec("offline")
     prepared = r.out / "prepared"
-    prepare(train, codec, None, prepared / "train", num_workers=r.workers)
+    prepare(train, codec, None, prepared / "train", num_workers=r.workers, vocab_size=cfg.data.text_vocab)
     prepare(valid, codec, load_tokenizer(prepared / "train"), prepared / "valid", num_workers=r.workers)
     overrides = [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'train'}"]
     if r.steps:

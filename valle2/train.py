@@ -104,15 +104,15 @@ def frames_per_token(data: list[Utterance]) -> float:
 class VallE2Loss(nn.Module):
     """Both networks behind one ``forward`` so that DDP/FSDP see every parameter."""
 
-    def __init__(self, ar: ARModel, nar: NARModel, guide: GuidedAttention | None = None):
+    def __init__(self, ar: ARModel, nar: NARModel, guide: GuidedAttention | None = None, history_dropout: float = 0.0):
         super().__init__()
-        self.ar, self.nar, self.guide = ar, nar, guide
+        self.ar, self.nar, self.guide, self.history_dropout = ar, nar, guide, history_dropout
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict]:
         device = next(self.parameters()).device
         text, lens = batch.text.to(device), batch.text_lens.to(device)
         codes = [c.to(device) for c in batch.codes]
-        ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide)
+        ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide, self.history_dropout)
         nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, batch.nar_split)],
                                             [c[:, p:].T for c, p in zip(codes, batch.nar_split)], batch.stage.to(device))
         stats.update(nar_stats)
@@ -128,7 +128,7 @@ class Trainer:
         self.ar, self.nar = ARModel(dims).to(self.device), NARModel(dims).to(self.device)
         if cfg.guide is not None and cfg.guided_attention_heads > dims.n_heads:
             raise ConfigError(f"optim.guided_attention_heads is {cfg.guided_attention_heads}, the AR has {dims.n_heads} heads")
-        self.module: nn.Module = VallE2Loss(self.ar, self.nar, cfg.guide)
+        self.module: nn.Module = VallE2Loss(self.ar, self.nar, cfg.guide, cfg.ar_history_dropout)
         if fsdp:
             from torch.distributed.fsdp import fully_shard
 

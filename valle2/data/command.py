@@ -64,7 +64,7 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--out", required=True, type=Path, help="output folder: manifests/, train/, valid/")
     p.add_argument("--workers", type=int, default=2, help="encoding processes (1 = in this process)")
     p.add_argument("--shard-size", type=int, default=500, help="utterances per shard file")
-    p.add_argument("--vocab-size", type=int, default=256, help="phoneme BPE vocabulary size")
+    p.add_argument("--vocab-size", type=int, default=256, help="phoneme BPE vocabulary size (0 = phoneme symbols, no merges)")
     p.add_argument("--valid-speakers", type=_speakers_arg, default=1,
                    help="speakers held out for validation: a count, or comma-separated labels")
     p.add_argument("--seed", type=int, default=0, help="seed of the speaker split and synthetic text choice")

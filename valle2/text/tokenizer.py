@@ -1,6 +1,7 @@
 """Text to token ids: normalise, phonemize, then byte-pair-encode the phoneme string.
 
-As in VALL-E 2, the model reads BPE units over phonemes. The BPE model (HuggingFace
+As in VALL-E 2, the model reads BPE units over phonemes (``vocab_size=0``: no merges, one token
+per phoneme symbol, which small models trained on little data align more easily). The BPE model (HuggingFace
 ``tokenizers``) is trained on the phonemized training text; each IPA character is a base
 symbol, a word boundary is the ``▁`` prefix of the next word (so decoding gives back the
 phoneme string with its spaces), and merges never cross words or punctuation. The base
@@ -82,15 +83,16 @@ class TextTokenizer:
     ) -> TextTokenizer:
         """Train the BPE table on raw training transcripts (normalised and phonemized here).
 
-        Texts with nothing pronounceable are skipped; at least one must remain. The vocabulary
+        ``vocab_size=0`` learns no merges: every token is one phoneme symbol (IPA character,
+        stress or length mark, word boundary or punctuation).  Texts with nothing pronounceable are skipped; at least one must remain. The vocabulary
         always holds the special tokens, every symbol seen in training and, for English, all of
         :data:`ENGLISH_IPA`; merges are added until ``vocab_size`` is reached (so the result
         can be larger than ``vocab_size`` when the alphabet alone exceeds it).
         """
         if not isinstance(texts, (list, tuple)):
             raise TextError(f"training texts must be a list of str, got {type(texts).__name__}")
-        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 3:
-            raise TextError(f"vocab_size must be an integer of at least 3, got {vocab_size!r}")
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or not (vocab_size == 0 or vocab_size >= 3):
+            raise TextError(f"vocab_size must be 0 (phoneme symbols, no merges) or an integer of at least 3, got {vocab_size!r}")
         _check_language(language)
         normalize = _normalizer(language)
         normalized = []
