@@ -169,9 +169,21 @@ def analyse(wav: np.ndarray, cfg: OfflineCodecConfig) -> WorldFeatures:
 
 
 def _upsample(x: np.ndarray, factor: int) -> np.ndarray:
-    """Linear interpolation of frames ``[T, D]`` to ``[T * factor, D]`` (frame ``i`` stays at ``i * factor``)."""
+    """Linear interpolation of frames ``[T, D]`` to ``[T * factor, D]`` (frame ``i`` stays at ``i * factor``;
+    the last ``factor - 1`` rows repeat frame ``T - 1``)."""
     t = np.arange(len(x) * factor) / factor
-    return np.stack([np.interp(t, np.arange(len(x)), col) for col in x.T], axis=1)
+    i0 = np.minimum(t.astype(int), len(x) - 1)
+    i1 = np.minimum(i0 + 1, len(x) - 1)
+    w = (t - i0)[:, None]
+    return x[i0] * (1.0 - w) + x[i1] * w
+
+
+def _band_to_bins(cfg: OfflineCodecConfig, n_bins: int) -> np.ndarray:
+    """Linear interpolation matrix ``[n_bands, n_bins]`` from aperiodicity band centres to FFT bins
+    (flat beyond the first and last centre)."""
+    centres = np.array([(a + b) / 2 for a, b in zip(cfg.aperiodicity_edges[:-1], cfg.aperiodicity_edges[1:])])
+    freqs = np.linspace(0.0, cfg.sample_rate / 2, n_bins)
+    return np.stack([np.interp(freqs, centres, e) for e in np.eye(len(centres))])
 
 
 def _upsample_f0(f0: np.ndarray, factor: int) -> np.ndarray:
@@ -205,10 +217,7 @@ def synthesise(feats: WorldFeatures, cfg: OfflineCodecConfig, postfilter: float 
         sharp[:, POSTFILTER_FROM:] *= 1.0 + postfilter
         sharp_sp = pyworld.decode_spectral_envelope(np.ascontiguousarray(sharp), fs, fft)
         sp = sharp_sp * (sp.sum(axis=1, keepdims=True) / sharp_sp.sum(axis=1, keepdims=True))
-    centres = np.array([(a + b) / 2 for a, b in zip(cfg.aperiodicity_edges[:-1], cfg.aperiodicity_edges[1:])])
-    freqs = np.linspace(0.0, fs / 2, fft // 2 + 1)
-    ap = np.stack([np.interp(freqs, centres, row) for row in ap_db])
-    ap = np.clip(10.0 ** (ap / 20.0), 1e-3, 1.0)
+    ap = np.clip(10.0 ** ((ap_db @ _band_to_bins(cfg, fft // 2 + 1)) / 20.0), 1e-3, 1.0)
     y = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), fs,
                            cfg.frame_period_ms / k)
     n = len(feats.f0) * cfg.hop_length
