@@ -127,3 +127,31 @@ def test_api_errors(tiny_model, clips, tmp_path):
     other.n_codebooks = 4
     with pytest.raises(ModelError, match="n_codebooks differs"):
         valle2.load_model(path, codec=other)
+
+
+def test_synthesis_matches_the_prompts_voice_unless_told_not_to(tiny_model, clips):
+    import argparse
+
+    import torch
+
+    from valle2.cli import add_decoding_args, decoding_options
+
+    path, _, _, _ = tiny_model
+    model = valle2.load_model(path)
+    wav, sr = sf.read(clips[0].path, dtype="float32")
+    prompt = model.encode_prompt(wav, sr)
+    calls = []
+
+    def shift(codes, reference):  # the tiny model's EnCodec keeps codes as they are; a visible stand-in
+        calls.append(reference)
+        return (codes + 1) % model.codec.codebook_size
+
+    model.codec.match_voice = shift
+    plain = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0, match_voice=False))
+    assert not calls
+    matched = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0))
+    assert len(calls) == 1 and torch.equal(calls[0], prompt)
+    assert torch.equal(matched.codes[0][0], (plain.codes[0][0] + 1) % model.codec.codebook_size)
+    p = argparse.ArgumentParser()
+    add_decoding_args(p)
+    assert decoding_options(p.parse_args([])).match_voice and not decoding_options(p.parse_args(["--no-voice-match"])).match_voice

@@ -242,3 +242,37 @@ def test_bad_codes(name, offline, encodec):
         codes[3, 4] = bad
         with pytest.raises(CodecError, match="must lie in"):
             codec.decode(codes)
+
+
+def test_offline_match_voice_takes_the_references_pitch_level_and_timbre(offline, wavs):
+    cfg = offline.config
+    own, other = (offline.encode(*w) for w in wavs[:2])  # two different speakers
+    matched = offline.match_voice(own, other)
+    assert matched.shape == own.shape
+    f_own, f_ref, f_new = (offline.dequantise(c) for c in (own, other, matched))
+
+    def mean_log_f0(f):
+        return np.log(f.f0[f.f0 > 0]).mean()
+
+    assert np.array_equal(f_new.f0 > 0, f_own.f0 > 0)  # voicing kept
+    assert abs(mean_log_f0(f_new) - mean_log_f0(f_ref)) < 0.01  # about 17 cents; codes step about 5
+    assert abs(mean_log_f0(f_own) - mean_log_f0(f_ref)) > 0.1  # the clips really differ in pitch
+    gap_before = np.linalg.norm(f_own.envelope[:, 1:].mean(0) - f_ref.envelope[:, 1:].mean(0))
+    gap_after = np.linalg.norm(f_new.envelope[:, 1:].mean(0) - f_ref.envelope[:, 1:].mean(0))
+    assert gap_after < 0.5 * gap_before
+    np.testing.assert_allclose(f_new.envelope[:, 0], f_own.envelope[:, 0], atol=0.5)  # energy contour kept
+    assert torch.equal(matched[cfg.aperiodicity_book], own[cfg.aperiodicity_book])
+    same = offline.match_voice(own, own)  # matching a voice to itself changes little (the envelope is re-quantised)
+    assert torch.equal(same[cfg.f0_book], own[cfg.f0_book])
+    moved = mel_distance(offline.decode(matched).numpy(), offline.decode(own).numpy())  # 5.6 dB measured
+    assert mel_distance(offline.decode(same).numpy(), offline.decode(own).numpy()) < 0.2 * moved  # 0.43 dB measured
+
+
+def test_match_voice_checks_codes_and_leaves_encodec_codes_alone(offline, encodec):
+    codes = torch.randint(0, 1024, (8, 12))
+    assert torch.equal(encodec.match_voice(codes, codes[:, :5]), codes)
+    for codec in (offline, encodec):
+        with pytest.raises(CodecError, match="codebooks"):
+            codec.match_voice(codes[:7], codes)
+        with pytest.raises(CodecError, match="empty"):
+            codec.match_voice(codes, codes[:, :0])

@@ -19,6 +19,8 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ras-threshold", type=float, default=0.1, help="t_r, the repetition ratio that triggers resampling")
     g.add_argument("--no-kv-cache", action="store_true", help="recompute the whole sequence each step (slow; for comparison)")
     g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--no-voice-match", action="store_true",
+                   help="decode the NAR's codes as they are, without matching pitch level and timbre to the prompt")
 
 
 def decoding_options(args: argparse.Namespace):
@@ -26,7 +28,7 @@ def decoding_options(args: argparse.Namespace):
 
     return DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ras=not args.no_ras,
                            ras_window=args.ras_window, ras_threshold=args.ras_threshold,
-                           use_kv_cache=not args.no_kv_cache, seed=args.seed)
+                           use_kv_cache=not args.no_kv_cache, seed=args.seed, match_voice=not args.no_voice_match)
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:

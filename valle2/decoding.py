@@ -23,7 +23,8 @@ class DecodingOptions:
     Sampling resamples a code whose ratio over the last ``ras_window`` codes reaches
     ``ras_threshold``.  Decoding stops at EOS or at ``max_frames`` (per sample), whichever is first;
     EOS is barred until ``min_length_ratio`` of the expected length (see :func:`frame_bounds`), so
-    that a weak model cannot cut a sentence short.
+    that a weak model cannot cut a sentence short.  ``match_voice``: synthesis moves the codes
+    toward the prompt's voice statistics before decoding (:meth:`valle2.codec.Codec.match_voice`).
     """
 
     temperature: float = 1.0
@@ -37,6 +38,7 @@ class DecodingOptions:
     length_slack: float = 2.5
     max_seconds: float = 40.0
     min_length_ratio: float = 0.5
+    match_voice: bool = True
 
 
 def frame_limit(n_target_tokens: int, frames_per_token: float, frame_rate: float, options: DecodingOptions) -> int:

@@ -48,6 +48,7 @@ class Monitor:
         text = u.text_ids.long().to(device)
         gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [limit], opts, min_frames=[floor],
                        ordinal=self.codec.ordinal_codebooks).codes[0]
+        gen = self.codec.match_voice(gen, u.codes[:, :p].long())
         out = self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy()
         ref = self.codec.decode(u.codes.long()).numpy()
         sr = self.codec.sample_rate

@@ -33,7 +33,8 @@ MODES = ("cross", "continuation")
 
 @dataclass
 class Generation:
-    """``codes[i][s]``: LongTensor ``[n_codebooks, T]`` of text i, sample s (prompt excluded);
+    """``codes[i][s]``: LongTensor ``[n_codebooks, T]`` of text i, sample s (prompt excluded; voice
+    matched to the prompt unless the options say otherwise);
     ``hit_limit[i][s]``: the AR stopped at its length limit, not at EOS; wall seconds of each model."""
 
     codes: list[list[torch.Tensor]]
@@ -100,6 +101,8 @@ class VallE2:
                        progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
                        ordinal=self.codec.ordinal_codebooks)
         bar.close()
+        if options.match_voice:
+            gen.codes = [self.codec.match_voice(c, prompt_codes) for c in gen.codes]
         per_text = range(0, len(ids), n_samples)
         return Generation([gen.codes[i:i + n_samples] for i in per_text],
                           [gen.hit_limit[i:i + n_samples] for i in per_text], gen.ar_seconds, gen.nar_seconds)

@@ -112,7 +112,8 @@ class VallE2Loss(nn.Module):
         device = next(self.parameters()).device
         text, lens = batch.text.to(device), batch.text_lens.to(device)
         codes = [c.to(device) for c in batch.codes]
-        ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide, self.history_dropout)
+        ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide,
+                                    self.history_dropout if self.training else 0.0)
         nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, batch.nar_split)],
                                             [c[:, p:].T for c, p in zip(codes, batch.nar_split)], batch.stage.to(device))
         stats.update(nar_stats)

@@ -50,6 +50,23 @@ class Codec(ABC):
         self.check_codes(codes)
         return self._decode(codes.long()).float().clamp(-1.0, 1.0)
 
+    @torch.inference_mode()
+    def match_voice(self, codes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Codes ``[n_codebooks, T]`` moved toward the voice statistics of ``reference``
+        ``[n_codebooks, P]`` (the prompt), for codecs whose codes carry them separably.
+
+        Synthesis applies it between the NAR and decoding: a small NAR leaves part of the prompt
+        speaker's pitch level and timbre behind.  The base codec returns ``codes`` unchanged
+        (EnCodec's codes hold no separable pitch or timbre); the offline codec matches mean
+        log-F0 and mean spectral envelope.
+        """
+        self.check_codes(codes)
+        self.check_codes(reference)
+        return self._match_voice(codes.long(), reference.long())
+
+    def _match_voice(self, codes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return codes
+
     def encode_batch(self, wavs: list, sr: int) -> list[torch.Tensor]:
         """Encode several waveforms; returns one ``[n_codebooks, T_i]`` tensor each."""
         return [self.encode(w, sr) for w in wavs]

@@ -56,6 +56,12 @@ POSTFILTER_FROM = 2
 # `python benchmarks/nar_oracle.py --model M --n 20` gave similarity to the prompt 0.566 (argmax)
 # and 0.608 (this pick) on 18 held-out LibriSpeech speakers (real codes 0.780).
 F0_PICK_WINDOW = 10
+# Voice match (OfflineCodec.match_voice): the output's mean log-F0 over voiced frames and its mean
+# mel-cepstrum (coefficients 1.., energy kept) over speech frames (c0 at or above this percentile
+# of the utterance) are set to the prompt's.  Given the real codebook 0, on 18 held-out
+# LibriSpeech speakers (benchmarks/nar_oracle.py), similarity to the prompt rose from 0.608 to
+# 0.670 (F0 alone about 0.65); pocketsphinx WER on 24 held-out ARCTIC sentences 24.0 -> 19.9 %.
+SPEECH_PERCENTILE = 30
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,12 @@ def synthesise(feats: WorldFeatures, cfg: OfflineCodecConfig, postfilter: float 
     return y.astype(np.float32)
 
 
+def _speech_mean(envelope: np.ndarray) -> np.ndarray:
+    """Mean of envelope frames ``[T, D]`` whose energy (coefficient 0) is at or above the
+    :data:`SPEECH_PERCENTILE` percentile: ``[D]``."""
+    return envelope[envelope[:, 0] >= np.percentile(envelope[:, 0], SPEECH_PERCENTILE)].mean(axis=0)
+
+
 # -------------------------------------------------------------------------------- quantisers
 def f0_to_codes(f0: np.ndarray, cfg: OfflineCodecConfig) -> np.ndarray:
     """F0 ``[T]`` Hz (0 = unvoiced) -> int64 ``[T]``: 0 unvoiced, else 1..size-1 on a log grid."""
@@ -376,6 +388,18 @@ class OfflineCodec(Codec):
         return WorldFeatures(f0=codes_to_f0(c[cfg.f0_book], cfg),
                              envelope=rvq_decode(c[list(cfg.envelope_books)], self.envelope_codebooks),
                              aperiodicity=self.aperiodicity_codebook[c[cfg.aperiodicity_book]])
+
+    def _match_voice(self, codes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        out, ref = self.dequantise(codes), self.dequantise(reference)
+        env = out.envelope + np.concatenate([[0.0], _speech_mean(ref.envelope)[1:] - _speech_mean(out.envelope)[1:]])
+        f0 = out.f0.copy()
+        voiced, ref_voiced = f0 > 0, ref.f0 > 0
+        if voiced.any() and ref_voiced.any():
+            f0[voiced] *= np.exp(np.log(ref.f0[ref_voiced]).mean() - np.log(f0[voiced]).mean())
+        cfg, new = self.config, codes.numpy().copy()
+        new[list(cfg.envelope_books)] = rvq_encode(env, self.envelope_codebooks)
+        new[cfg.f0_book] = f0_to_codes(f0, cfg)
+        return torch.from_numpy(new)
 
     # -- Codec interface
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:
