@@ -184,6 +184,21 @@ def test_guided_attention_training_aligns_the_guided_heads():
     assert after < 0.5 * before
 
 
+def test_teacher_forced_logits_are_causal_and_read_the_text():
+    torch.manual_seed(0)
+    ar = ARModel(tiny_dims(2)).eval()
+    text, lens = torch.randint(1, 50, (1, 6)), torch.tensor([6])
+    codes = torch.randint(0, 64, (20,))
+    logits, tgt, seg = ar.teacher_forced(text, lens, [codes])
+    assert logits.shape == (1, 11, 2, 65) and torch.equal(tgt[0], group_codes(codes, 2, 64)) and seg.shape == (1, 17)
+    later = codes.clone()
+    later[12:] = (later[12:] + 1) % 64  # groups 6.. change: the predictions for groups 0..6 cannot
+    changed, _, _ = ar.teacher_forced(text, lens, [later])
+    assert torch.allclose(changed[0, :7], logits[0, :7], atol=1e-5) and not torch.allclose(changed[0, 7:], logits[0, 7:])
+    other, _, _ = ar.teacher_forced((text % 49) + 1, lens, [codes])
+    assert not torch.allclose(other, logits)
+
+
 def test_history_dropout_hides_past_groups_as_eos_but_never_bos(monkeypatch):
     torch.manual_seed(0)
     dims = tiny_dims(2)

@@ -320,17 +320,16 @@ class ARModel(nn.Module):
             cache.length += seg.shape[1]
         return h
 
-    def loss(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
-             guide: GuidedAttention | None = None, history_dropout: float = 0.0) -> tuple[Tensor, dict]:
-        """Teacher-forced loss: sum over the G codes of each group of the mean NLL, plus
-        ``guide.weight`` times the guided-attention penalty when ``guide`` is given.
+    def teacher_forced(self, text: Tensor, text_lens: Tensor, codes: list[Tensor], history_dropout: float = 0.0,
+                       weights: list[Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Next-group logits given the real history of codebook 0.
 
         text ``[B, Tt]`` right-padded ids with ``text_lens [B]``; codes: B LongTensors ``[T_i]``
         of codebook 0.  ``history_dropout``: the chance that each input group (a past group,
         not BOS) is hidden, read as EOS codes, which never occur in a real history; the model
         then has to predict from the text what it cannot copy from the audio before (the
-        discrete analogue of Tacotron's pre-net dropout).  Returns
-        ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"]})``.
+        discrete analogue of Tacotron's pre-net dropout).  ``weights`` as in :meth:`forward`.
+        Returns ``(logits [B, M, G, V], targets [B, M, G] (-100 at padding), seg [B, Tt + M])``.
         """
         g, eos = self.dims.group_size, self.dims.eos_id
         targets = [group_codes(c, g, eos) for c in codes]
@@ -344,9 +343,17 @@ class ARModel(nn.Module):
             inp = inp.masked_fill(hide.unsqueeze(-1), eos)
         text_ids, groups, seg = pack(text, text_lens, inp, lens)
         _, is_bos, _ = pack(text, text_lens, is_bos_a, lens)
-        weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 and len(self.backbone.blocks) > 1 else None
         h = self.forward(text_ids, groups, seg, is_bos, weights=weights)
-        logits = self.logits(h[:, text.shape[1]:])  # [B, M, G, V]
+        return self.logits(h[:, text.shape[1]:]), tgt, seg
+
+    def loss(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
+             guide: GuidedAttention | None = None, history_dropout: float = 0.0) -> tuple[Tensor, dict]:
+        """Teacher-forced loss (:meth:`teacher_forced`): sum over the G codes of each group of the
+        mean NLL, plus ``guide.weight`` times the guided-attention penalty when ``guide`` is given.
+        Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"]})``.
+        """
+        weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 and len(self.backbone.blocks) > 1 else None
+        logits, tgt, seg = self.teacher_forced(text, text_lens, codes, history_dropout, weights)
         flat_t = tgt.reshape(-1)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=-100, reduction="sum")
         n_groups = (tgt[..., 0] != -100).sum().clamp(min=1)
