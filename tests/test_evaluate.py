@@ -20,11 +20,11 @@ from valle2.errors import Valle2Error
 from valle2.evaluation import (BackendUnavailable, EvalOptions, Evaluation, Scorer, EvalUtterance, ablate_group,
                                ablate_ras, add_evaluate_parsers, best_of, build_trials, load_asr, load_speaker_encoder,
                                load_test_utterances, open_research_gate, select_test_set, summarize, wer_normalize)
-from valle2.evaluation.attention import audio_text_attention, layer_attention, packed_inputs
+from valle2.evaluation.attention import audio_text_attention, layer_attention
 from valle2.evaluation.backends import PocketsphinxASR, ResemblyzerEncoder, word_errors
 from valle2.evaluation.report import png_ok, results_table
 from valle2.evaluation.testset import previous_of_speaker, prompt_audio
-from valle2.model import attention_mask
+from valle2.model import attention_mask, pack, segment_positions
 from valle2.safety import ConsentError, detect
 
 from conftest import CLIPS, FIXTURES
@@ -263,7 +263,12 @@ def test_attention_recomputation_matches_the_model(tiny_model):
     data = tiny_model[2][1]
     text, codes0 = data.text_ids, data.codes[0][:41]
     att = layer_attention(ar, text, codes0, 1)
-    ids, groups, seg, is_bos, pos = packed_inputs(ar, text, codes0)
+    g = ar.dims.group_size  # the packed input by hand: text, BOS, the code groups of codes0 trimmed at the start
+    inp = torch.cat([torch.zeros(1, g, dtype=torch.long), codes0[codes0.shape[0] % g:].view(-1, g).long()]).unsqueeze(0)
+    ids, groups, seg = pack(text.long().unsqueeze(0), torch.tensor([text.shape[0]]), inp, torch.tensor([inp.shape[1]]))
+    is_bos = (torch.arange(seg.shape[1]) == text.shape[0]).unsqueeze(0)
+    pos = segment_positions(seg)
+    assert seg.shape[1] == text.shape[0] + 1 + 40 // g
     assert att.shape == (ar.dims.n_heads, seg.shape[1], seg.shape[1])
     torch.testing.assert_close(att.sum(-1), torch.ones(att.shape[:2]))
     # the weights reproduce the block's own attention output

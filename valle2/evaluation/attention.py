@@ -1,7 +1,7 @@
 """The AR's attention of audio queries over text keys.
 
-One utterance is packed as :meth:`ARModel.forward` takes it (text ids, BOS + code groups,
-segments, positions) and run with a ``weights`` list, so that each block computes its attention
+One utterance is teacher forced through the AR (:meth:`ARModel.teacher_forced`: text ids, BOS
+and code groups) with a ``weights`` list, so that each block computes its attention
 explicitly and hands its weights back (the path the guided-attention loss uses).  Teacher-forcing
 the codes the AR generated reproduces the attention it had while decoding them (the AR is causal
 and deterministic given its inputs).
@@ -12,35 +12,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..model import AUDIO, TEXT, ARModel, segment_positions
-
-
-def packed_inputs(ar: ARModel, text_ids: Tensor, codes0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One utterance as the AR sees it: text ids ``[L]``, codebook-0 codes ``[T]`` (trimmed at
-    the start to a multiple of G, as decoding trims the prompt).  Returns ``(ids, groups, seg,
-    is_bos, positions)`` shaped ``[1, S]``, ``[1, S, G]``, ``[1, S]``, ``[1, S]``, ``[1, S]`` with
-    ``S = L + 1 + T // G``."""
-    g = ar.dims.group_size
-    codes0 = codes0[codes0.shape[0] % g:]
-    n_text, n_audio = text_ids.shape[0], 1 + codes0.shape[0] // g
-    groups = torch.cat([torch.zeros(n_text + 1, g, dtype=torch.long), codes0.view(-1, g).long()]).unsqueeze(0)
-    ids = torch.cat([text_ids.long(), torch.zeros(n_audio, dtype=torch.long)]).unsqueeze(0)
-    seg = torch.tensor([TEXT] * n_text + [AUDIO] * n_audio).unsqueeze(0)
-    is_bos = (torch.arange(n_text + n_audio) == n_text).unsqueeze(0)
-    return ids, groups, seg, is_bos, segment_positions(seg)
+from ..model import ARModel
 
 
 @torch.inference_mode()
 def layer_attention(ar: ARModel, text_ids: Tensor, codes0: Tensor, layer: int) -> Tensor:
-    """Attention weights ``[n_heads, S, S]`` of block ``layer`` for one utterance (see
-    :func:`packed_inputs`).  The model must be in eval mode (no dropout)."""
+    """Attention weights ``[n_heads, S, S]`` of block ``layer`` for one utterance: text ids
+    ``[L]`` and codebook-0 codes ``[T]``, trimmed at the start to a multiple of G as decoding trims
+    the prompt, packed by :meth:`ARModel.teacher_forced` (``S = L + 1 + T // G``: text, BOS, code
+    groups).  The model must be in eval mode (no dropout)."""
     if ar.training:
         raise ValueError("attention maps need the AR in eval mode")
     n_layers = len(ar.backbone.blocks)
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer must be in 0..{n_layers - 1}, got {layer}")
+    g = ar.dims.group_size
     weights: list[Tensor] = []
-    ar(*packed_inputs(ar, text_ids, codes0), weights=weights)
+    ar.teacher_forced(text_ids.long().unsqueeze(0), torch.tensor([text_ids.shape[0]]),
+                      [codes0[codes0.shape[0] % g:].long()], weights=weights)
     return weights[layer][0]
 
 
