@@ -11,7 +11,7 @@ import torch
 
 from valle2.audio import load_audio, resample
 from valle2.codec import load_codec
-from valle2.codec.offline import OfflineCodec
+from valle2.codec.offline import OfflineCodec, analyse, rvq_decode
 from valle2.errors import AudioError, CodecError
 
 CLIPS = sorted((Path(__file__).parent / "fixtures" / "codec").glob("*.flac"))
@@ -276,3 +276,29 @@ def test_match_voice_checks_codes_and_leaves_encodec_codes_alone(offline, encode
             codec.match_voice(codes[:7], codes)
         with pytest.raises(CodecError, match="empty"):
             codec.match_voice(codes, codes[:, :0])
+
+
+def test_offline_normalised_stage1_codes_the_phone_not_the_speaker_mean(offline, wavs):
+    """With ``stage1_normalised``, codebook 0 ignores a shift of the utterance's mean timbre
+    (coefficients 1..) and uses only the first ``stage1_size`` codewords; the later stages code
+    the envelope minus the stage-1 codeword, so the shift reaches the decoded envelope."""
+    from dataclasses import replace
+
+    cfg = replace(offline.config, stage1_normalised=True, stage1_size=256)
+    books = offline.envelope_codebooks.copy()
+    books[0, 256:] = 0.0  # rows past stage1_size are never chosen
+    codec = OfflineCodec(cfg, books, offline.aperiodicity_codebook)
+    feats, other = (analyse(resample(w, sr, cfg.sample_rate), cfg) for w, sr in wavs[:2])  # two speakers
+    mean = lambda env: env[env[:, 0] >= np.percentile(env[:, 0], 30)].mean(0)  # noqa: E731
+    shift = np.concatenate([[0.0], (mean(other.envelope) - mean(feats.envelope))[1:]])  # the other's timbre
+    codes = codec.encode_envelope(feats.envelope)
+    shifted = codec.encode_envelope(feats.envelope + shift)
+    assert codes.shape == (len(cfg.envelope_books), len(feats.envelope)) and int(codes[0].max()) < 256
+    assert np.array_equal(codes[0], shifted[0])  # stage 1 unchanged by the speaker mean
+    moved = (rvq_decode(shifted, books) - rvq_decode(codes, books))[:, 1:].mean(0)
+    cos = moved @ shift[1:] / (np.linalg.norm(moved) * np.linalg.norm(shift[1:]))
+    assert cos > 0.8 and np.linalg.norm(moved) > 0.3 * np.linalg.norm(shift[1:]), (cos, moved, shift)  # the later stages move the decoded mean toward it
+    plain = OfflineCodec(replace(cfg, stage1_normalised=False), books, offline.aperiodicity_codebook)
+    assert not np.array_equal(plain.encode_envelope(feats.envelope + shift)[0], codes[0])
+    with pytest.raises(CodecError, match="stage1_size"):
+        OfflineCodec(replace(cfg, stage1_size=0), books, offline.aperiodicity_codebook)

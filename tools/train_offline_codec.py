@@ -6,9 +6,12 @@ Steps: WORLD-analyse every training clip (see ``valle2.codec.offline.analyse``);
 k-means quantiser (one stage per envelope codebook) to the mel-cepstral envelope of all frames,
 then refine each stage with the others fixed; fit a k-means codebook to the band aperiodicity of
 voiced frames.  F0 needs no training (a fixed log grid).  Everything is seeded, so a rerun on
-the same data gives the same codebooks.  About 6 minutes on one free core (the shipped asset was
-made with the defaults: 200k frames, 15 Lloyd iterations, 1 refinement round; final envelope
-residual rms 0.404, from 1.155 after stage 1).
+the same data gives the same codebooks.  About 7 minutes on two cores.
+
+``--stage1-size 256 --stage1-normalised`` makes codebook 0, the one the AR predicts, more
+phonetic (not the shipped asset: ``docs/codec.md`` says why): stage 1 is a 256-means of each frame minus its utterance's speech mean
+(coefficients 1..), and the later stages a residual k-means of the envelope minus the stage-1
+codewords, so they carry the speaker's mean and decoding is unchanged.
 
 Held out from training (``held_out``), so that ``benchmarks/codec_quality.py`` measures unseen
 material: the ARCTIC prompts b0390-b0539 of both speakers (b0390-b0439 for design choices,
@@ -31,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from valle2.codec.offline import ASSET_PATH, OfflineCodec, OfflineCodecConfig, analyse, rvq_encode  # noqa: E402
+from valle2.codec.offline import ASSET_PATH, OfflineCodec, OfflineCodecConfig, analyse, rvq_encode, stage1_input  # noqa: E402
 
 ARCTIC_HELD_OUT_FROM = 390  # b-set prompt number from which ARCTIC utterances are held out
 ARCTIC_TEST_FROM = 440  # b-set prompts >= this are the benchmark set, the rest of the held-out set is dev
@@ -146,21 +149,46 @@ def train_rvq(x: np.ndarray, stages: int, k: int, iters: int, refine_rounds: int
 
 
 # -------------------------------------------------------------------------------------- main
-def extract(clips: list[Clip], cfg: OfflineCodecConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Envelope ``[N, envelope_dims]`` of all frames and band aperiodicity ``[M, bands]`` of voiced frames."""
+def train_envelope(env: np.ndarray, stage1: np.ndarray, cfg: OfflineCodecConfig, iters: int, refine_rounds: int,
+                   seed: int) -> np.ndarray:
+    """Envelope codebooks ``[stages, codebook_size, D]`` for frames ``env [N, D]``.
+
+    ``stage1 [N, D]`` is what stage 1 quantises (:func:`stage1_input`: ``env`` itself, or each
+    frame minus its utterance's speech mean).  Plain residual k-means when they are the same;
+    otherwise stage 1 is a ``cfg.stage1_size``-means of ``stage1`` (unused rows are zero) and the
+    later stages a residual k-means of ``env`` minus the stage-1 codewords.
+    """
+    stages, k = len(cfg.envelope_books), cfg.codebook_size
+    if not cfg.stage1_normalised and cfg.stage1_size == k:
+        return train_rvq(env, stages, k, iters, refine_rounds, seed)
+    x1 = torch.from_numpy(stage1.astype(np.float32))
+    book1 = torch.zeros(k, env.shape[1])
+    book1[: cfg.stage1_size] = kmeans(x1, cfg.stage1_size, iters, seed)
+    codes1 = _assign(x1, (x1 * x1).sum(1), book1[: cfg.stage1_size])[0].numpy()
+    residual = env - book1.numpy()[codes1]
+    print(f"  stage 1 ({cfg.stage1_size} codewords, normalised={cfg.stage1_normalised}): residual rms "
+          f"{np.sqrt((residual ** 2).sum(1).mean()):.4f}", flush=True)
+    rest = train_rvq(residual, stages - 1, k, iters, refine_rounds, seed + 1)
+    return np.concatenate([book1.numpy()[None], rest])
+
+
+def extract(clips: list[Clip], cfg: OfflineCodecConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Envelope ``[N, envelope_dims]`` of all frames, its stage-1 input ``[N, envelope_dims]``
+    (:func:`stage1_input`, per clip) and band aperiodicity ``[M, bands]`` of voiced frames."""
     import soundfile as sf
     from tqdm import tqdm
 
     from valle2.audio import resample
 
-    env, ap = [], []
+    env, st1, ap = [], [], []
     for c in tqdm(clips, desc="WORLD analysis", unit="clip"):
         wav, sr = sf.read(c.path, dtype="float32")
         wav = resample(wav, sr, cfg.sample_rate)
         f = analyse(wav, cfg)
         env.append(f.envelope)
+        st1.append(stage1_input(f.envelope, cfg))
         ap.append(f.aperiodicity[f.f0 > 0])
-    return np.concatenate(env), np.concatenate(ap)
+    return np.concatenate(env), np.concatenate(st1), np.concatenate(ap)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,21 +200,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--refine", type=int, default=1, help="RVQ refinement rounds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: leave the other cores free)")
+    p.add_argument("--stage1-size", type=int, default=1024, help="codewords of envelope stage 1 (codebook 0, the AR's)")
+    p.add_argument("--stage1-normalised", action="store_true",
+                   help="stage 1 quantises each frame minus its utterance's speech mean (a more phonetic codebook 0)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = OfflineCodecConfig()
+    cfg = OfflineCodecConfig(stage1_size=args.stage1_size, stage1_normalised=args.stage1_normalised)
     clips = held_out(args.data)["train"]
     print(f"{len(clips)} training clips; layout: envelope books {cfg.envelope_books}, F0 book {cfg.f0_book}, "
           f"aperiodicity book {cfg.aperiodicity_book}", flush=True)
     t0 = time.time()
-    env, ap = extract(clips, cfg)
+    env, st1, ap = extract(clips, cfg)
     rng = np.random.default_rng(args.seed)
     if len(env) > args.max_frames:
-        env = env[np.sort(rng.choice(len(env), args.max_frames, replace=False))]
+        keep = np.sort(rng.choice(len(env), args.max_frames, replace=False))
+        env, st1 = env[keep], st1[keep]
     if len(ap) > args.max_frames:
         ap = ap[np.sort(rng.choice(len(ap), args.max_frames, replace=False))]
     print(f"envelope RVQ on {len(env)} frames x {env.shape[1]} dims", flush=True)
-    env_books = train_rvq(env, len(cfg.envelope_books), cfg.codebook_size, args.iters, args.refine, args.seed)
+    env_books = train_envelope(env, st1, cfg, args.iters, args.refine, args.seed)
     print(f"aperiodicity k-means on {len(ap)} voiced frames x {ap.shape[1]} bands", flush=True)
     ap_book = kmeans(torch.from_numpy(ap.astype(np.float32)), cfg.codebook_size, args.iters, args.seed + 100).numpy()
     out = OfflineCodec(cfg, env_books, ap_book).save(args.out)

@@ -82,6 +82,12 @@ class OfflineCodecConfig:
     f0_code_max: float = 800.0  # Hz of F0 code codebook_size - 1
     envelope_dims: int = 40  # mel-cepstral coefficients of the spectral envelope
     envelope_book: int = 0  # codebook of envelope stage 1; stages 2.. take the remaining codebooks in order
+    # Envelope stage 1 (codebook 0, what the AR predicts): with stage1_normalised, a frame's stage-1
+    # code is the nearest of the first stage1_size codewords to the frame minus its utterance's
+    # speech mean (coefficients 1.., see _speech_mean), so that the code is the phone more than the
+    # speaker; the later stages code the rest (speaker mean included), so decoding is unchanged.
+    stage1_size: int = 1024
+    stage1_normalised: bool = False
     f0_book: int = 1
     aperiodicity_book: int = 2
     aperiodicity_edges: tuple[float, ...] = (0.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5500.0, 8000.0)
@@ -260,14 +266,32 @@ def nearest(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     return dist.argmin(axis=1).astype(np.int64)
 
 
-def rvq_encode(x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
-    """Greedy residual VQ of ``x [N, D]`` with ``codebooks [S, K, D]`` -> int64 ``[S, N]``."""
+def rvq_encode(x: np.ndarray, codebooks: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
+    """Greedy residual VQ of ``x [N, D]`` with ``codebooks [S, K, D]`` -> int64 ``[S, N]``.
+
+    ``first``: int ``[N]`` stage-1 codes chosen beforehand (e.g. by :func:`stage1_codes`); the
+    later stages then code ``x`` minus those codewords.
+    """
     residual = x.astype(np.float64).copy()
     out = np.empty((len(codebooks), len(x)), dtype=np.int64)
     for s, cb in enumerate(codebooks):
-        out[s] = nearest(residual, cb)
+        out[s] = first if s == 0 and first is not None else nearest(residual, cb)
         residual -= cb[out[s]]
     return out
+
+
+def stage1_input(envelope: np.ndarray, cfg: OfflineCodecConfig) -> np.ndarray:
+    """What envelope stage 1 quantises: ``[T, D]``, the utterance's speech mean of coefficients
+    1.. removed when ``cfg.stage1_normalised`` (energy kept), else the envelope itself."""
+    if not cfg.stage1_normalised or len(envelope) == 0:
+        return envelope
+    return envelope - np.concatenate([[0.0], _speech_mean(envelope)[1:]])
+
+
+def stage1_codes(envelope: np.ndarray, stage1_book: np.ndarray, cfg: OfflineCodecConfig) -> np.ndarray:
+    """Envelope stage-1 codes ``[T]``: the nearest of the first ``cfg.stage1_size`` codewords of
+    ``stage1_book [K, D]`` to :func:`stage1_input`."""
+    return nearest(stage1_input(envelope, cfg), stage1_book[: cfg.stage1_size])
 
 
 def rvq_decode(codes: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
@@ -299,6 +323,8 @@ class OfflineCodec(Codec):
             raise CodecError("offline codec codebooks contain NaN or infinite values")
         if cfg.codebook_size > 1024 or cfg.n_codebooks != 2 + n_env:
             raise CodecError(f"unsupported layout: {cfg.n_codebooks} codebooks of {cfg.codebook_size}")
+        if not 1 <= cfg.stage1_size <= cfg.codebook_size:
+            raise CodecError(f"stage1_size must be in 1..{cfg.codebook_size}, got {cfg.stage1_size}")
         self.config = cfg
         self.sample_rate = cfg.sample_rate
         self.frame_rate = cfg.frame_rate
@@ -376,10 +402,15 @@ class OfflineCodec(Codec):
         """Continuous features of ``T`` frames -> LongTensor ``[n_codebooks, T]``."""
         cfg = self.config
         codes = np.empty((cfg.n_codebooks, len(feats.f0)), dtype=np.int64)
-        codes[list(cfg.envelope_books)] = rvq_encode(feats.envelope, self.envelope_codebooks)
+        codes[list(cfg.envelope_books)] = self.encode_envelope(feats.envelope)
         codes[cfg.f0_book] = f0_to_codes(feats.f0, cfg)
         codes[cfg.aperiodicity_book] = nearest(feats.aperiodicity, self.aperiodicity_codebook)
         return torch.from_numpy(codes)
+
+    def encode_envelope(self, envelope: np.ndarray) -> np.ndarray:
+        """Mel-cepstra ``[T, D]`` -> int64 ``[n_envelope_stages, T]`` codes, coarse to fine."""
+        books = self.envelope_codebooks
+        return rvq_encode(envelope, books, stage1_codes(envelope, books[0], self.config))
 
     def dequantise(self, codes: torch.Tensor) -> WorldFeatures:
         """LongTensor ``[n_codebooks, T]`` -> the features they stand for."""
@@ -397,7 +428,7 @@ class OfflineCodec(Codec):
         if voiced.any() and ref_voiced.any():
             f0[voiced] *= np.exp(np.log(ref.f0[ref_voiced]).mean() - np.log(f0[voiced]).mean())
         cfg, new = self.config, codes.numpy().copy()
-        new[list(cfg.envelope_books)] = rvq_encode(env, self.envelope_codebooks)
+        new[list(cfg.envelope_books)] = self.encode_envelope(env)
         new[cfg.f0_book] = f0_to_codes(f0, cfg)
         return torch.from_numpy(new)
 
