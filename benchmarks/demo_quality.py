@@ -48,12 +48,13 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--int8", action="store_true", help="int8 linear layers in the AR and NAR (valle2.synthesis.quantize_int8)")
     p.add_argument("--home", type=Path, default=None,
                    help="deployment whose gate the prompts pass (default: a temporary one)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     home = args.home or Path(tempfile.mkdtemp(prefix="valle2_demo_quality_"))
-    model = valle2.load_model(args.model, gate=open_research_gate(home, [], "demo quality prompts", None))
+    model = valle2.load_model(args.model, gate=open_research_gate(home, [], "demo quality prompts", None), int8=args.int8)
     heldout = model.bundle.meta.get("heldout")
     if not heldout:
         raise SystemExit(f"{args.model} has no held-out lists in its metadata; train it with `valle2 recipe demo`")

@@ -15,11 +15,11 @@ from .decoding import DecodingOptions
 from .errors import AudioError, CodecError, ModelError, TextError, Valle2Error
 
 
-def load_model(path, codec=None, gate=None, device: str = "cpu"):
+def load_model(path, codec=None, gate=None, device: str = "cpu", int8: bool = False):
     """Load a valle2 model file: see :func:`valle2.synthesis.load_model`."""
     from .synthesis import load_model as _load
 
-    return _load(path, codec, gate, device)
+    return _load(path, codec, gate, device, int8)
 
 
 __all__ = ["load_model", "load_codec", "DecodingOptions", "Valle2Error", "AudioError", "TextError", "CodecError",

@@ -43,7 +43,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
         mime_type(args.out.suffix.lstrip(".") or "wav")
         signer = ProvenanceSigner.open(deployment.home)
-    model = load_model(args.model, gate=deployment.gate())
+    model = load_model(args.model, gate=deployment.gate(), int8=args.int8)
     wav, sr = load_audio(args.prompt)
     consent = {"voice_id": args.voice} if args.voice else {"corpus_file": args.prompt}
     out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode, **consent,
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="tempo, 0.25-4 (pitch kept; like OpenAI's speed)")
     p.add_argument("--c2pa", action="store_true",
                    help='add a signed C2PA provenance manifest (wav, flac, mp3; pip install "valle2[c2pa]")')
+    p.add_argument("--int8", action="store_true", help="int8 linear layers in the AR and NAR (CPU; faster, not bit-identical)")
     add_decoding_args(p)
     p.set_defaults(func=cmd_synthesize)
 
