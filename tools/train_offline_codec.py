@@ -9,9 +9,10 @@ voiced frames.  F0 needs no training (a fixed log grid).  Everything is seeded, 
 the same data gives the same codebooks.  About 7 minutes on two cores.
 
 ``--stage1-size 256 --stage1-normalised`` makes codebook 0, the one the AR predicts, more
-phonetic (not the shipped asset: ``docs/codec.md`` says why): stage 1 is a 256-means of each frame minus its utterance's speech mean
-(coefficients 1..), and the later stages a residual k-means of the envelope minus the stage-1
-codewords, so they carry the speaker's mean and decoding is unchanged.
+phonetic (not the shipped asset: ``docs/codec.md`` says why): stage 1 is a 256-means of each
+frame minus its utterance's speech mean (coefficients 1..), and the later stages a residual
+k-means of the envelope minus the stage-1 codewords, so they carry the speaker's mean and
+decoding is unchanged.
 
 Held out from training (``held_out``), so that ``benchmarks/codec_quality.py`` measures unseen
 material: the ARCTIC prompts b0390-b0539 of both speakers (b0390-b0439 for design choices,

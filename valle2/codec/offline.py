@@ -266,16 +266,12 @@ def nearest(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     return dist.argmin(axis=1).astype(np.int64)
 
 
-def rvq_encode(x: np.ndarray, codebooks: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
-    """Greedy residual VQ of ``x [N, D]`` with ``codebooks [S, K, D]`` -> int64 ``[S, N]``.
-
-    ``first``: int ``[N]`` stage-1 codes chosen beforehand (e.g. by :func:`stage1_codes`); the
-    later stages then code ``x`` minus those codewords.
-    """
+def rvq_encode(x: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
+    """Greedy residual VQ of ``x [N, D]`` with ``codebooks [S, K, D]`` -> int64 ``[S, N]``."""
     residual = x.astype(np.float64).copy()
     out = np.empty((len(codebooks), len(x)), dtype=np.int64)
     for s, cb in enumerate(codebooks):
-        out[s] = first if s == 0 and first is not None else nearest(residual, cb)
+        out[s] = nearest(residual, cb)
         residual -= cb[out[s]]
     return out
 
@@ -410,7 +406,8 @@ class OfflineCodec(Codec):
     def encode_envelope(self, envelope: np.ndarray) -> np.ndarray:
         """Mel-cepstra ``[T, D]`` -> int64 ``[n_envelope_stages, T]`` codes, coarse to fine."""
         books = self.envelope_codebooks
-        return rvq_encode(envelope, books, stage1_codes(envelope, books[0], self.config))
+        first = stage1_codes(envelope, books[0], self.config)
+        return np.concatenate([first[None], rvq_encode(envelope - books[0][first], books[1:])])
 
     def dequantise(self, codes: torch.Tensor) -> WorldFeatures:
         """LongTensor ``[n_codebooks, T]`` -> the features they stand for."""
