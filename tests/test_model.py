@@ -205,7 +205,7 @@ def test_history_dropout_hides_past_groups_as_eos_but_never_bos(monkeypatch):
     ar = ARModel(dims)
     seen = []
     embed = ar.embed_groups
-    monkeypatch.setattr(ar, "embed_groups", lambda groups, is_bos: seen.append((groups, is_bos)) or embed(groups, is_bos))
+    monkeypatch.setattr(ar, "embed_groups", lambda groups, is_bos, phones=None: seen.append((groups, is_bos)) or embed(groups, is_bos))
     text, lens = torch.randint(1, 50, (2, 7)), torch.tensor([7, 5])
     codes = [torch.randint(0, 64, (400,)), torch.randint(0, 64, (400,))]  # equal lengths: no padded columns
     ar.loss(text, lens, codes)

@@ -274,15 +274,17 @@ def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, st
     watermark) batched over prompts as well as texts."""
     from valle2.decoding import ar_generate, frame_bounds, nar_generate
 
-    ids, limits, floors = [], [], []
+    ids, limits, floors, given_text = [], [], [], []
     for text, (codes, p_text) in zip(texts, prompts):
         t, n_target, n_prompt = model._text_ids(text, p_text, "cross")
+        given_text.append(n_prompt)
         fpt = codes.shape[1] / n_prompt if n_prompt else model.bundle.frames_per_token
         ids.append(t)
         floor, limit = frame_bounds(n_target, fpt, model.codec.frame_rate, options)
         floors.append(floor)
         limits.append(limit)
-    res = ar_generate(model.ar, ids, [c[0] for c, _ in prompts], limits, options, min_frames=floors)
+    res = ar_generate(model.ar, ids, [c[0] for c, _ in prompts], limits, options, min_frames=floors,
+                      prompt_text_lens=given_text)
     codes0 = [c if c.numel() else prompts[0][0].new_zeros(1) for c in res.codes]
     return nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0, model.codec.ordinal_codebooks)
 

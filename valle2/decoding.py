@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model import AUDIO, PAD, TEXT, ARModel, KVCache, NARModel, ungroup_codes
+from .model import AUDIO, END_PHONE, NO_PHONE, PAD, TEXT, ARModel, KVCache, NARModel, ungroup_codes
 from .sampling import apply_temperature, ras_sample_group, sample_or_greedy
 
 
@@ -80,9 +80,32 @@ def _pad_left(rows: list[Tensor], fill) -> Tensor:
 
 
 @torch.inference_mode()
+def _prompt_phones(ar: ARModel, text: Tensor, prompt: Tensor, n_prompt_text: int | None) -> tuple[Tensor, int]:
+    """Aligned AR: the phones of a prompt's ``P / G`` columns (BOS, then all its groups but the last)
+    and the text pointer where generation starts.
+
+    ``n_prompt_text``: the text's first ``n`` tokens are the prompt's transcript (cross-sentence
+    prompting: the prompt is aligned to them, the pointer starts at ``n``); None: the text starts
+    with the prompt's words and goes on (continuation: aligned with an open end, the pointer starts
+    after the last aligned token).
+    """
+    from .alignment import align
+
+    g, cols = ar.dims.group_size, prompt.shape[0] // ar.dims.group_size
+    if cols == 0:
+        return torch.zeros(0, dtype=torch.long), 0
+    if n_prompt_text is None:
+        index = align(ar.log_emission, text, prompt, open_end=True)
+        start = int(index[-1]) + 1
+    else:
+        index, start = align(ar.log_emission, text[:n_prompt_text], prompt), n_prompt_text
+    return text.cpu()[index.cpu()[torch.arange(cols) * g]], start
+
+
+@torch.inference_mode()
 def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frames: list[int],
                 options: DecodingOptions = DecodingOptions(), progress=None, keep_logits: bool = False,
-                min_frames: list[int] | None = None) -> ARResult:
+                min_frames: list[int] | None = None, prompt_text_lens: list[int | None] | None = None) -> ARResult:
     """Generate codebook 0 for a batch.
 
     text: B LongTensors ``[L_i]`` (the whole text: prompt transcript + target, as the model was
@@ -91,6 +114,11 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     be sampled (default none).  ``progress`` is called
     with the number of finished steps.  With ``keep_logits`` the per-step logits ``[B, G, V]`` are
     returned (to compare the KV cache with full recomputation).
+
+    An aligned AR (``ar.dims.aligned``) also moves a pointer through each text: the prompt is
+    aligned to its transcript (``prompt_text_lens[i]``, see :func:`_prompt_phones`; default None
+    each), each step samples the pointer's move, EOS is barred until the pointer reaches the last
+    token and forced once it has passed it.
     """
     dims = ar.dims
     g, eos = dims.group_size, dims.eos_id
@@ -113,6 +141,22 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     groups = torch.cat([a_groups.new_zeros(b, tt, g), a_groups], 1).to(device)
     seg = torch.cat([text_seg, a_seg], 1).to(device)  # text padding is 0 = PAD
     is_bos = torch.cat([torch.zeros(b, tt, dtype=torch.bool), a_bos], 1).to(device)
+    phones = pointer = None
+    if ar.dims.aligned:
+        n_text = torch.tensor([t.shape[0] for t in text], device=device)
+        given = [_prompt_phones(ar, t, p, n) for t, p, n in zip(text, prompt, prompt_text_lens or [None] * b)]
+        pointer = torch.tensor([s for _, s in given], device=device).clamp(max=n_text)
+        text_end = torch.cat([text_pad.to(device), torch.full((b, 1), END_PHONE, device=device)], 1)
+        ends = torch.full((b, 1), END_PHONE, dtype=torch.long, device=device)
+
+        def phone_at(ptr: Tensor) -> Tensor:
+            """Phone ids ``[B, 1]`` at pointers ``[B]`` (END_PHONE past a row's text)."""
+            at = text_end.gather(1, ptr.unsqueeze(1))
+            return torch.where(ptr.unsqueeze(1) >= n_text.unsqueeze(1), ends, at)
+
+        a_phones = _pad_left([torch.cat([ph, ph.new_zeros(1)]) for ph, _ in given], NO_PHONE).to(device)
+        a_phones[:, -1:] = phone_at(pointer)
+        phones = torch.cat([torch.full((b, tt), NO_PHONE, dtype=torch.long, device=device), a_phones], 1)
 
     max_groups = [math.ceil(m / g) for m in max_frames]
     floor = torch.tensor(min_frames if min_frames is not None else [0] * b, device=device)
@@ -124,11 +168,15 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     done = torch.zeros(b, dtype=torch.bool, device=device)
     n_steps = torch.zeros(b, dtype=torch.long, device=device)
     result = ARResult(codes=[], hit_limit=[])
-    new = (ids, groups, seg, is_bos)
+    new = (ids, groups, seg, is_bos, phones)
     for step in range(steps_total):
-        h = ar(*new, cache=cache) if cache is not None else ar(ids, groups, seg, is_bos)
+        h = ar(*new[:4], cache=cache, phones=new[4]) if cache is not None else ar(ids, groups, seg, is_bos, phones=phones)
         logits = ar.logits(h[:, -1:])[:, 0]  # [B, G, V]
         logits[step * g < floor, :, eos] = float("-inf")
+        if pointer is not None:
+            logits[pointer < n_text - 1, :, eos] = float("-inf")
+            logits[pointer >= n_text] = float("-inf")
+            logits[pointer >= n_text, :, eos] = 0.0
         if keep_logits:
             result.step_logits.append(logits.clone())
         if options.ras:
@@ -151,10 +199,17 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
             break
         col = (torch.zeros(b, 1, dtype=torch.long, device=device), group.unsqueeze(1),
                torch.full((b, 1), AUDIO, dtype=torch.long, device=device), torch.zeros(b, 1, dtype=torch.bool, device=device))
+        if pointer is not None:
+            move = torch.multinomial(ar.move_logits(h[:, -1]).float().softmax(-1), 1, generator=gen)[:, 0]
+            pointer = (pointer + move).clamp(max=n_text)
+            col = (*col, phone_at(pointer))
+        else:
+            col = (*col, None)
         if cache is not None:
             new = col
         else:
             ids, groups, seg, is_bos = (torch.cat([a, c], 1) for a, c in zip((ids, groups, seg, is_bos), col))
+            phones = None if pointer is None else torch.cat([phones, col[4]], 1)
     for i in range(b):
         codes = ungroup_codes(out[i, : int(n_steps[i])], eos)
         hit = codes.shape[0] >= max_groups[i] * g
@@ -223,14 +278,16 @@ class Generated:
 
 def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor], max_frames: list[int],
              options: DecodingOptions, progress: Callable[[int], None] | None = None,
-             min_frames: list[int] | None = None, ordinal: Mapping[int, int] | None = None) -> Generated:
+             min_frames: list[int] | None = None, ordinal: Mapping[int, int] | None = None,
+             prompt_text_lens: list[int | None] | None = None) -> Generated:
     """AR then NAR for B samples: text B LongTensors ``[L_i]``, prompt B LongTensors ``[n_q, P_i]``;
-    frame limits as :func:`ar_generate`; ``ordinal`` as :func:`nar_generate`.
+    frame limits and ``prompt_text_lens`` as :func:`ar_generate`; ``ordinal`` as :func:`nar_generate`.
 
     An AR that emits EOS at once gets one frame of code 0, so that the NAR always has a target.
     """
     tick = time.perf_counter()
-    res = ar_generate(ar, text, [p[0] for p in prompt], max_frames, options, progress=progress, min_frames=min_frames)
+    res = ar_generate(ar, text, [p[0] for p in prompt], max_frames, options, progress=progress, min_frames=min_frames,
+                      prompt_text_lens=prompt_text_lens)
     ar_seconds = time.perf_counter() - tick
     code0 = [c if c.numel() else p.new_zeros(1) for c, p in zip(res.codes, prompt)]
     tick = time.perf_counter()

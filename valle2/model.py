@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 PAD, TEXT, AUDIO = 0, 1, 2
+NO_PHONE, END_PHONE = -1, -2  # phone ids of the aligned AR's audio columns: none given, past the last token
+N_ADVANCE = 8  # the aligned AR predicts a move of 0 .. N_ADVANCE - 1 tokens a group
 
 
 @dataclass
@@ -40,6 +42,7 @@ class ModelSize:
     n_nar_layers: int = 6
     d_ff: int = 1024
     dropout: float = 0.1
+    aligned: bool = False  # the AR reads the aligned text token of each group and predicts the move (ARModel)
 
     def __post_init__(self):
         if self.group_size not in (1, 2, 4, 8):
@@ -271,8 +274,31 @@ def guided_attention_penalty(weights: list[Tensor], seg: Tensor, sigma: float) -
     return total / len(weights)
 
 
+def group_alignment(index: Tensor, n_tokens: int, group_size: int, n_groups: int) -> tuple[Tensor, Tensor]:
+    """Token pointer and move of each AR group, from the token index of each frame ``[T]``.
+
+    The pointer of frame ``t`` is ``index[t]``, or ``n_tokens`` (the end) from frame ``T`` on.
+    Returns ``(pointer [n_groups]`` at each group's first frame, ``move [n_groups])``: the pointer
+    at the next group's first frame minus this one, clipped to ``N_ADVANCE - 1``, -100 (no target)
+    where the group starts past the end.
+    """
+    ptr = torch.cat([index, index.new_full(((n_groups + 1) * group_size,), n_tokens)])
+    starts = torch.arange(n_groups, device=index.device) * group_size
+    pos = ptr[starts]
+    move = (ptr[starts + group_size] - pos).clamp(max=N_ADVANCE - 1)
+    return pos, torch.where(pos == n_tokens, torch.full_like(move, -100), move)
+
+
 class ARModel(nn.Module):
-    """Autoregressive codebook-0 decoder with Grouped Code Modeling."""
+    """Autoregressive codebook-0 decoder with Grouped Code Modeling.
+
+    With ``dims.aligned`` (VALL-E R, Han et al. 2024) each audio column also reads the text token
+    the group it predicts starts on (its phone; ``END_PHONE`` past the text), and
+    :meth:`move_logits` predicts how many tokens the next group moves on.  Training alignments come
+    from the emission table ``log_emission`` ``[n_text_vocab, codebook_size]`` the model carries
+    (:mod:`valle2.alignment`; set before training), which also aligns a prompt to its transcript
+    at decoding time.
+    """
 
     def __init__(self, dims: ModelDims):
         super().__init__()
@@ -283,12 +309,26 @@ class ARModel(nn.Module):
         self.group_proj = nn.Linear(g * d, d)
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
         self.head = nn.Linear(d, g * v)
+        if dims.aligned:
+            self.register_buffer("log_emission", torch.zeros(dims.n_text_vocab, dims.codebook_size))
+            self.phone_end = nn.Parameter(torch.randn(d) * 0.02)
+            self.move_head = nn.Linear(d, N_ADVANCE)
 
-    def embed_groups(self, groups: Tensor, is_bos: Tensor) -> Tensor:
-        """groups ``[B, S, G]`` of code ids, is_bos ``[B, S]`` -> group embeddings ``[B, S, d]``."""
+    def embed_groups(self, groups: Tensor, is_bos: Tensor, phones: Tensor | None = None) -> Tensor:
+        """groups ``[B, S, G]`` of code ids, is_bos ``[B, S]``, phones ``[B, S]`` (aligned AR: a text
+        token id, ``NO_PHONE`` or ``END_PHONE``) -> group embeddings ``[B, S, d]``."""
         b, s, g = groups.shape
         e = self.group_proj(self.code_emb(groups.clamp(0, self.dims.codebook_size)).view(b, s, -1))
-        return torch.where(is_bos.unsqueeze(-1), self.bos.expand(b, s, -1), e)
+        e = torch.where(is_bos.unsqueeze(-1), self.bos.expand(b, s, -1), e)
+        if phones is None:
+            return e
+        p = self.backbone.text_emb(phones.clamp(min=0)) * (phones >= 0).unsqueeze(-1)
+        return e + torch.where((phones == END_PHONE).unsqueeze(-1), self.phone_end.expand_as(p), p)
+
+    def move_logits(self, h: Tensor) -> Tensor:
+        """Aligned AR: hidden ``[B, S, d]`` -> logits ``[B, S, N_ADVANCE]`` of the text pointer's move
+        from this group to the next."""
+        return self.move_head(h)
 
     def logits(self, h: Tensor) -> Tensor:
         """Hidden ``[B, S, d]`` -> next-group logits ``[B, S, G, codebook_size + 1]``."""
@@ -297,11 +337,12 @@ class ARModel(nn.Module):
 
     def forward(self, text: Tensor, groups: Tensor, seg: Tensor, is_bos: Tensor,
                 positions: Tensor | None = None, cache: KVCache | None = None,
-                weights: list[Tensor] | None = None) -> Tensor:
+                weights: list[Tensor] | None = None, phones: Tensor | None = None) -> Tensor:
         """Hidden states for a packed sequence (or its next columns, with ``cache``).
 
         text ``[B, S]`` ids at text columns; groups ``[B, S, G]`` at audio columns; seg ``[B, S]``;
-        is_bos ``[B, S]`` marks the audio boundary column.  Without a cache the mask is the full
+        is_bos ``[B, S]`` marks the audio boundary column; phones ``[B, S]`` (aligned AR only) the
+        text token each audio column's predicted group starts on.  Without a cache the mask is the full
         prefix-LM mask; with one, the ``S`` new columns attend to everything cached.  A
         ``weights`` list receives each block's attention weights (see
         :meth:`Backbone.run`).  Returns ``[B, S, d]``.
@@ -314,7 +355,7 @@ class ARModel(nn.Module):
             seg_k = cache.seg[:, : start + seg.shape[1]]
         if positions is None:
             positions = segment_positions(seg_k)[:, start:]
-        x = self.backbone.embed(text, self.embed_groups(groups, is_bos), seg, positions)
+        x = self.backbone.embed(text, self.embed_groups(groups, is_bos, phones), seg, positions)
         h = self.backbone.run(x, attention_mask(seg, seg_k, start, causal=True), cache, weights)
         if cache is not None:
             cache.length += seg.shape[1]
@@ -329,8 +370,18 @@ class ARModel(nn.Module):
         not BOS) is hidden, read as EOS codes, which never occur in a real history; the model
         then has to predict from the text what it cannot copy from the audio before (the
         discrete analogue of Tacotron's pre-net dropout).  ``weights`` as in :meth:`forward`.
+        An aligned AR reads the phones of the Viterbi alignment under its emission table.
         Returns ``(logits [B, M, G, V], targets [B, M, G] (-100 at padding), seg [B, Tt + M])``.
         """
+        h, tgt, seg, _ = self._teacher_forced_hidden(text, text_lens, codes, history_dropout, weights)
+        return self.logits(h), tgt, seg
+
+    def _teacher_forced_hidden(self, text: Tensor, text_lens: Tensor, codes: list[Tensor], history_dropout: float,
+                               weights: list[Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """:meth:`teacher_forced` up to the hidden states of the audio columns ``[B, M, d]``; also
+        returns the aligned AR's move targets ``[B, M]`` (-100 where none; None when not aligned)."""
+        from .alignment import align
+
         g, eos = self.dims.group_size, self.dims.eos_id
         targets = [group_codes(c, g, eos) for c in codes]
         lens = torch.tensor([t.shape[0] for t in targets], device=text.device)
@@ -343,17 +394,29 @@ class ARModel(nn.Module):
             inp = inp.masked_fill(hide.unsqueeze(-1), eos)
         text_ids, groups, seg = pack(text, text_lens, inp, lens)
         _, is_bos, _ = pack(text, text_lens, is_bos_a, lens)
-        h = self.forward(text_ids, groups, seg, is_bos, weights=weights)
-        return self.logits(h[:, text.shape[1]:]), tgt, seg
+        phones = move = None
+        if self.dims.aligned:
+            phones_a = torch.full(inp.shape[:2], NO_PHONE, dtype=torch.long, device=text.device)
+            move = torch.full(inp.shape[:2], -100, dtype=torch.long, device=text.device)
+            for i, c in enumerate(codes):
+                n = int(text_lens[i])
+                pos, mv = group_alignment(align(self.log_emission, text[i, :n], c), n, g, targets[i].shape[0])
+                ext = torch.cat([text[i, :n].long(), text.new_full((1,), END_PHONE).long()])
+                phones_a[i, : pos.shape[0]], move[i, : mv.shape[0]] = ext[pos], mv
+            _, phones, _ = pack(text, text_lens, phones_a, lens)
+        h = self.forward(text_ids, groups, seg, is_bos, weights=weights, phones=phones)
+        return h[:, text.shape[1]:], tgt, seg, move
 
     def loss(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
              guide: GuidedAttention | None = None, history_dropout: float = 0.0) -> tuple[Tensor, dict]:
         """Teacher-forced loss (:meth:`teacher_forced`): sum over the G codes of each group of the
-        mean NLL, plus ``guide.weight`` times the guided-attention penalty when ``guide`` is given.
-        Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"]})``.
+        mean NLL, plus ``guide.weight`` times the guided-attention penalty when ``guide`` is given,
+        plus (aligned AR) the mean NLL of the pointer's moves.
+        Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"][, "ar_move", "ar_move_acc"]})``.
         """
         weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 and len(self.backbone.blocks) > 1 else None
-        logits, tgt, seg = self.teacher_forced(text, text_lens, codes, history_dropout, weights)
+        h, tgt, seg, move = self._teacher_forced_hidden(text, text_lens, codes, history_dropout, weights)
+        logits = self.logits(h)
         flat_t = tgt.reshape(-1)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=-100, reduction="sum")
         n_groups = (tgt[..., 0] != -100).sum().clamp(min=1)
@@ -367,6 +430,13 @@ class ARModel(nn.Module):
             penalty = guided_attention_penalty([w[:, : guide.heads] for w in weights[1:]], seg, guide.sigma)
             stats["ar_guide"] = penalty.item()
             loss = loss + guide.weight * penalty
+        if move is not None:
+            m_logits = self.move_logits(h)
+            m_loss = F.cross_entropy(m_logits.reshape(-1, N_ADVANCE), move.reshape(-1), ignore_index=-100)
+            has = move != -100
+            stats["ar_move"] = m_loss.item()
+            stats["ar_move_acc"] = (m_logits.argmax(-1)[has] == move[has]).float().mean().item()
+            loss = loss + m_loss
         return loss, stats
 
 

@@ -85,7 +85,7 @@ class VallE2:
         public methods decode and pass every output through the gate).  prompt_codes
         ``[n_codebooks, P]``."""
         options = options or DecodingOptions()
-        ids, limits, floors = [], [], []
+        ids, limits, floors, given_text = [], [], [], []
         for text in texts:
             t, n_target, n_prompt = self._text_ids(text, prompt_text, mode)
             p = prompt_codes.shape[1]
@@ -95,11 +95,12 @@ class VallE2:
             ids += [t] * n_samples
             limits += [limit] * n_samples
             floors += [floor] * n_samples
+            given_text += [n_prompt if mode == "cross" else None] * n_samples  # continuation: the text starts with the prompt's
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", disable=not progress, leave=False)
         g = self.bundle.dims.group_size
         gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
                        progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
-                       ordinal=self.codec.ordinal_codebooks)
+                       ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text)
         bar.close()
         if options.match_voice:
             gen.codes = [self.codec.match_voice(c, prompt_codes) for c in gen.codes]
