@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PYTHON) -m valle2.cli recipe tiny --out demo_out/tiny.pt
-	$(PYTHON) -m valle2.cli demo --model demo_out/tiny.pt --mode continuation --out demo_out/demo.wav
+	$(PYTHON) -m valle2.cli demo --out demo_out/demo.wav
 	$(PYTHON) -m valle2.cli detect demo_out/demo.wav
 
 test: install

@@ -52,3 +52,23 @@ def test_int8_model_predicts_as_fp32_and_speaks_watermarked(tiny_model, deployme
     assert rc == 0 and len(wav) / sr > 1.0 and detect(wav, sr, deployment.watermark_key).present
     with pytest.raises(ModelError, match="CPU only"):
         load_model(path, gate=deployment.gate(), int8=True, device="cuda")
+
+
+def test_shipped_demo_model_speaks_the_demo_voice_in_cross_mode(deployment, tmp_path, capsys):
+    """The README's main command: the zero-shot demo model shipped in the package (at most 25 MB,
+    the aligned AR trained by `valle2 recipe demo`) reads new text in the demo voice."""
+    from valle2.checkpoint import load_model_bundle
+    from valle2.cli import DEMO_TEXT
+    from valle2.recipe import ASSETS
+
+    shipped = ASSETS / "model.pt"
+    assert shipped.stat().st_size <= 25 * 2**20
+    bundle = load_model_bundle(shipped)
+    assert bundle.dims.aligned and bundle.codec["name"] == "offline" and bundle.meta["heldout"]["sentences"]
+    out = tmp_path / "demo.wav"
+    rc = main(["demo", "--out", str(out), "--seed", "0"])
+    assert rc == 0 and "cross mode" in capsys.readouterr().out
+    wav, sr = load_audio(out)
+    n_words = len(DEMO_TEXT.split())
+    assert 0.15 * n_words < len(wav) / sr < 1.0 * n_words  # a reading pace, not a cut-off or a run to the limit
+    assert detect(wav, sr, deployment.watermark_key).present
