@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   installs valle2, trains the tiny pipeline model (minutes) and synthesizes with the
-#               attested demo voice, watermarked (the zero-shot demo model is not shipped yet)
+#   make demo   installs valle2 and synthesizes new text with the zero-shot demo model shipped in the
+#               package and the attested demo voice, watermarked, then checks the watermark
 #   make test   installs valle2 with its test extras, Debian's chromium, espeak-ng, flite and festival (the web and
 #               synthetic-speech tests use them), and runs the test suite
 PYTHON ?= python3
