@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model import AUDIO, END_PHONE, NO_PHONE, PAD, TEXT, ARModel, KVCache, NARModel, ungroup_codes
+from .alignment import align
+from .model import AUDIO, END_PHONE, NO_PHONE, PAD, TEXT, ARModel, KVCache, NARModel, group_alignment, ungroup_codes
 from .sampling import apply_temperature, ras_sample_group, sample_or_greedy
 
 
@@ -89,8 +90,6 @@ def _prompt_phones(ar: ARModel, text: Tensor, prompt: Tensor, n_prompt_text: int
     with the prompt's words and goes on (continuation: aligned with an open end, the pointer starts
     after the last aligned token).
     """
-    from .alignment import align
-
     g, cols = ar.dims.group_size, prompt.shape[0] // ar.dims.group_size
     if cols == 0:
         return torch.zeros(0, dtype=torch.long), 0
@@ -99,7 +98,8 @@ def _prompt_phones(ar: ARModel, text: Tensor, prompt: Tensor, n_prompt_text: int
         start = int(index[-1]) + 1
     else:
         index, start = align(ar.log_emission, text[:n_prompt_text], prompt), n_prompt_text
-    return text.cpu()[index.cpu()[torch.arange(cols) * g]], start
+    pos, _ = group_alignment(index.cpu(), start, g, cols)  # every group starts within the prompt: pos < start
+    return text.cpu()[pos], start
 
 
 @torch.inference_mode()
@@ -146,13 +146,13 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
         n_text = torch.tensor([t.shape[0] for t in text], device=device)
         given = [_prompt_phones(ar, t, p, n) for t, p, n in zip(text, prompt, prompt_text_lens or [None] * b)]
         pointer = torch.tensor([s for _, s in given], device=device).clamp(max=n_text)
-        text_end = torch.cat([text_pad.to(device), torch.full((b, 1), END_PHONE, device=device)], 1)
-        ends = torch.full((b, 1), END_PHONE, dtype=torch.long, device=device)
+        # each row's text, then END_PHONE from its end on: the phone at pointer p (0 <= p <= n_text)
+        text_end = nn.utils.rnn.pad_sequence([torch.cat([t.long(), t.new_full((1,), END_PHONE).long()]) for t in text],
+                                             batch_first=True, padding_value=END_PHONE).to(device)
 
         def phone_at(ptr: Tensor) -> Tensor:
-            """Phone ids ``[B, 1]`` at pointers ``[B]`` (END_PHONE past a row's text)."""
-            at = text_end.gather(1, ptr.unsqueeze(1))
-            return torch.where(ptr.unsqueeze(1) >= n_text.unsqueeze(1), ends, at)
+            """Phone ids ``[B, 1]`` at pointers ``[B]``."""
+            return text_end.gather(1, ptr.unsqueeze(1))
 
         a_phones = _pad_left([torch.cat([ph, ph.new_zeros(1)]) for ph, _ in given], NO_PHONE).to(device)
         a_phones[:, -1:] = phone_at(pointer)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .alignment import align
+
 PAD, TEXT, AUDIO = 0, 1, 2
 NO_PHONE, END_PHONE = -1, -2  # phone ids of the aligned AR's audio columns: none given, past the last token
 N_ADVANCE = 8  # the aligned AR predicts a move of 0 .. N_ADVANCE - 1 tokens a group
@@ -380,8 +382,6 @@ class ARModel(nn.Module):
                                weights: list[Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """:meth:`teacher_forced` up to the hidden states of the audio columns ``[B, M, d]``; also
         returns the aligned AR's move targets ``[B, M]`` (-100 where none; None when not aligned)."""
-        from .alignment import align
-
         g, eos = self.dims.group_size, self.dims.eos_id
         targets = [group_codes(c, g, eos) for c in codes]
         lens = torch.tensor([t.shape[0] for t in targets], device=text.device)

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .alignment import fit_emissions
 from .audio import atomic_write_bytes
 from .config import Config, ConfigError, OptimConfig, load_config
 from .model import ARModel, GuidedAttention, ModelDims, NARModel
@@ -291,12 +292,6 @@ def run(cfg: Config) -> Path:
     dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
                      codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
     trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp)
-    if dims.aligned:  # every rank fits the same table (resume loads it with the weights)
-        from .alignment import fit_emissions
-
-        table = fit_emissions(((u.text_ids, u.codes[0]) for u in data), dims.n_text_vocab, dims.codebook_size,
-                              progress=rank == 0)
-        trainer.ar.log_emission.copy_(table.to(trainer.ar.log_emission.device))
     sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
                                       num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=False,
                                       seed=cfg.optim.seed, world_size=world, rank=rank)
@@ -312,6 +307,10 @@ def run(cfg: Config) -> Path:
         epoch = state["epoch"]
         sampler.load_state_dict(state["sampler"])
         concat_rng.setstate(state["concat_rng"])
+    elif dims.aligned:  # a new run: every rank fits the same table (a resumed one loads it with the weights)
+        table = fit_emissions(((u.text_ids, u.codes[0]) for u in data), dims.n_text_vocab, dims.codebook_size,
+                              progress=rank == 0)
+        trainer.ar.log_emission.copy_(table.to(trainer.ar.log_emission.device))
     valid_batches = []
     if valid is not None:
         vd = [u for u in valid.utterances if 1 < u.codes.shape[1] <= limit][: cfg.data.valid_max_utterances]
