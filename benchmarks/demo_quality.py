@@ -48,6 +48,8 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--code-choice", choices=["auto", "sample", "mean"], default="auto",
+                   help="how the AR picks codebook 0 (valle2.DecodingOptions.code_choice)")
     p.add_argument("--int8", action="store_true", help="int8 linear layers in the AR and NAR (valle2.synthesis.quantize_int8)")
     p.add_argument("--home", type=Path, default=None,
                    help="deployment whose gate the prompts pass (default: a temporary one)")
@@ -87,7 +89,7 @@ def main() -> None:
     def run(prompt_file, prompt_wav, prompt_sr, prompt_text, text):
         start = time.perf_counter()
         out, sr = model.synthesize(text, prompt_wav, prompt_sr, prompt_text=prompt_text, corpus_file=prompt_file,
-                                   options=valle2.DecodingOptions(seed=rng.randrange(2**31)))
+                                   options=valle2.DecodingOptions(seed=rng.randrange(2**31), code_choice=args.code_choice))
         return out, time.perf_counter() - start
 
     results = {"unseen": [], "seen": []}

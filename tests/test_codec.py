@@ -302,3 +302,20 @@ def test_offline_normalised_stage1_codes_the_phone_not_the_speaker_mean(offline,
     assert not np.array_equal(plain.encode_envelope(feats.envelope + shift)[0], codes[0])
     with pytest.raises(CodecError, match="stage1_size"):
         OfflineCodec(replace(cfg, stage1_size=0), books, offline.aperiodicity_codebook)
+
+
+def test_code0_vectors_are_what_codebook_0_quantises(offline, encodec, wavs):
+    """``code0_vectors()`` (decoding's posterior-mean choice) lives in the space codebook 0 is the
+    nearest codeword in: the offline codec's mel-cepstral envelope, EnCodec's encoder latent."""
+    wav = wavs[0][0][: 16_000]
+    feats = analyse(wav, offline.config)
+    v = offline.code0_vectors()
+    assert v.shape == (offline.config.stage1_size, offline.config.envelope_dims)
+    nearest = torch.cdist(torch.from_numpy(feats.envelope).float(), v).argmin(-1)
+    assert torch.equal(nearest, offline.quantise(feats)[0])
+    wav24 = torch.from_numpy(resample(wav, 16_000, 24_000)).float()
+    with torch.no_grad():
+        latent = encodec.model.encoder(wav24.view(1, 1, -1))[0].T                       # [T, 128]
+    v = encodec.code0_vectors()
+    assert v.shape == (1024, 128)
+    assert (torch.cdist(latent, v).argmin(-1) == encodec.encode(wav24.numpy(), 24_000)[0]).float().mean() > 0.99

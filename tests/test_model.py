@@ -1,4 +1,6 @@
 """Grouped codes, packing, masks, the KV cache against full recomputation, and losses."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -56,6 +58,35 @@ def test_kv_cache_equals_full_recomputation(g):
         torch.testing.assert_close(la, lb, atol=1e-4, rtol=1e-4)
     for ca, cb in zip(a.codes, b.codes):
         assert torch.equal(ca, cb)
+
+
+def test_posterior_mean_decoding_needs_codewords_and_agrees_with_recomputation():
+    """``code_choice="mean"`` decodes with the codec's codebook-0 vectors: without them it is an
+    error that says so; with them the KV cache and full recomputation pick the same codes, all
+    of them codes with a codeword."""
+    torch.manual_seed(3)
+    ar = ARModel(tiny_dims(2)).eval()
+    text = [torch.randint(1, 50, (7,)), torch.randint(1, 50, (12,))]
+    prompt = [torch.randint(0, 64, (10,)), torch.randint(0, 64, (20,))]
+    opts = DecodingOptions(seed=1, code_choice="mean")
+    with pytest.raises(ValueError, match="codebook-0 vectors"):
+        ar_generate(ar, text, prompt, [30, 30], opts)
+    with pytest.raises(ValueError, match="code_choice"):
+        DecodingOptions(code_choice="argmax")
+    vectors = torch.randn(40, 5)  # only codes 0..39 have codewords
+    a = ar_generate(ar, text, prompt, [30, 30], opts, code_vectors=vectors)
+    b = ar_generate(ar, text, prompt, [30, 30], replace(opts, use_kv_cache=False), code_vectors=vectors)
+    for ca, cb in zip(a.codes, b.codes):
+        assert ca.numel() > 0 and torch.equal(ca, cb)
+        assert bool((ca < 40).all())
+    assert a.n_fallbacks == 0
+    # the default "auto" is "mean" given the codewords and "sample" without them
+    auto = DecodingOptions(seed=1)
+    for x, y in zip(ar_generate(ar, text, prompt, [30, 30], auto, code_vectors=vectors).codes, a.codes):
+        assert torch.equal(x, y)
+    sampled = ar_generate(ar, text, prompt, [30, 30], replace(auto, code_choice="sample"), code_vectors=vectors)
+    for x, y in zip(ar_generate(ar, text, prompt, [30, 30], auto).codes, sampled.codes):
+        assert torch.equal(x, y)
 
 
 def test_batched_decoding_matches_single():

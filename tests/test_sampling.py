@@ -1,9 +1,10 @@
-"""Top-k/top-p filtering and Repetition Aware Sampling on hand-built distributions."""
+"""Top-k/top-p filtering, Repetition Aware Sampling and the posterior-mean code choice on
+hand-built distributions."""
 import math
 
 import torch
 
-from valle2.sampling import ras_sample, ras_sample_group, repetition_ratio, top_k_top_p_filter
+from valle2.sampling import posterior_mean_codes, ras_sample, ras_sample_group, repetition_ratio, top_k_top_p_filter
 
 
 def logits_of(probs):
@@ -91,3 +92,39 @@ def test_ras_group_checks_each_code_against_the_codes_before_it():
         later += torch.bincount(tok[0, 1:], minlength=3)
     freq = later / later.sum()
     assert abs(freq[0] - 0.55) < 0.06 and abs(freq[1] - 0.44) < 0.06
+
+
+def test_posterior_mean_code_is_the_code_of_least_expected_squared_distance():
+    # codewords on a line 0, 1, 2, 10; half the mass on 0 and half on 2: the mean 1 is code 1,
+    # a code the model gave no probability, and neither of the two tied argmaxes
+    vectors = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    eos = 4
+    logits = torch.tensor([[0.5, 1e-9, 0.5, 1e-9, 1e-12]]).log()
+    assert posterior_mean_codes(logits, vectors, eos).tolist() == [1]
+    # on random distributions it is the brute-force minimiser of E ||v_c - v_X||^2 over codes c
+    torch.manual_seed(0)
+    vectors = torch.randn(16, 3)
+    logits = torch.randn(50, 17) * 3
+    logits[:, 16] = float("-inf")
+    p = logits[:, :16].softmax(-1)
+    risk = (p.unsqueeze(1) * torch.cdist(vectors, vectors).pow(2).unsqueeze(0)).sum(-1)  # [N, c]
+    assert torch.equal(posterior_mean_codes(logits, vectors, 16), risk.argmin(-1))
+
+
+def test_posterior_mean_ends_with_the_probability_of_eos_and_stays_in_the_codewords():
+    vectors = torch.randn(6, 2)            # 6 codewords of a vocabulary of 8 codes + EOS
+    eos = 8
+    logits = torch.zeros(4000, 9)
+    logits[:, eos] = 1.2                   # p(EOS) = e^1.2 / (8 + e^1.2), about 0.29
+    p_eos = logits.softmax(-1)[0, eos].item()
+    assert 0.25 < p_eos < 0.35
+    out = posterior_mean_codes(logits, vectors, eos, generator=torch.Generator().manual_seed(0))
+    assert abs(out.eq(eos).float().mean().item() - p_eos) < 0.03
+    assert bool((out[out != eos] < 6).all())  # codes without a codeword are never chosen
+    forced = torch.full((3, 9), float("-inf"))
+    forced[:, eos] = 0.0                   # the aligned AR forces EOS past the text's end
+    assert posterior_mean_codes(forced, vectors, eos).tolist() == [eos] * 3
+    barred = torch.randn(3, 9)
+    barred[:, eos] = float("-inf")
+    assert not bool(posterior_mean_codes(barred, vectors, eos).eq(eos).any())
+    assert torch.equal(posterior_mean_codes(barred, vectors, eos, temperature=0.0), barred.argmax(-1))

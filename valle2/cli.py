@@ -15,6 +15,9 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
     g.add_argument("--top-p", type=float, default=0.8, help="nucleus mass; 0 = greedy, 1 = off")
     g.add_argument("--no-ras", action="store_true", help="plain nucleus sampling, without Repetition Aware Sampling")
+    g.add_argument("--code-choice", choices=["auto", "sample", "mean"], default="auto",
+                   help="how the AR picks codebook 0: 'sample' (nucleus sampling with RAS, as the paper), 'mean' (the "
+                        "code nearest the distribution's mean codeword), 'auto' (mean where the codec has codewords)")
     g.add_argument("--ras-window", type=int, default=10, help="K, the window of Repetition Aware Sampling")
     g.add_argument("--ras-threshold", type=float, default=0.1, help="t_r, the repetition ratio that triggers resampling")
     g.add_argument("--no-kv-cache", action="store_true", help="recompute the whole sequence each step (slow; for comparison)")
@@ -28,7 +31,7 @@ def decoding_options(args: argparse.Namespace):
 
     return DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ras=not args.no_ras,
                            ras_window=args.ras_window, ras_threshold=args.ras_threshold,
-                           use_kv_cache=not args.no_kv_cache, seed=args.seed, match_voice=not args.no_voice_match)
+                           use_kv_cache=not args.no_kv_cache, seed=args.seed, match_voice=not args.no_voice_match, code_choice=args.code_choice)
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:

@@ -47,7 +47,8 @@ class Monitor:
         floor, limit = frame_bounds(u.text_ids.shape[0], frames_per_token, rate, opts, given_frames=p)
         text = u.text_ids.long().to(device)
         gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [limit], opts, min_frames=[floor],
-                       ordinal=self.codec.ordinal_codebooks).codes[0]
+                       ordinal=self.codec.ordinal_codebooks,
+                       code_vectors=self.codec.code0_vectors()).codes[0]
         gen = self.codec.match_voice(gen, u.codes[:, :p].long())
         out = self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy()
         ref = self.codec.decode(u.codes.long()).numpy()

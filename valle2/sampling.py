@@ -1,9 +1,16 @@
-"""Token sampling: temperature, top-k, top-p (nucleus) and Repetition Aware Sampling.
+"""Token sampling: temperature, top-k, top-p (nucleus), Repetition Aware Sampling and the
+posterior-mean code choice.
 
 Repetition Aware Sampling (VALL-E 2, Algorithm 1): nucleus-sample a code; if that code's
 repetition ratio over the last ``K`` decoded codes reaches ``t_r``, throw it away and sample
 from the full distribution instead.  This keeps nucleus sampling's stability while breaking the
 loops that make codec language models repeat forever.
+
+The posterior-mean choice (:func:`posterior_mean_codes`) uses what the codes stand for: of the
+codewords, it takes the one nearest the probability-weighted mean codeword, which is the code of
+least expected squared distance to a draw from the model (a minimum-Bayes-risk choice).  Where a
+small model spreads its probability over many similar codes, a draw is often an outlier and the
+argmax often one of several near-ties; the mean is neither.
 """
 from __future__ import annotations
 
@@ -92,3 +99,23 @@ def sample_or_greedy(scaled: Tensor, top_k: int, top_p: float, temperature: floa
     if temperature <= 0:
         return scaled.argmax(-1)
     return sample_from(top_k_top_p_filter(scaled, top_k, top_p), generator)
+
+
+def posterior_mean_codes(logits: Tensor, vectors: Tensor, eos_id: int, top_k: int = 0, top_p: float = 1.0,
+                         temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    """The code nearest the probability-weighted mean codeword, one per row.
+
+    logits ``[N, V]`` over codes ``0 .. V-2`` and EOS at ``eos_id``; vectors ``[K, D]`` (``K <= V - 1``),
+    what codes ``0 .. K-1`` stand for (:meth:`valle2.codec.Codec.code0_vectors`).  A row ends
+    (EOS) with the probability the model gives EOS; otherwise the mean is taken over the top-k /
+    nucleus of codes ``< K`` at ``temperature``.  Temperature 0 is the argmax.  Returns LongTensor ``[N]``.
+    """
+    if temperature <= 0:
+        return logits.argmax(-1)
+    scaled = apply_temperature(logits.float(), temperature)
+    p_eos = scaled.softmax(-1)[:, eos_id]
+    stop = torch.rand(p_eos.shape, generator=generator, device=logits.device) < p_eos
+    vectors = vectors.to(device=logits.device, dtype=torch.float32)
+    probs = top_k_top_p_filter(scaled[:, : vectors.shape[0]], top_k, top_p).softmax(-1).nan_to_num(0.0)
+    nearest = torch.cdist(probs @ vectors, vectors).argmin(-1)
+    return torch.where(stop, torch.full_like(nearest, eos_id), nearest)

@@ -100,7 +100,8 @@ class VallE2:
         g = self.bundle.dims.group_size
         gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
                        progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
-                       ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text)
+                       ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text,
+                       code_vectors=self.codec.code0_vectors())
         bar.close()
         if options.match_voice:
             gen.codes = [self.codec.match_voice(c, prompt_codes) for c in gen.codes]

@@ -67,6 +67,13 @@ class Codec(ABC):
     def _match_voice(self, codes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return codes
 
+    def code0_vectors(self) -> torch.Tensor | None:
+        """What codebook-0 codes ``0 .. K-1`` stand for: float ``[K, D]`` (``K <= codebook_size``),
+        vectors in the space the decoder reads, so that their distances are distances between
+        sounds; None when the codec has no such space.  Decoding's posterior-mean code choice
+        needs them (:func:`valle2.sampling.posterior_mean_codes`)."""
+        return None
+
     def encode_batch(self, wavs: list, sr: int) -> list[torch.Tensor]:
         """Encode several waveforms; returns one ``[n_codebooks, T_i]`` tensor each."""
         return [self.encode(w, sr) for w in wavs]

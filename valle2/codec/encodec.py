@@ -51,6 +51,10 @@ class EncodecCodec(Codec):
         o = self._options
         return o["model_id"] if o["pretrained"] else f"random-init-seed{o['seed']}"
 
+    def code0_vectors(self) -> torch.Tensor:
+        """The first residual quantiser's codewords: latent frames ``[1024, 128]``."""
+        return self.model.quantizer.layers[0].codebook.embed.detach().float().cpu()
+
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:
         out = self.model.encode(wav.view(1, 1, -1).to(self.device), bandwidth=self.bandwidth)
         return out.audio_codes[0, 0].cpu()  # [n_chunks=1, B=1, n_q, T] -> [n_q, T]

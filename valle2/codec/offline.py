@@ -429,6 +429,14 @@ class OfflineCodec(Codec):
         new[cfg.f0_book] = f0_to_codes(f0, cfg)
         return torch.from_numpy(new)
 
+    def code0_vectors(self) -> torch.Tensor | None:
+        """The envelope stage-1 codewords in use (mel-cepstra ``[stage1_size, envelope_dims]``)
+        when codebook 0 is envelope stage 1, else None."""
+        cfg = self.config
+        if cfg.envelope_book != 0:
+            return None
+        return torch.from_numpy(self.envelope_codebooks[0][: cfg.stage1_size]).float()
+
     # -- Codec interface
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:
         return self.quantise(analyse(wav.numpy(), self.config))
