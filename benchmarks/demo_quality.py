@@ -50,7 +50,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--code-choice", choices=["auto", "sample", "mean"], default="auto",
                    help="how the AR picks codebook 0 (valle2.DecodingOptions.code_choice)")
-    p.add_argument("--int8", action="store_true", help="int8 linear layers in the AR and NAR (valle2.synthesis.quantize_int8)")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help="int8 linear layers in the AR and NAR (valle2.load_model's default: on the CPU)")
     p.add_argument("--home", type=Path, default=None,
                    help="deployment whose gate the prompts pass (default: a temporary one)")
     args = p.parse_args()

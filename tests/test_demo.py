@@ -27,8 +27,9 @@ def test_demo_without_a_model_names_the_recipes(tmp_path, capsys, monkeypatch):
 
 
 def test_int8_model_predicts_as_fp32_and_speaks_watermarked(tiny_model, deployment, clips, tmp_path):
-    """``load_model(..., int8=True)`` (CLI ``--int8``) runs the AR and NAR with int8 linears: the
-    tiny model's teacher-forced codebook-0 predictions stay those of fp32, and synthesis works."""
+    """``load_model`` runs the AR and NAR with int8 linears on the CPU unless ``int8=False`` (CLI
+    ``--no-int8``): the tiny model's teacher-forced codebook-0 predictions stay those of fp32, and
+    synthesis works either way."""
     import pytest
     import torch
 
@@ -36,20 +37,22 @@ def test_int8_model_predicts_as_fp32_and_speaks_watermarked(tiny_model, deployme
     from valle2.synthesis import load_model
 
     path, _, data, _ = tiny_model
-    fp, q8 = (load_model(path, gate=deployment.gate(), int8=x) for x in (False, True))
+    fp, q8 = (load_model(path, gate=deployment.gate(), int8=x) for x in (False, None))
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in q8.ar.modules())
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in q8.nar.modules())
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in [*fp.ar.modules(), *fp.nar.modules()])
     u = data[0]
     with torch.inference_mode():
         a, tgt, _ = fp.ar.teacher_forced(u.text_ids.unsqueeze(0), torch.tensor([len(u.text_ids)]), [u.codes[0]])
         b, _, _ = q8.ar.teacher_forced(u.text_ids.unsqueeze(0), torch.tensor([len(u.text_ids)]), [u.codes[0]])
     keep = tgt != -100
     assert (a.argmax(-1)[keep] == b.argmax(-1)[keep]).float().mean() > 0.95
-    out = tmp_path / "int8.wav"
-    rc = main(["synthesize", "--model", str(path), "--prompt", str(clips[0].path), "--mode", "continuation",
-               "--text", clips[0].text, "--out", str(out), "--seed", "0", "--int8", "--include-prompt"])
-    wav, sr = load_audio(out)
-    assert rc == 0 and len(wav) / sr > 1.0 and detect(wav, sr, deployment.watermark_key).present
+    for flag in ("--int8", "--no-int8"):
+        out = tmp_path / f"{flag}.wav"
+        rc = main(["synthesize", "--model", str(path), "--prompt", str(clips[0].path), "--mode", "continuation",
+                   "--text", clips[0].text, "--out", str(out), "--seed", "0", flag, "--include-prompt"])
+        wav, sr = load_audio(out)
+        assert rc == 0 and len(wav) / sr > 1.0 and detect(wav, sr, deployment.watermark_key).present
     with pytest.raises(ModelError, match="CPU only"):
         load_model(path, gate=deployment.gate(), int8=True, device="cuda")
 

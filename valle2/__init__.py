@@ -15,7 +15,7 @@ from .decoding import DecodingOptions
 from .errors import AudioError, CodecError, ModelError, TextError, Valle2Error
 
 
-def load_model(path, codec=None, gate=None, device: str = "cpu", int8: bool = False):
+def load_model(path, codec=None, gate=None, device: str = "cpu", int8: bool | None = None):
     """Load a valle2 model file: see :func:`valle2.synthesis.load_model`."""
     from .synthesis import load_model as _load
 

@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="tempo, 0.25-4 (pitch kept; like OpenAI's speed)")
     p.add_argument("--c2pa", action="store_true",
                    help='add a signed C2PA provenance manifest (wav, flac, mp3; pip install "valle2[c2pa]")')
-    p.add_argument("--int8", action="store_true", help="int8 linear layers in the AR and NAR (CPU; faster, not bit-identical)")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help="int8 linear layers in the AR and NAR (default on the CPU: faster, not bit-identical; "
+                   "--no-int8 for fp32)")
     add_decoding_args(p)
     p.set_defaults(func=cmd_synthesize)
 

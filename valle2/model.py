@@ -135,10 +135,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: Tensor, mask: Tensor, cache: KVCache | None = None, layer: int = 0,
+    def forward(self, x: Tensor, mask: Tensor | None, cache: KVCache | None = None, layer: int = 0,
                 weights: list[Tensor] | None = None) -> Tensor:
-        """x: [B, S, d]; mask: [B, 1, S, S_keys] -> [B, S, d].  With ``cache``, keys/values of the
-        new columns are written at ``cache.length`` and attention runs over all filled columns.
+        """x: [B, S, d]; mask: [B, 1, S, S_keys] (None: no restriction) -> [B, S, d].  With
+        ``cache``, keys/values of the new columns are written at ``cache.length`` and attention
+        runs over all filled columns.
         With a ``weights`` list, attention is computed explicitly and its weights
         ``[B, n_heads, S, S_keys]`` are appended to it (for a loss on them; slower than SDPA)."""
         b, s, d = x.shape
@@ -169,7 +170,7 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dims.d_model, dims.d_ff), nn.GELU(), nn.Linear(dims.d_ff, dims.d_model))
         self.drop = nn.Dropout(dims.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, cache: KVCache | None = None, layer: int = 0,
+    def forward(self, x: Tensor, mask: Tensor | None, cache: KVCache | None = None, layer: int = 0,
                 weights: list[Tensor] | None = None) -> Tensor:
         x = x + self.drop(self.attn(self.ln1(x), mask, cache, layer, weights))
         return x + self.drop(self.ffn(self.ln2(x)))
@@ -198,7 +199,10 @@ class Backbone(nn.Module):
     def run(self, x: Tensor, mask: Tensor, cache: KVCache | None = None,
             weights: list[Tensor] | None = None) -> Tensor:
         """Run the blocks; with a ``weights`` list, each block appends its attention weights
-        ``[B, n_heads, S, S_keys]`` to it."""
+        ``[B, n_heads, S, S_keys]`` to it.  A mask that allows everything (one unpadded sequence in
+        the NAR, a decoding step of the AR) is dropped: SDPA is faster without one."""
+        if weights is None and bool(mask.all()):
+            mask = None
         for i, block in enumerate(self.blocks):
             x = block(x, mask, cache, i, weights)
         return self.ln(x)

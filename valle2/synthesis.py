@@ -161,16 +161,19 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def load_model(path, codec: Codec | None = None, gate: ConsentGate | None = None, device: str = "cpu",
-               int8: bool = False) -> VallE2:
+               int8: bool | None = None) -> VallE2:
     """Load a valle2 model file.
 
     The codec named in it is loaded unless one is given; the gate defaults to the deployment at
     ``$VALLE2_HOME`` (``~/.valle2``), see :class:`valle2.safety.deployment.Deployment`.  ``int8``
-    runs the AR and NAR with int8 linear layers (:func:`quantize_int8`; CPU only).
+    runs the AR and NAR with int8 linear layers (:func:`quantize_int8`; CPU only); the default
+    None means int8 on the CPU (same quality, faster: ``docs/demo_model.md``), fp32 elsewhere.
     """
     from .safety.deployment import Deployment
 
-    if int8 and str(device) != "cpu":
+    on_cpu = torch.device(device).type == "cpu"
+    int8 = on_cpu if int8 is None else int8
+    if int8 and not on_cpu:
         raise ModelError(f"int8 inference runs on the CPU only, not on '{device}'")
     bundle = load_model_bundle(path, device)
     codec = codec if codec is not None else load_codec(bundle.codec["name"], **bundle.codec.get("options", {}))
