@@ -6,7 +6,7 @@ import torch
 
 from valle2.decoding import DecodingOptions, ar_generate, frame_bounds, nar_generate, pick_codes
 from valle2.model import (AUDIO, TEXT, ARModel, GuidedAttention, ModelDims, NARModel, attention_mask, group_codes,
-                          guided_attention_penalty, ungroup_codes)
+                          guided_attention_penalty, pack, segment_positions, ungroup_codes)
 
 
 def tiny_dims(g=1, **kw):
@@ -152,6 +152,34 @@ def test_losses_and_nar_shapes():
     assert all(int(o.max()) < 64 for o in out)
 
 
+def test_nar_target_logits_match_the_whole_sequence_and_batching():
+    """The NAR's last block and head run on the target frames only: the logits are those of the
+    whole sequence's last block at those columns, and a padded batch gives each sample's own."""
+    torch.manual_seed(5)
+    nar = NARModel(tiny_dims(1)).eval()
+    text = [torch.randint(1, 50, (9,)), torch.randint(1, 50, (6,))]
+    prompt = [torch.randint(0, 64, (7, 8)), torch.randint(0, 64, (12, 8))]
+    target = [torch.randint(0, 64, (10, 8)), torch.randint(0, 64, (4, 8))]
+    stage = torch.tensor([3, 3])
+    text_pad, lens = torch.nn.utils.rnn.pad_sequence(text, batch_first=True), torch.tensor([9, 6])
+    with torch.no_grad():
+        both, valid = nar(text_pad, lens, prompt, target, stage)
+        assert both.shape == (2, 10, 64) and valid.sum(1).tolist() == [10, 4]
+        for i in range(2):
+            one, _ = nar(text[i].unsqueeze(0), lens[i:i + 1], prompt[i:i + 1], target[i:i + 1], stage[i:i + 1])
+            torch.testing.assert_close(both[i, : len(target[i])], one[0], atol=1e-5, rtol=1e-5)
+            # the same frames taken from the full last block (no row selection)
+            audio = torch.cat([prompt[i], target[i]]).unsqueeze(0)
+            n_used = torch.full(audio.shape[:2], 8)
+            n_used[:, len(prompt[i]):] = 3
+            ids, emb, seg = pack(text[i].unsqueeze(0), lens[i:i + 1], nar.embed_audio(audio, n_used, stage[i:i + 1]),
+                                 torch.tensor([audio.shape[1]]))
+            h = nar.backbone.run(nar.backbone.embed(ids, emb, seg, segment_positions(seg)),
+                                 attention_mask(seg, seg, 0, causal=False))
+            full = h[0, len(text[i]) + len(prompt[i]):] @ nar.head[2].T
+            torch.testing.assert_close(one[0], full, atol=1e-5, rtol=1e-5)
+
+
 def test_explicit_attention_weights_reproduce_sdpa():
     torch.manual_seed(5)
     ar = ARModel(tiny_dims(2)).eval()
@@ -275,6 +303,7 @@ def test_nar_uses_the_ordinal_window_only_where_asked():
     target[:, 0] = code0[0]
     with torch.no_grad():
         logits, _ = nar(text[0].unsqueeze(0), torch.tensor([6]), prompt, [target], torch.tensor([1]))
-    assert torch.equal(plain[1], logits[0, 5:].argmax(-1))
-    assert torch.equal(wide[1], pick_codes(logits[0, 5:], 30))
+    assert logits.shape[1] == 12
+    assert torch.equal(plain[1], logits[0].argmax(-1))
+    assert torch.equal(wide[1], pick_codes(logits[0], 30))
     assert torch.equal(plain[0], wide[0]) and not torch.equal(plain[1], wide[1])

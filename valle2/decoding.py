@@ -282,8 +282,8 @@ def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0:
     for j in range(1, n_q):
         stage = torch.full((len(text),), j, dtype=torch.long, device=device)
         logits, _ = nar(text_pad, text_lens, prompt, targets, stage)
-        for i, (p, t) in enumerate(zip(prompt, targets)):
-            t[:, j] = pick_codes(logits[i, p.shape[0]: p.shape[0] + t.shape[0]], ordinal.get(j, 0))
+        for i, t in enumerate(targets):
+            t[:, j] = pick_codes(logits[i, : t.shape[0]], ordinal.get(j, 0))
     return [t.T.contiguous().cpu() for t in targets]
 
 

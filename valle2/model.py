@@ -136,14 +136,19 @@ class Attention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: Tensor, mask: Tensor | None, cache: KVCache | None = None, layer: int = 0,
-                weights: list[Tensor] | None = None) -> Tensor:
+                weights: list[Tensor] | None = None, rows: Tensor | None = None) -> Tensor:
         """x: [B, S, d]; mask: [B, 1, S, S_keys] (None: no restriction) -> [B, S, d].  With
         ``cache``, keys/values of the new columns are written at ``cache.length`` and attention
         runs over all filled columns.
         With a ``weights`` list, attention is computed explicitly and its weights
-        ``[B, n_heads, S, S_keys]`` are appended to it (for a loss on them; slower than SDPA)."""
+        ``[B, n_heads, S, S_keys]`` are appended to it (for a loss on them; slower than SDPA).
+        ``rows [B, R]``: only these columns query (all still give keys and values) -> [B, R, d]."""
         b, s, d = x.shape
         q, k, v = self.qkv(x).view(b, s, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if rows is not None:
+            q = q.gather(2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))
+            mask = None if mask is None else mask.gather(2, rows[:, None, :, None].expand(-1, 1, -1, mask.shape[-1]))
+            s = rows.shape[1]
         if cache is not None:
             start = cache.length
             cache.k[layer][:, :, start:start + s] = k
@@ -171,8 +176,12 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dims.dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None, cache: KVCache | None = None, layer: int = 0,
-                weights: list[Tensor] | None = None) -> Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), mask, cache, layer, weights))
+                weights: list[Tensor] | None = None, rows: Tensor | None = None) -> Tensor:
+        """x ``[B, S, d]`` -> ``[B, S, d]``, or ``[B, R, d]`` for the columns ``rows [B, R]`` only."""
+        y = self.attn(self.ln1(x), mask, cache, layer, weights, rows)
+        if rows is not None:
+            x = x.gather(1, rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        x = x + self.drop(y)
         return x + self.drop(self.ffn(self.ln2(x)))
 
 
@@ -197,14 +206,17 @@ class Backbone(nn.Module):
         return self.drop(x * (seg != PAD).unsqueeze(-1))
 
     def run(self, x: Tensor, mask: Tensor, cache: KVCache | None = None,
-            weights: list[Tensor] | None = None) -> Tensor:
-        """Run the blocks; with a ``weights`` list, each block appends its attention weights
-        ``[B, n_heads, S, S_keys]`` to it.  A mask that allows everything (one unpadded sequence in
-        the NAR, a decoding step of the AR) is dropped: SDPA is faster without one."""
+            weights: list[Tensor] | None = None, rows: Tensor | None = None) -> Tensor:
+        """Run the blocks on x ``[B, S, d]`` -> ``[B, S, d]``; with ``rows [B, R]`` only those
+        columns come out (``[B, R, d]``, the last block computes just them).  With a ``weights``
+        list, each block appends its attention weights ``[B, n_heads, S, S_keys]`` to it.  A mask
+        that allows everything (one unpadded sequence in the NAR, a decoding step of the AR) is
+        dropped: SDPA is faster without one."""
         if weights is None and bool(mask.all()):
             mask = None
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache, i, weights)
+            x = block(x, mask, cache, i, weights, rows if i == last else None)
         return self.ln(x)
 
 
@@ -470,7 +482,9 @@ class NARModel(nn.Module):
 
         text ``[B, Tt]`` with ``text_lens``; prompt: B LongTensors ``[P_i, n_q]``; target: B
         LongTensors ``[T_i, n_q]`` (only codebooks ``< stage`` are read); stage ``[B]`` in
-        ``1 .. n_q-1``.  Returns ``(logits [B, Ta, V], is_target [B, Ta])`` over the audio columns.
+        ``1 .. n_q-1``.  Returns ``(logits [B, T, V], valid [B, T])`` over the target frames
+        (``T = max T_i``; ``logits[b, t]`` is frame ``t`` of target ``b`` where ``valid``): the
+        last block and the output layer skip the text's and the prompt's columns.
         """
         n_q = self.dims.n_codebooks
         audio = [torch.cat([p, t]) for p, t in zip(prompt, target)]
@@ -482,16 +496,18 @@ class NARModel(nn.Module):
         n_used = torch.where(is_target, stage.unsqueeze(1), torch.full_like(cols, n_q))
         text_ids, audio_e, seg = pack(text, text_lens, self.embed_audio(codes, n_used, stage), lens)
         x = self.backbone.embed(text_ids, audio_e, seg, segment_positions(seg))
-        h = self.backbone.run(x, attention_mask(seg, seg, 0, causal=False))[:, text.shape[1]:]
-        logits = torch.einsum("bsd,bvd->bsv", h, self.head[stage - 1])
-        return logits, is_target
+        t_lens = torch.tensor([t.shape[0] for t in target], device=text.device)
+        frames = torch.arange(int(t_lens.max()), device=text.device).unsqueeze(0)             # [1, T]
+        rows = text.shape[1] + (p_lens + frames).clamp(max=codes.shape[1] - 1)               # [B, T]
+        h = self.backbone.run(x, attention_mask(seg, seg, 0, causal=False), rows=rows)         # [B, T, d]
+        return torch.einsum("bsd,bvd->bsv", h, self.head[stage - 1]), frames < t_lens.unsqueeze(1)
 
     def loss(self, text: Tensor, text_lens: Tensor, prompt: list[Tensor], target: list[Tensor], stage: Tensor) -> tuple[Tensor, dict]:
         """Mean NLL of codebook ``stage[b]`` over target frames.  Returns ``(loss, stats)``."""
-        logits, is_target = self.forward(text, text_lens, prompt, target, stage)
-        labels = torch.full(is_target.shape, -100, dtype=torch.long, device=text.device)
-        for b, (p, t) in enumerate(zip(prompt, target)):
-            labels[b, p.shape[0]: p.shape[0] + t.shape[0]] = t[:, stage[b]]
+        logits, valid = self.forward(text, text_lens, prompt, target, stage)
+        labels = torch.full(valid.shape, -100, dtype=torch.long, device=text.device)
+        for b, t in enumerate(target):
+            labels[b, : t.shape[0]] = t[:, stage[b]]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         keep = labels != -100
         top10 = logits[keep].topk(10, dim=-1).indices

@@ -14,6 +14,7 @@ covered by a consent record (``voice_id``) or come from a file of an attested re
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,8 +157,11 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation, in place, of every ``nn.Linear`` of ``module`` (weights int8,
     activations quantised per call): CPU inference only.  On 2 AVX2 cores it cut the real-time
     factor of ``benchmarks/demo_quality.py`` with a demo-size model from 0.314 to 0.255
-    (``docs/demo_model.md``)."""
-    return torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    (``docs/demo_model.md``).  PyTorch 2.13 warns that its quantized tensor constructors are
+    deprecated (pyproject pins that version); the warning is kept out of every model load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
+        return torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def load_model(path, codec: Codec | None = None, gate: ConsentGate | None = None, device: str = "cpu",
