@@ -6,7 +6,7 @@ import torch
 
 from valle2.decoding import DecodingOptions, ar_generate, frame_bounds, nar_generate, pick_codes
 from valle2.model import (AUDIO, TEXT, ARModel, GuidedAttention, ModelDims, NARModel, attention_mask, group_codes,
-                          guided_attention_penalty, pack, segment_positions, ungroup_codes)
+                          guided_attention_penalty, pack, segment_positions, soft_code_targets, ungroup_codes)
 
 
 def tiny_dims(g=1, **kw):
@@ -277,6 +277,33 @@ def test_history_dropout_hides_past_groups_as_eos_but_never_bos(monkeypatch):
     assert not (plain == dims.eos_id).any() and not (hidden & bos).any()
     assert 0.4 < hidden[audio].float().mean() < 0.6
     assert torch.equal(dropped[~hidden], plain[~hidden])
+
+
+def test_soft_code_targets_spread_over_near_codewords_and_enter_the_loss():
+    q = soft_code_targets(torch.tensor([[0.0], [1.0], [2.0], [10.0]]), 1.0, 6)
+    assert torch.allclose(q.sum(1), torch.ones(4)) and not q[:, 4:].any()  # codes without a codeword, and EOS
+    assert q[0, 0] > q[0, 1] > q[0, 2] > q[0, 3] and q[1, 0] == pytest.approx(q[1, 2].item())
+    assert soft_code_targets(torch.tensor([[0.0], [1.0]]), 0.1, 3)[0, 0] > 0.99  # a narrow width is the hard target
+    with pytest.raises(ValueError, match="width"):
+        soft_code_targets(torch.zeros(2, 1), 0.0, 3)
+    torch.manual_seed(0)
+    dims = tiny_dims(2)
+    ar = ARModel(dims).eval()
+    soft = soft_code_targets(torch.randn(40, 3), 1.0, dims.codebook_size + 1)  # codes 40..63 have no codeword
+    text, lens = torch.randint(1, 50, (2, 7)), torch.tensor([7, 5])
+    codes = [torch.randint(0, 64, (30,)), torch.randint(0, 64, (23,))]
+    plain = ar.loss(text, lens, codes)[1]["ar_loss"]
+    assert ar.loss(text, lens, codes, soft_targets=soft, soft_weight=0.0)[1]["ar_loss"] == pytest.approx(plain)
+    logits, tgt, _ = ar.teacher_forced(text, lens, codes)
+    logp, t = logits.reshape(-1, logits.shape[-1]).log_softmax(-1), tgt.reshape(-1)
+    keep = t != -100
+    hard = -logp[keep].gather(1, t[keep, None])[:, 0]
+    on_soft = t[keep] < 40
+    mixed = hard.clone()
+    mixed[on_soft] = 0.7 * hard[on_soft] + 0.3 * -(soft[t[keep][on_soft]] * logp[keep][on_soft]).sum(-1)
+    n_groups = (tgt[..., 0] != -100).sum()
+    got = ar.loss(text, lens, codes, soft_targets=soft, soft_weight=0.3)[1]["ar_loss"]
+    assert got == pytest.approx((mixed.sum() / n_groups).item(), rel=1e-5)
 
 
 def test_pick_codes_on_an_ordinal_codebook():

@@ -27,6 +27,22 @@ def test_nucleus_works_on_unsorted_rows():
     assert torch.isfinite(top_k_top_p_filter(logits, top_p=0.75))[0].tolist() == [False, True, False, True]
 
 
+def test_nucleus_matches_the_sorted_definition_on_random_rows():
+    # the reference: sort, keep each token whose more likely tokens hold less than top_p
+    torch.manual_seed(0)
+    logits = torch.randn(64, 1025) * 2
+    logits[:8, -1] = float("-inf")
+    for top_p in (0.0, 0.3, 0.8, 0.95):
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        keep_sorted = probs.cumsum(-1) - probs < top_p
+        keep_sorted[:, 0] = True
+        expected = keep_sorted.scatter(-1, order, keep_sorted)
+        assert torch.equal(torch.isfinite(top_k_top_p_filter(logits, top_p=top_p)), expected)
+    half = top_k_top_p_filter(logits.bfloat16(), top_p=0.8)
+    assert half.dtype == torch.bfloat16 and bool(torch.isfinite(half).any(-1).all())
+
+
 def test_top_k():
     logits = logits_of([0.1, 0.4, 0.2, 0.3])
     assert torch.isfinite(top_k_top_p_filter(logits, top_k=2))[0].tolist() == [False, True, False, True]

@@ -44,6 +44,9 @@ def test_config_errors(tmp_path):
     bad.write_text("optim: {ar_history_dropout: 1.0}\ndata: {train: x}\n")
     with pytest.raises(ConfigError, match="ar_history_dropout must be in"):
         load_config(bad)
+    bad.write_text("optim: {ar_soft_targets: 1.5}\ndata: {train: x}\n")
+    with pytest.raises(ConfigError, match="ar_soft_targets must be in"):
+        load_config(bad)
     bad.write_text("data: {train: x, text_vocab: 1}\n")
     with pytest.raises(ConfigError, match="text_vocab must be 0"):
         load_config(bad)
@@ -57,6 +60,27 @@ def test_guided_heads_must_exist():
     dims = ModelDims(n_text_vocab=20, codebook_size=16, d_model=32, n_heads=2, n_ar_layers=2, n_nar_layers=1, d_ff=64)
     with pytest.raises(ConfigError, match="guided_attention_heads is 4, the AR has 2 heads"):
         Trainer(dims, OptimConfig(guided_attention=1.0, guided_attention_heads=4))
+
+
+def test_soft_targets_need_codewords_and_take_the_codecs(tmp_path, prepared, monkeypatch):
+    from valle2 import train as train_module
+    from valle2.config import OptimConfig
+    from valle2.model import ModelDims
+    from valle2.train import Trainer
+
+    dims = ModelDims(n_text_vocab=20, codebook_size=16, d_model=32, n_heads=2, n_ar_layers=1, n_nar_layers=1, d_ff=64)
+    with pytest.raises(ConfigError, match="codebook-0 codewords"):
+        Trainer(dims, OptimConfig(ar_soft_targets=0.5))
+    seen = []
+    real = train_module.soft_code_targets
+    monkeypatch.setattr(train_module, "soft_code_targets", lambda v, w, n: seen.append((v, w, n)) or real(v, w, n))
+    out = tmp_path / "soft"
+    run(load_config(write_config(tmp_path, prepared, out), ["optim.ar_soft_targets=0.5", "optim.ar_soft_target_width=2.0"]))
+    from valle2 import load_codec
+
+    (vectors, width, vocab), = seen
+    assert torch.equal(vectors, load_codec("encodec", pretrained=False).code0_vectors()) and width == 2.0 and vocab == 1025
+    assert (out / "model.pt").is_file()
 
 
 def test_shipped_configs_load():

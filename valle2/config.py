@@ -43,10 +43,15 @@ class OptimConfig:
     guided_attention_sigma: float = 0.2
     guided_attention_heads: int = 2
     ar_history_dropout: float = 0.0  # chance that each past group the AR reads in training is hidden (ARModel.loss); 0 = off, as the paper
+    ar_soft_targets: float = 0.0  # weight of geometry-aware codebook-0 targets (valle2.model.soft_code_targets); 0 = off, as the paper
+    ar_soft_target_width: float = 1.0  # their spread, in mean squared nearest-codeword distances
 
     def __post_init__(self):
         if not 0 <= self.ar_history_dropout < 1:
             raise ValueError(f"ar_history_dropout must be in [0, 1), got {self.ar_history_dropout}")
+        if not 0 <= self.ar_soft_targets <= 1 or self.ar_soft_target_width <= 0:
+            raise ValueError("ar_soft_targets must be in [0, 1] and ar_soft_target_width > 0, "
+                             f"got {self.ar_soft_targets}, {self.ar_soft_target_width}")
         if self.guided_attention < 0 or self.guided_attention_sigma <= 0 or self.guided_attention_heads < 1:
             raise ValueError("guided_attention must be >= 0, guided_attention_sigma > 0 and guided_attention_heads >= 1, "
                              f"got {self.guided_attention}, {self.guided_attention_sigma}, {self.guided_attention_heads}")

@@ -187,9 +187,17 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     done = torch.zeros(b, dtype=torch.bool, device=device)
     n_steps = torch.zeros(b, dtype=torch.long, device=device)
     result = ARResult(codes=[], hit_limit=[])
-    new = (ids, groups, seg, is_bos, phones)
+    last_step = torch.tensor(max_groups, device=device) - 1
+    # what every new column reads besides its group and phone: no text id, the audio segment, not BOS
+    step_ids, step_seg = torch.zeros(b, 1, dtype=torch.long, device=device), torch.full((b, 1), AUDIO, device=device)
+    step_bos = torch.zeros(b, 1, dtype=torch.bool, device=device)
+    position = (seg == AUDIO).sum(1, keepdim=True)  # [B, 1] audio position of the next new column
+    new, new_pos = (ids, groups, seg, is_bos, phones), None
     for step in range(steps_total):
-        h = ar(*new[:4], cache=cache, phones=new[4]) if cache is not None else ar(ids, groups, seg, is_bos, phones=phones)
+        if cache is not None:
+            h = ar(*new[:4], positions=new_pos, cache=cache, phones=new[4])
+        else:
+            h = ar(ids, groups, seg, is_bos, phones=phones)
         logits = ar.logits(h[:, -1:])[:, 0]  # [B, G, V]
         logits[step * g < floor, :, eos] = float("-inf")
         if pointer is not None:
@@ -214,13 +222,12 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
         out[:, step] = group
         n_steps += (~done).long()
         done |= group.eq(eos).any(1)
-        done |= torch.tensor([step + 1 >= m for m in max_groups], device=device)
+        done |= last_step <= step
         if progress is not None:
             progress(step + 1)
         if bool(done.all()):
             break
-        col = (torch.zeros(b, 1, dtype=torch.long, device=device), group.unsqueeze(1),
-               torch.full((b, 1), AUDIO, dtype=torch.long, device=device), torch.zeros(b, 1, dtype=torch.bool, device=device))
+        col = (step_ids, group.unsqueeze(1), step_seg, step_bos)
         if pointer is not None:
             move = torch.multinomial(ar.move_logits(h[:, -1]).float().softmax(-1), 1, generator=gen)[:, 0]
             pointer = (pointer + move).clamp(max=n_text)
@@ -228,7 +235,7 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
         else:
             col = (*col, None)
         if cache is not None:
-            new = col
+            new, new_pos = col, position + step
         else:
             ids, groups, seg, is_bos = (torch.cat([a, c], 1) for a, c in zip((ids, groups, seg, is_bos), col))
             phones = None if pointer is None else torch.cat([phones, col[4]], 1)

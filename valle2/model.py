@@ -95,6 +95,10 @@ def attention_mask(seg_q: Tensor, seg_k: Tensor, q_start: int, causal: bool) -> 
     padding rows stay finite.
     """
     sq, sk = seg_q.shape[1], seg_k.shape[1]
+    if causal and sq == 1 and q_start == sk - 1:  # a decoding step: the last column sees every valid key
+        allowed = seg_k != PAD
+        allowed[:, -1] = True
+        return allowed[:, None, None, :]
     qi = torch.arange(q_start, q_start + sq, device=seg_q.device).view(1, sq, 1)
     kj = torch.arange(sk, device=seg_q.device).view(1, 1, sk)
     valid_k = (seg_k != PAD).unsqueeze(1)
@@ -235,6 +239,22 @@ def pack(text: Tensor, text_lens: Tensor, audio: Tensor, audio_lens: Tensor) -> 
     text_ids = torch.cat([text, text.new_zeros(b, ta)], dim=1)
     audio_full = torch.cat([audio.new_zeros(b, tt, *audio.shape[2:]), audio], dim=1)
     return text_ids, audio_full, seg
+
+
+def soft_code_targets(vectors: Tensor, width: float, vocab: int) -> Tensor:
+    """Geometry-aware training targets for codebook 0: ``[K, vocab]``, row ``c`` a distribution
+    over the codes near code ``c``'s codeword, ``softmax_k(-||v_k - v_c||^2 / tau)`` over the
+    ``K`` codes that have one (zero elsewhere and at EOS), where ``tau`` is ``width`` times the
+    mean squared distance from a codeword to its nearest neighbour.  ``vectors [K, D]`` as
+    :meth:`valle2.codec.Codec.code0_vectors`.  A code sounds like its neighbours; hard targets
+    treat them as unrelated as any other code."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    d2 = torch.cdist(vectors.float(), vectors.float()).pow(2)
+    tau = width * d2.masked_fill(torch.eye(len(d2), dtype=torch.bool), float("inf")).min(1).values.mean()
+    out = torch.zeros(len(d2), vocab)
+    out[:, : len(d2)] = (-d2 / tau).softmax(-1)
+    return out
 
 
 def group_codes(codes: Tensor, group_size: int, eos_id: int) -> Tensor:
@@ -424,10 +444,13 @@ class ARModel(nn.Module):
         return h[:, text.shape[1]:], tgt, seg, move
 
     def loss(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
-             guide: GuidedAttention | None = None, history_dropout: float = 0.0) -> tuple[Tensor, dict]:
+             guide: GuidedAttention | None = None, history_dropout: float = 0.0,
+             soft_targets: Tensor | None = None, soft_weight: float = 0.0) -> tuple[Tensor, dict]:
         """Teacher-forced loss (:meth:`teacher_forced`): sum over the G codes of each group of the
         mean NLL, plus ``guide.weight`` times the guided-attention penalty when ``guide`` is given,
-        plus (aligned AR) the mean NLL of the pointer's moves.
+        plus (aligned AR) the mean NLL of the pointer's moves.  With ``soft_targets`` ``[K, V]``
+        (:func:`soft_code_targets`) a code ``c < K`` is scored ``(1 - soft_weight)`` times its NLL
+        plus ``soft_weight`` times the cross-entropy against row ``c``.
         Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"][, "ar_move", "ar_move_acc"]})``.
         """
         weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 and len(self.backbone.blocks) > 1 else None
@@ -435,6 +458,12 @@ class ARModel(nn.Module):
         logits = self.logits(h)
         flat_t = tgt.reshape(-1)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=-100, reduction="sum")
+        if soft_targets is not None and soft_weight > 0:
+            soft = (flat_t >= 0) & (flat_t < soft_targets.shape[0])
+            logp = logits.reshape(-1, logits.shape[-1])[soft].float().log_softmax(-1)
+            q = soft_targets[flat_t[soft]]
+            hard = -logp.gather(1, flat_t[soft].unsqueeze(1)).sum()
+            nll = nll + soft_weight * (-(q * logp).sum() - hard)
         n_groups = (tgt[..., 0] != -100).sum().clamp(min=1)
         keep = flat_t != -100
         top10 = logits.reshape(-1, logits.shape[-1])[keep].topk(10, dim=-1).indices

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .alignment import fit_emissions
 from .audio import atomic_write_bytes
 from .config import Config, ConfigError, OptimConfig, load_config
-from .model import ARModel, GuidedAttention, ModelDims, NARModel
+from .model import ARModel, GuidedAttention, ModelDims, NARModel, soft_code_targets
 
 
 @dataclass
@@ -105,16 +105,18 @@ def frames_per_token(data: list[Utterance]) -> float:
 class VallE2Loss(nn.Module):
     """Both networks behind one ``forward`` so that DDP/FSDP see every parameter."""
 
-    def __init__(self, ar: ARModel, nar: NARModel, guide: GuidedAttention | None = None, history_dropout: float = 0.0):
+    def __init__(self, ar: ARModel, nar: NARModel, guide: GuidedAttention | None = None, history_dropout: float = 0.0,
+                 soft_targets: Tensor | None = None, soft_weight: float = 0.0):
         super().__init__()
-        self.ar, self.nar, self.guide, self.history_dropout = ar, nar, guide, history_dropout
+        self.ar, self.nar, self.guide, self.history_dropout, self.soft_weight = ar, nar, guide, history_dropout, soft_weight
+        self.register_buffer("soft_targets", soft_targets, persistent=False)  # [K, V] or None
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict]:
         device = next(self.parameters()).device
         text, lens = batch.text.to(device), batch.text_lens.to(device)
         codes = [c.to(device) for c in batch.codes]
         ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide,
-                                    self.history_dropout if self.training else 0.0)
+                                    self.history_dropout if self.training else 0.0, self.soft_targets, self.soft_weight)
         nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, batch.nar_split)],
                                             [c[:, p:].T for c, p in zip(codes, batch.nar_split)], batch.stage.to(device))
         stats.update(nar_stats)
@@ -124,13 +126,20 @@ class VallE2Loss(nn.Module):
 class Trainer:
     """Both models, one AdamW optimiser and the schedule; :meth:`step` runs one update."""
 
-    def __init__(self, dims: ModelDims, cfg: OptimConfig, device: str = "cpu", distributed: bool = False, fsdp: bool = False):
+    def __init__(self, dims: ModelDims, cfg: OptimConfig, device: str = "cpu", distributed: bool = False, fsdp: bool = False,
+                 code_vectors: Tensor | None = None):
+        """``code_vectors [K, D]``: the codec's codebook-0 codewords, needed when ``cfg.ar_soft_targets > 0``."""
         self.dims, self.cfg, self.device = dims, cfg, torch.device(device)
         torch.manual_seed(cfg.seed)
         self.ar, self.nar = ARModel(dims).to(self.device), NARModel(dims).to(self.device)
         if cfg.guide is not None and cfg.guided_attention_heads > dims.n_heads:
             raise ConfigError(f"optim.guided_attention_heads is {cfg.guided_attention_heads}, the AR has {dims.n_heads} heads")
-        self.module: nn.Module = VallE2Loss(self.ar, self.nar, cfg.guide, cfg.ar_history_dropout)
+        soft = None
+        if cfg.ar_soft_targets > 0:
+            if code_vectors is None:
+                raise ConfigError("optim.ar_soft_targets needs the codec's codebook-0 codewords; this codec has none")
+            soft = soft_code_targets(code_vectors, cfg.ar_soft_target_width, dims.codebook_size + 1).to(self.device)
+        self.module: nn.Module = VallE2Loss(self.ar, self.nar, cfg.guide, cfg.ar_history_dropout, soft, cfg.ar_soft_targets)
         if fsdp:
             from torch.distributed.fsdp import fully_shard
 
@@ -291,7 +300,13 @@ def run(cfg: Config) -> Path:
     data = [u for u in train.utterances if 1 < u.codes.shape[1] <= limit]
     dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
                      codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
-    trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp)
+    vectors = None
+    if cfg.optim.ar_soft_targets > 0:
+        from .codec import load_codec
+
+        vectors = load_codec(train.codec["name"], **train.codec.get("options", {})).code0_vectors()
+    trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp,
+                      code_vectors=vectors)
     sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
                                       num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=False,
                                       seed=cfg.optim.seed, world_size=world, rank=rank)
