@@ -457,15 +457,16 @@ class ARModel(nn.Module):
         h, tgt, seg, move = self._teacher_forced_hidden(text, text_lens, codes, history_dropout, weights)
         logits = self.logits(h)
         flat_t = tgt.reshape(-1)
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=-100, reduction="sum")
-        if soft_targets is not None and soft_weight > 0:
-            soft = (flat_t >= 0) & (flat_t < soft_targets.shape[0])
-            logp = logits.reshape(-1, logits.shape[-1])[soft].float().log_softmax(-1)
-            q = soft_targets[flat_t[soft]]
-            hard = -logp.gather(1, flat_t[soft].unsqueeze(1)).sum()
-            nll = nll + soft_weight * (-(q * logp).sum() - hard)
-        n_groups = (tgt[..., 0] != -100).sum().clamp(min=1)
         keep = flat_t != -100
+        if soft_targets is not None and soft_weight > 0:
+            t = flat_t[keep]
+            target = F.one_hot(t, logits.shape[-1]).float()
+            soft = t < soft_targets.shape[0]
+            target[soft] = (1 - soft_weight) * target[soft] + soft_weight * soft_targets[t[soft]]
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1])[keep].float(), target, reduction="sum")
+        else:
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=-100, reduction="sum")
+        n_groups = (tgt[..., 0] != -100).sum().clamp(min=1)
         top10 = logits.reshape(-1, logits.shape[-1])[keep].topk(10, dim=-1).indices
         stats = {"ar_acc": (top10[:, 0] == flat_t[keep]).float().mean().item(),
                  "ar_top10": (top10 == flat_t[keep].unsqueeze(1)).any(1).float().mean().item()}
