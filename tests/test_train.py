@@ -83,6 +83,25 @@ def test_soft_targets_need_codewords_and_take_the_codecs(tmp_path, prepared, mon
     assert (out / "model.pt").is_file()
 
 
+def test_run_refuses_a_codec_that_changed_since_preparation(tmp_path, prepared):
+    """The codec rebuilt from a prepared folder's description must be the one that made its codes."""
+    from valle2.data import load_prepared
+    from valle2.errors import CodecError
+
+    assert load_prepared(prepared).load_codec().describe()["fingerprint"] == json.loads(
+        (prepared / "index.json").read_text())["codec"]["fingerprint"]
+    stale = tmp_path / "stale"
+    shutil.copytree(prepared, stale)
+    index = json.loads((stale / "index.json").read_text())
+    index["codec"]["fingerprint"] = "0" * 16  # as if the codec's assets changed after preparation
+    (stale / "index.json").write_text(json.dumps(index))
+    with pytest.raises(CodecError, match="prepared with codec .* prepare the data again"):
+        load_prepared(stale).load_codec()
+    cfg = load_config(write_config(tmp_path, stale, tmp_path / "out"), ["optim.ar_soft_targets=0.5"])
+    with pytest.raises(CodecError, match="prepare the data again"):
+        run(cfg)
+
+
 def test_shipped_configs_load():
     paper = load_config("configs/paper.yaml")
     assert (paper.model.d_model, paper.model.n_heads, paper.model.n_ar_layers, paper.model.d_ff) == (1024, 16, 12, 4096)

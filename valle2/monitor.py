@@ -18,7 +18,7 @@ class Monitor:
         self.cfg, self.dims = cfg, dims
         source = valid if valid is not None and valid.utterances else train
         self.example = source.utterances[0]
-        self.codec_desc = train.codec
+        self.train = train
         self._codec = None
 
     def scalars(self, split: str, stats: dict, step: int) -> None:
@@ -29,9 +29,7 @@ class Monitor:
     @property
     def codec(self):
         if self._codec is None:
-            from .codec import load_codec
-
-            self._codec = load_codec(self.codec_desc["name"], **self.codec_desc.get("options", {}))
+            self._codec = self.train.load_codec()
         return self._codec
 
     @torch.no_grad()

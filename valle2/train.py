@@ -300,11 +300,7 @@ def run(cfg: Config) -> Path:
     data = [u for u in train.utterances if 1 < u.codes.shape[1] <= limit]
     dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
                      codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
-    vectors = None
-    if cfg.optim.ar_soft_targets > 0:
-        from .codec import load_codec
-
-        vectors = load_codec(train.codec["name"], **train.codec.get("options", {})).code0_vectors()
+    vectors = train.load_codec().code0_vectors() if cfg.optim.ar_soft_targets > 0 else None
     trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp,
                       code_vectors=vectors)
     sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,

@@ -261,15 +261,20 @@ def load_tokenizer(out_dir: str | Path) -> TextTokenizer:
     return TextTokenizer.from_state_dict(json.loads((Path(out_dir) / index["tokenizer"]).read_text()))
 
 
+def _check_codec(codec: Codec, prepared_with: dict, out_dir: Path) -> None:
+    if _json_roundtrip(codec.describe()) != prepared_with:
+        raise CodecError(f"'{out_dir}' was prepared with codec {prepared_with}, but the codec given is "
+                         f"{codec.describe()}; prepare the data again with this codec")
+
+
 def load_shards(out_dir: str | Path, codec: Codec | None = None) -> list[Utterance]:
     """All prepared utterances of ``out_dir`` in cut order: ``text_ids`` LongTensor[L], ``codes``
     LongTensor[n_q, T].  When ``codec`` is given, a folder prepared with another codec (name,
     rates, codebooks or load options) is refused with :class:`CodecError`."""
     out_dir = Path(out_dir)
     index = _read_index(out_dir)
-    if codec is not None and _json_roundtrip(codec.describe()) != index["codec"]:
-        raise CodecError(f"'{out_dir}' was prepared with codec {index['codec']}, but the codec given is "
-                         f"{codec.describe()}; prepare the data again with this codec")
+    if codec is not None:
+        _check_codec(codec, index["codec"], out_dir)
     data = []
     for entry in index["shards"]:
         for u in _load_shard(out_dir / entry["file"])["utterances"]:
@@ -284,9 +289,19 @@ class Prepared:
     utterances: list[Utterance]
     tokenizer: TextTokenizer
     codec: dict
+    out_dir: Path
+
+    def load_codec(self) -> Codec:
+        """The codec the codes were made with, rebuilt from its description.  Raises
+        :class:`CodecError` when the codec this installation builds from it is another one
+        (say, its offline assets changed since preparation): its codewords and decoder would not
+        match the codes."""
+        codec = load_codec(self.codec["name"], **self.codec.get("options", {}))
+        _check_codec(codec, self.codec, self.out_dir)
+        return codec
 
 
 def load_prepared(out_dir: str | Path) -> Prepared:
     """Read everything ``valle2 prepare`` wrote to ``out_dir``."""
     index = _read_index(Path(out_dir))
-    return Prepared(load_shards(out_dir), load_tokenizer(out_dir), index["codec"])
+    return Prepared(load_shards(out_dir), load_tokenizer(out_dir), index["codec"], Path(out_dir))
