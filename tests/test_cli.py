@@ -1,6 +1,7 @@
 """The valle2 command line end to end, and the API's errors."""
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -170,3 +171,32 @@ def test_synthesis_matches_the_prompts_voice_unless_told_not_to(tiny_model, clip
     p = argparse.ArgumentParser()
     add_decoding_args(p)
     assert decoding_options(p.parse_args([])).match_voice and not decoding_options(p.parse_args(["--no-voice-match"])).match_voice
+
+
+def test_the_nar_predicts_what_the_codec_does_not_complete(tiny_model, clips, monkeypatch):
+    """Synthesis runs NAR passes for the codec's ``predicted_codebooks`` only and has the codec
+    complete the rest; ``nar_detail`` (``--nar-detail``) runs them all."""
+    import argparse
+
+    import torch
+
+    from valle2.cli import add_decoding_args, decoding_options
+
+    path, _, _, _ = tiny_model
+    model = valle2.load_model(path)
+    prompt = model.encode_prompt(*sf.read(clips[0].path, dtype="float32"))
+    stages, completed = [], []
+    real_nar = model.nar.forward
+    monkeypatch.setattr(model.nar, "forward", lambda *a: stages.append(int(a[-1][0])) or real_nar(*a))
+    codec = type(model.codec)
+    monkeypatch.setattr(codec, "predicted_codebooks", property(lambda self: 3))
+    monkeypatch.setattr(codec, "_complete", lambda self, c: completed.append(c.shape[0]) or torch.cat([c, c[-1:].repeat(5, 1)]))
+    opts = valle2.DecodingOptions(seed=0, match_voice=False)
+    short = model._generate([clips[1].text], prompt, clips[0].text, options=opts).codes[0][0]
+    assert stages == [1, 2] and completed == [3] and short.shape[0] == 8 and torch.equal(short[3], short[2])
+    stages.clear()
+    full = model._generate([clips[1].text], prompt, clips[0].text, options=replace(opts, nar_detail=True)).codes[0][0]
+    assert stages == list(range(1, 8)) and completed == [3] and torch.equal(full[:3], short[:3])
+    p = argparse.ArgumentParser()
+    add_decoding_args(p)
+    assert not decoding_options(p.parse_args([])).nar_detail and decoding_options(p.parse_args(["--nar-detail"])).nar_detail

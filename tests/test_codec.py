@@ -319,3 +319,23 @@ def test_code0_vectors_are_what_codebook_0_quantises(offline, encodec, wavs):
     v = encodec.code0_vectors()
     assert v.shape == (1024, 128)
     assert (torch.cdist(latent, v).argmin(-1) == encodec.encode(wav24.numpy(), 24_000)[0]).float().mean() > 0.99
+
+
+def test_offline_codec_completes_the_envelope_residual_with_none(offline, encodec, wavs):
+    """Synthesis has the NAR predict envelope stage 1, F0 and aperiodicity only; the codec fills
+    the later envelope stages with a zero residual.  EnCodec predicts all its codebooks."""
+    codes = offline.encode(*wavs[0])
+    assert offline.predicted_codebooks == 3 and encodec.predicted_codebooks == encodec.n_codebooks
+    full = offline.complete(codes[:3])
+    assert full.shape == codes.shape and torch.equal(full[:3], codes[:3])
+    feats, plain = offline.dequantise(full), offline.dequantise(codes)
+    stage1 = offline.envelope_codebooks[0][codes[0].numpy()]
+    assert np.abs(feats.envelope - stage1).max() < np.abs(plain.envelope - stage1).max()   # less detail than the real codes
+    assert np.abs(feats.envelope - stage1).mean() < 0.1 * np.abs(stage1).mean()
+    assert torch.equal(offline.complete(codes[:5])[:5], codes[:5])
+    assert offline.complete(codes) is codes
+    assert offline.decode(full).shape == offline.decode(codes).shape
+    with pytest.raises(CodecError, match="completes codes of 3 to 8 codebooks"):
+        offline.complete(codes[:2])
+    with pytest.raises(CodecError, match="completes codes of 8 to 8"):
+        encodec.complete(codes[:3])

@@ -334,3 +334,14 @@ def test_nar_uses_the_ordinal_window_only_where_asked():
     assert torch.equal(plain[1], logits[0].argmax(-1))
     assert torch.equal(wide[1], pick_codes(logits[0], 30))
     assert torch.equal(plain[0], wide[0]) and not torch.equal(plain[1], wide[1])
+
+
+def test_nar_fills_only_the_codebooks_asked_for():
+    torch.manual_seed(5)
+    nar = NARModel(tiny_dims(2)).eval()
+    text, prompt, code0 = [torch.randint(1, 50, (6,))], [torch.randint(0, 64, (5, 8))], [torch.randint(0, 64, (12,))]
+    full = nar_generate(nar, text, prompt, code0)[0]
+    three = nar_generate(nar, text, prompt, code0, n_codebooks=3)[0]
+    assert three.shape == (3, 12) and torch.equal(three, full[:3])  # stage j reads codebooks < j only
+    with pytest.raises(ValueError, match="n_codebooks must be in 1..8"):
+        nar_generate(nar, text, prompt, code0, n_codebooks=9)

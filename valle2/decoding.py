@@ -34,6 +34,10 @@ class DecodingOptions:
     EOS is barred until ``min_length_ratio`` of the expected length (see :func:`frame_bounds`), so
     that a weak model cannot cut a sentence short.  ``match_voice``: synthesis moves the codes
     toward the prompt's voice statistics before decoding (:meth:`valle2.codec.Codec.match_voice`).
+    ``nar_detail``: the NAR predicts every codebook, as the paper, where by default it predicts
+    the codec's ``predicted_codebooks`` and the codec completes the rest with no fine detail
+    (:meth:`valle2.codec.Codec.complete`; the offline codec's envelope residual: 2 NAR passes
+    instead of 7, at the same quality for the demo model, docs/demo_model.md).
     """
 
     temperature: float = 1.0
@@ -49,6 +53,7 @@ class DecodingOptions:
     min_length_ratio: float = 0.5
     match_voice: bool = True
     code_choice: str = "auto"
+    nar_detail: bool = False
 
     def __post_init__(self):
         if self.code_choice not in CODE_CHOICES:
@@ -270,15 +275,19 @@ def pick_codes(logits: Tensor, window: int = 0) -> Tensor:
 
 @torch.inference_mode()
 def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0: list[Tensor],
-                 ordinal: Mapping[int, int] | None = None) -> list[Tensor]:
-    """Fill codebooks ``1 .. n_q-1`` greedily, one pass a codebook.
+                 ordinal: Mapping[int, int] | None = None, n_codebooks: int | None = None) -> list[Tensor]:
+    """Fill codebooks ``1 .. n-1`` greedily, one pass a codebook, where ``n`` is ``n_codebooks``
+    (default all, ``n_q``; the codec's ``predicted_codebooks`` when it completes the rest).
 
     text: B LongTensors ``[L_i]``; prompt: B LongTensors ``[P_i, n_q]``; code0: B LongTensors
     ``[T_i]``.  ``ordinal``: codebook -> window of :func:`pick_codes` (the codec's
-    ``ordinal_codebooks``); other codebooks take the argmax.  Returns B LongTensors ``[n_q, T_i]``.
+    ``ordinal_codebooks``); other codebooks take the argmax.  Returns B LongTensors ``[n, T_i]``.
     """
     ordinal = ordinal or {}
     n_q = nar.dims.n_codebooks
+    n = n_q if n_codebooks is None else n_codebooks
+    if not 1 <= n <= n_q:
+        raise ValueError(f"n_codebooks must be in 1..{n_q}, got {n}")
     device = next(nar.parameters()).device
     text_pad = nn.utils.rnn.pad_sequence(text, batch_first=True).to(device)
     text_lens = torch.tensor([t.shape[0] for t in text], device=device)
@@ -286,12 +295,12 @@ def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0:
     for t, c in zip(targets, code0):
         t[:, 0] = c.to(device)
     prompt = [p.to(device) for p in prompt]
-    for j in range(1, n_q):
+    for j in range(1, n):
         stage = torch.full((len(text),), j, dtype=torch.long, device=device)
         logits, _ = nar(text_pad, text_lens, prompt, targets, stage)
         for i, t in enumerate(targets):
             t[:, j] = pick_codes(logits[i, : t.shape[0]], ordinal.get(j, 0))
-    return [t.T.contiguous().cpu() for t in targets]
+    return [t[:, :n].T.contiguous().cpu() for t in targets]
 
 
 @dataclass
@@ -308,9 +317,11 @@ class Generated:
 def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor], max_frames: list[int],
              options: DecodingOptions, progress: Callable[[int], None] | None = None,
              min_frames: list[int] | None = None, ordinal: Mapping[int, int] | None = None,
-             prompt_text_lens: list[int | None] | None = None, code_vectors: Tensor | None = None) -> Generated:
+             prompt_text_lens: list[int | None] | None = None, code_vectors: Tensor | None = None,
+             n_codebooks: int | None = None) -> Generated:
     """AR then NAR for B samples: text B LongTensors ``[L_i]``, prompt B LongTensors ``[n_q, P_i]``;
-    frame limits, ``prompt_text_lens`` and ``code_vectors`` as :func:`ar_generate`; ``ordinal`` as :func:`nar_generate`.
+    frame limits, ``prompt_text_lens`` and ``code_vectors`` as :func:`ar_generate`; ``ordinal``
+    and ``n_codebooks`` (the codes come out ``[n_codebooks, T_i]``) as :func:`nar_generate`.
 
     An AR that emits EOS at once gets one frame of code 0, so that the NAR always has a target.
     """
@@ -320,5 +331,5 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
     ar_seconds = time.perf_counter() - tick
     code0 = [c if c.numel() else p.new_zeros(1) for c, p in zip(res.codes, prompt)]
     tick = time.perf_counter()
-    codes = nar_generate(nar, text, [p.T for p in prompt], code0, ordinal)
+    codes = nar_generate(nar, text, [p.T for p in prompt], code0, ordinal, n_codebooks)
     return Generated(codes, res.hit_limit, ar_seconds, time.perf_counter() - tick)

@@ -34,8 +34,9 @@ MODES = ("cross", "continuation")
 
 @dataclass
 class Generation:
-    """``codes[i][s]``: LongTensor ``[n_codebooks, T]`` of text i, sample s (prompt excluded; voice
-    matched to the prompt unless the options say otherwise);
+    """``codes[i][s]``: LongTensor ``[n_codebooks, T]`` of text i, sample s (prompt excluded; the
+    codebooks the NAR left out completed by the codec; voice matched to the prompt unless the
+    options say otherwise);
     ``hit_limit[i][s]``: the AR stopped at its length limit, not at EOS; wall seconds of each model."""
 
     codes: list[list[torch.Tensor]]
@@ -102,8 +103,10 @@ class VallE2:
         gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
                        progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
                        ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text,
-                       code_vectors=self.codec.code0_vectors())
+                       code_vectors=self.codec.code0_vectors(),
+                       n_codebooks=None if options.nar_detail else self.codec.predicted_codebooks)
         bar.close()
+        gen.codes = [self.codec.complete(c) for c in gen.codes]
         if options.match_voice:
             gen.codes = [self.codec.match_voice(c, prompt_codes) for c in gen.codes]
         per_text = range(0, len(ids), n_samples)

@@ -27,6 +27,25 @@ class Codec(ABC):
     # half-width in bins of the window the NAR picks them by (valle2.decoding.pick_codes).
     ordinal_codebooks: dict[int, int] = {}
 
+    @property
+    def predicted_codebooks(self) -> int:
+        """How many leading codebooks synthesis has the model predict; :meth:`complete` fills the
+        rest, fine detail the decoder can do without.  All of them unless a codec says otherwise
+        (the offline codec: 3 of 8, the envelope residual stages are left out)."""
+        return self.n_codebooks
+
+    def complete(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes of the first ``n >= predicted_codebooks`` codebooks ``[n, T]`` -> all of them
+        ``[n_codebooks, T]``, the missing ones filled with no detail (:meth:`_complete`)."""
+        n = codes.shape[0] if isinstance(codes, torch.Tensor) and codes.dim() == 2 else -1
+        if not self.predicted_codebooks <= n <= self.n_codebooks:
+            raise CodecError(f"codec '{self.name}' completes codes of {self.predicted_codebooks} to "
+                             f"{self.n_codebooks} codebooks, got {getattr(codes, 'shape', type(codes))}")
+        return codes if n == self.n_codebooks else self._complete(codes.long())
+
+    def _complete(self, codes: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"codec '{self.name}' predicts all its codebooks")
+
     @abstractmethod
     def _encode(self, wav: torch.Tensor) -> torch.Tensor:
         """FloatTensor[samples] at ``sample_rate`` -> LongTensor[n_codebooks, T]."""

@@ -429,6 +429,26 @@ class OfflineCodec(Codec):
         new[cfg.f0_book] = f0_to_codes(f0, cfg)
         return torch.from_numpy(new)
 
+    @property
+    def predicted_codebooks(self) -> int:
+        """Envelope stage 1, F0 and aperiodicity: 3 where the envelope's later stages are the last
+        codebooks (the default layout), else all.  Given the real codebook 0 of held-out speech,
+        the demo NAR's predictions of the later stages decoded no better than no residual at all
+        (docs/demo_model.md), so synthesis leaves them to :meth:`complete` and runs 2 NAR passes, not 7."""
+        rest = self.config.envelope_books[1:]
+        first = self.n_codebooks - len(rest)
+        return first if rest == tuple(range(first, self.n_codebooks)) else self.n_codebooks
+
+    def _complete(self, codes: torch.Tensor) -> torch.Tensor:
+        """The missing envelope stages code a zero residual."""
+        c = codes.numpy()
+        out = np.empty((self.n_codebooks, c.shape[1]), dtype=np.int64)
+        out[: len(c)] = c
+        stages = [s for s, book in enumerate(self.config.envelope_books) if book >= len(c)]
+        books = [self.config.envelope_books[s] for s in stages]
+        out[books] = rvq_encode(np.zeros((c.shape[1], self.config.envelope_dims)), self.envelope_codebooks[stages])
+        return torch.from_numpy(out)
+
     def code0_vectors(self) -> torch.Tensor | None:
         """The envelope stage-1 codewords in use (mel-cepstra ``[stage1_size, envelope_dims]``)
         when codebook 0 is envelope stage 1, else None."""
