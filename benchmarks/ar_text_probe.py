@@ -9,7 +9,9 @@ held-out sentence.  Printed:
 - top-1 accuracy of codebook 0 over the target frames with the right and the wrong text: an AR
   that does not read the text scores the same on both;
 - pocketsphinx WER of the target decoded (NAR, voice match, codec) from its real codebook 0 and
-  from the AR's teacher-forced argmax codebook 0.
+  from the AR's teacher-forced argmax codebook 0.  The NAR predicts the codec's
+  ``predicted_codebooks`` and the codec completes the rest, as synthesis does by default
+  (``--nar-codebooks N``: the NAR fills N codebooks).
 
 Last line: ``acc_right_text=<a> acc_wrong_text=<b> wer_real_code0=<w> wer_teacher_forced=<x>``.
 
@@ -35,6 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--n", type=int, default=24, help="held-out ARCTIC sentences")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--nar-codebooks", type=int, default=None, help="codebooks the NAR fills (default: the codec's predicted_codebooks)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -48,6 +51,7 @@ def main(argv=None) -> int:
     ar, nar = bundle.ar.float().eval(), bundle.nar.float().eval()
     codec = load_codec(bundle.codec["name"], **bundle.codec.get("options", {}))
     g = ar.dims.group_size
+    n_nar = args.nar_codebooks or codec.predicted_codebooks
     with open(args.data / "transcribed.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     held = set(bundle.meta["heldout"]["sentences"])
@@ -71,7 +75,7 @@ def main(argv=None) -> int:
         ids = torch.tensor(bundle.tokenizer.encode(prompt["text"] + " " + r["text"]))
         refs.append(r["text"])
         for c0, hyps in ((tc[0], hyp_real), (row[0][1], hyp_tf)):
-            codes = codec.match_voice(nar_generate(nar, [ids], [pc.T], [c0], codec.ordinal_codebooks)[0], pc)
+            codes = codec.match_voice(codec.complete(nar_generate(nar, [ids], [pc.T], [c0], codec.ordinal_codebooks, n_nar)[0]), pc)
             hyps.append(metrics.transcribe(codec.decode(codes).numpy(), codec.sample_rate))
     right, wrong = np.mean(acc, axis=0)
     wer_real, wer_tf = metrics.wer(refs, hyp_real), metrics.wer(refs, hyp_tf)

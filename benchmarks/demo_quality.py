@@ -50,8 +50,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--code-choice", choices=["auto", "sample", "mean"], default="auto",
                    help="how the AR picks codebook 0 (valle2.DecodingOptions.code_choice)")
-    p.add_argument("--nar-detail", action="store_true",
-                   help="the NAR predicts every codebook (valle2.DecodingOptions.nar_detail; default: the codec's "
+    p.add_argument("--nar-codebooks", type=int, default=None,
+                   help="codebooks the NAR fills (valle2.DecodingOptions.nar_codebooks; default: the codec's "
                         "predicted_codebooks, the rest completed by the codec)")
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
                    help="int8 linear layers in the AR and NAR (valle2.load_model's default: on the CPU)")
@@ -94,7 +94,7 @@ def main() -> None:
         start = time.perf_counter()
         out, sr = model.synthesize(text, prompt_wav, prompt_sr, prompt_text=prompt_text, corpus_file=prompt_file,
                                    options=valle2.DecodingOptions(seed=rng.randrange(2**31), code_choice=args.code_choice,
-                                                                  nar_detail=args.nar_detail))
+                                                                  nar_codebooks=args.nar_codebooks))
         return out, time.perf_counter() - start
 
     results = {"unseen": [], "seen": []}

@@ -175,12 +175,13 @@ def test_synthesis_matches_the_prompts_voice_unless_told_not_to(tiny_model, clip
 
 def test_the_nar_predicts_what_the_codec_does_not_complete(tiny_model, clips, monkeypatch):
     """Synthesis runs NAR passes for the codec's ``predicted_codebooks`` only and has the codec
-    complete the rest; ``nar_detail`` (``--nar-detail``) runs them all."""
+    complete the rest; ``nar_codebooks`` (``--nar-codebooks``) asks for more, up to what the NAR predicts."""
     import argparse
 
     import torch
 
     from valle2.cli import add_decoding_args, decoding_options
+    from valle2.synthesis import VallE2
 
     path, _, _, _ = tiny_model
     model = valle2.load_model(path)
@@ -190,13 +191,25 @@ def test_the_nar_predicts_what_the_codec_does_not_complete(tiny_model, clips, mo
     monkeypatch.setattr(model.nar, "forward", lambda *a: stages.append(int(a[-1][0])) or real_nar(*a))
     codec = type(model.codec)
     monkeypatch.setattr(codec, "predicted_codebooks", property(lambda self: 3))
-    monkeypatch.setattr(codec, "_complete", lambda self, c: completed.append(c.shape[0]) or torch.cat([c, c[-1:].repeat(5, 1)]))
+    monkeypatch.setattr(codec, "required_codebooks", property(lambda self: 3))
+    monkeypatch.setattr(codec, "_complete", lambda self, c: completed.append(c.shape[0]) or torch.cat([c, c[-1:].repeat(8 - len(c), 1)]))
     opts = valle2.DecodingOptions(seed=0, match_voice=False)
     short = model._generate([clips[1].text], prompt, clips[0].text, options=opts).codes[0][0]
     assert stages == [1, 2] and completed == [3] and short.shape[0] == 8 and torch.equal(short[3], short[2])
     stages.clear()
-    full = model._generate([clips[1].text], prompt, clips[0].text, options=replace(opts, nar_detail=True)).codes[0][0]
+    full = model._generate([clips[1].text], prompt, clips[0].text, options=replace(opts, nar_codebooks=8)).codes[0][0]
     assert stages == list(range(1, 8)) and completed == [3] and torch.equal(full[:3], short[:3])
+    stages.clear()
+    five = model._generate([clips[1].text], prompt, clips[0].text, options=replace(opts, nar_codebooks=5)).codes[0][0]
+    assert stages == [1, 2, 3, 4] and completed == [3, 5] and torch.equal(five[:5], full[:5])
+    for bad in (2, 9):
+        with pytest.raises(ValueError, match=f"nar_codebooks must be between 3 .* and 8 .* got {bad}"):
+            model._generate([clips[1].text], prompt, clips[0].text, options=replace(opts, nar_codebooks=bad))
     p = argparse.ArgumentParser()
     add_decoding_args(p)
-    assert not decoding_options(p.parse_args([])).nar_detail and decoding_options(p.parse_args(["--nar-detail"])).nar_detail
+    assert decoding_options(p.parse_args([])).nar_codebooks is None
+    assert decoding_options(p.parse_args(["--nar-codebooks", "8"])).nar_codebooks == 8
+    monkeypatch.setattr(codec, "required_codebooks", property(lambda self: 8))
+    model.bundle.dims.nar_codebooks = 3   # a NAR trained for a codec that completes its detail
+    with pytest.raises(ModelError, match="needs 8 codebooks predicted, the model's NAR predicts 3"):
+        VallE2(model.bundle, model.codec, model.gate)

@@ -345,3 +345,26 @@ def test_nar_fills_only_the_codebooks_asked_for():
     assert three.shape == (3, 12) and torch.equal(three, full[:3])  # stage j reads codebooks < j only
     with pytest.raises(ValueError, match="n_codebooks must be in 1..8"):
         nar_generate(nar, text, prompt, code0, n_codebooks=9)
+
+
+def test_a_nar_of_fewer_codebooks_learns_and_predicts_only_those():
+    """``nar_codebooks=3``: one output layer a stage for codebooks 1 and 2, training draws only
+    those stages, and decoding fills only them."""
+    import random
+
+    from valle2.config import OptimConfig
+    from valle2.train import Utterance, collate
+
+    dims = tiny_dims(2, nar_codebooks=3)
+    assert dims.nar_predicts == 3 and tiny_dims(2).nar_predicts == 8
+    nar = NARModel(dims).eval()
+    assert nar.head.shape == (2, 64, 64)
+    utts = [Utterance(torch.randint(1, 50, (5,)), torch.randint(0, 64, (8, 20)), "s")] * 64
+    assert set(collate(utts, random.Random(0), OptimConfig(), dims.nar_predicts).stage.tolist()) == {1, 2}
+    text, prompt, code0 = [torch.randint(1, 50, (6,))], [torch.randint(0, 64, (5, 8))], [torch.randint(0, 64, (12,))]
+    assert nar_generate(nar, text, prompt, code0)[0].shape == (3, 12)
+    with pytest.raises(ValueError, match="the codebooks this NAR predicts"):
+        nar_generate(nar, text, prompt, code0, n_codebooks=8)
+    for bad, msg in ((1, "0 \\(all\\) or at least 2"), (9, "exceeds the codec's 8 codebooks")):
+        with pytest.raises(ValueError, match=msg):
+            tiny_dims(2, nar_codebooks=bad)

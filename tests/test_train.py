@@ -47,6 +47,9 @@ def test_config_errors(tmp_path):
     bad.write_text("optim: {ar_soft_targets: 1.5}\ndata: {train: x}\n")
     with pytest.raises(ConfigError, match="ar_soft_targets must be in"):
         load_config(bad)
+    bad.write_text("model: {nar_codebooks: 1}\ndata: {train: x}\n")
+    with pytest.raises(ConfigError, match="nar_codebooks must be 0"):
+        load_config(bad)
     bad.write_text("data: {train: x, text_vocab: 1}\n")
     with pytest.raises(ConfigError, match="text_vocab must be 0"):
         load_config(bad)
@@ -100,6 +103,21 @@ def test_run_refuses_a_codec_that_changed_since_preparation(tmp_path, prepared):
     cfg = load_config(write_config(tmp_path, stale, tmp_path / "out"), ["optim.ar_soft_targets=0.5"])
     with pytest.raises(CodecError, match="prepare the data again"):
         run(cfg)
+
+
+def test_a_run_trains_a_nar_of_the_codebooks_asked_for(tmp_path, prepared, monkeypatch):
+    from valle2.checkpoint import load_model_bundle
+    from valle2.codec.encodec import EncodecCodec
+
+    with pytest.raises(ConfigError, match="nar_codebooks 9 exceeds the codec's 8 codebooks"):
+        run(load_config(write_config(tmp_path, prepared, tmp_path / "n9"), ["model.nar_codebooks=9"]))
+    with pytest.raises(ConfigError, match="nar_codebooks is 3, but codec 'encodec' completes codes from no fewer than 8"):
+        run(load_config(write_config(tmp_path, prepared, tmp_path / "n3"), ["model.nar_codebooks=3"]))
+    # a codec that completes codes from 3 codebooks (as the offline codec does): the NAR learns 1 and 2 only
+    monkeypatch.setattr(EncodecCodec, "required_codebooks", property(lambda self: 3))
+    monkeypatch.setattr(EncodecCodec, "_complete", lambda self, c: torch.cat([c, c[-1:].repeat(8 - len(c), 1)]))
+    bundle = load_model_bundle(run(load_config(write_config(tmp_path, prepared, tmp_path / "n3"), ["model.nar_codebooks=3"])))
+    assert bundle.dims.nar_predicts == 3 and bundle.nar.head.shape[0] == 2
 
 
 def test_shipped_configs_load():

@@ -286,7 +286,9 @@ def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, st
     res = ar_generate(model.ar, ids, [c[0] for c, _ in prompts], limits, options, min_frames=floors,
                       prompt_text_lens=given_text)
     codes0 = [c if c.numel() else prompts[0][0].new_zeros(1) for c in res.codes]
-    return nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0, model.codec.ordinal_codebooks)
+    codes = nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0, model.codec.ordinal_codebooks,
+                         model.codec.predicted_codebooks)
+    return [model.codec.complete(c) for c in codes]
 
 
 def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_test: int, cache: Path, seed: int,

@@ -24,9 +24,9 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--no-voice-match", action="store_true",
                    help="decode the NAR's codes as they are, without matching pitch level and timbre to the prompt")
-    g.add_argument("--nar-detail", action="store_true",
-                   help="the NAR predicts every codebook, as the paper (by default the codec fills its fine-detail "
-                        "codebooks: the offline codec's envelope residual, 2 NAR passes instead of 7)")
+    g.add_argument("--nar-codebooks", type=int, default=None, metavar="N",
+                   help="codebooks the NAR fills, codebook 0 counted (8: all, as the paper); the codec completes the "
+                        "rest with no fine detail (default: the codec's minimum, 3 for the offline codec)")
 
 
 def decoding_options(args: argparse.Namespace):
@@ -35,7 +35,7 @@ def decoding_options(args: argparse.Namespace):
     return DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ras=not args.no_ras,
                            ras_window=args.ras_window, ras_threshold=args.ras_threshold,
                            use_kv_cache=not args.no_kv_cache, seed=args.seed, match_voice=not args.no_voice_match, code_choice=args.code_choice,
-                           nar_detail=args.nar_detail)
+                           nar_codebooks=args.nar_codebooks)
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:

@@ -34,10 +34,10 @@ class DecodingOptions:
     EOS is barred until ``min_length_ratio`` of the expected length (see :func:`frame_bounds`), so
     that a weak model cannot cut a sentence short.  ``match_voice``: synthesis moves the codes
     toward the prompt's voice statistics before decoding (:meth:`valle2.codec.Codec.match_voice`).
-    ``nar_detail``: the NAR predicts every codebook, as the paper, where by default it predicts
-    the codec's ``predicted_codebooks`` and the codec completes the rest with no fine detail
-    (:meth:`valle2.codec.Codec.complete`; the offline codec's envelope residual: 2 NAR passes
-    instead of 7, at the same quality for the demo model, docs/demo_model.md).
+    ``nar_codebooks``: how many codebooks (codebook 0 counted) the NAR fills; the codec completes
+    the rest with no fine detail (:meth:`valle2.codec.Codec.complete`).  None is the codec's
+    ``predicted_codebooks`` (the offline codec: 5, so 4 NAR passes instead of 7, which measured
+    better than all 7 on the demo model, docs/demo_model.md; EnCodec: all 8); 8 is the paper's NAR.
     """
 
     temperature: float = 1.0
@@ -53,7 +53,7 @@ class DecodingOptions:
     min_length_ratio: float = 0.5
     match_voice: bool = True
     code_choice: str = "auto"
-    nar_detail: bool = False
+    nar_codebooks: int | None = None
 
     def __post_init__(self):
         if self.code_choice not in CODE_CHOICES:
@@ -277,7 +277,8 @@ def pick_codes(logits: Tensor, window: int = 0) -> Tensor:
 def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0: list[Tensor],
                  ordinal: Mapping[int, int] | None = None, n_codebooks: int | None = None) -> list[Tensor]:
     """Fill codebooks ``1 .. n-1`` greedily, one pass a codebook, where ``n`` is ``n_codebooks``
-    (default all, ``n_q``; the codec's ``predicted_codebooks`` when it completes the rest).
+    (default all the NAR predicts, ``nar.dims.nar_predicts``; the codec's ``predicted_codebooks``
+    when it completes the rest).
 
     text: B LongTensors ``[L_i]``; prompt: B LongTensors ``[P_i, n_q]``; code0: B LongTensors
     ``[T_i]``.  ``ordinal``: codebook -> window of :func:`pick_codes` (the codec's
@@ -285,9 +286,9 @@ def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0:
     """
     ordinal = ordinal or {}
     n_q = nar.dims.n_codebooks
-    n = n_q if n_codebooks is None else n_codebooks
-    if not 1 <= n <= n_q:
-        raise ValueError(f"n_codebooks must be in 1..{n_q}, got {n}")
+    n = nar.dims.nar_predicts if n_codebooks is None else n_codebooks
+    if not 1 <= n <= nar.dims.nar_predicts:
+        raise ValueError(f"n_codebooks must be in 1..{nar.dims.nar_predicts} (the codebooks this NAR predicts), got {n}")
     device = next(nar.parameters()).device
     text_pad = nn.utils.rnn.pad_sequence(text, batch_first=True).to(device)
     text_lens = torch.tensor([t.shape[0] for t in text], device=device)

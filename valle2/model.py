@@ -45,12 +45,18 @@ class ModelSize:
     d_ff: int = 1024
     dropout: float = 0.1
     aligned: bool = False  # the AR reads the aligned text token of each group and predicts the move (ARModel)
+    # Codebooks 1 .. nar_codebooks-1 are what the NAR learns and predicts; 0 = all of them, as the
+    # paper.  Synthesis fills Codec.predicted_codebooks and the codec completes the rest
+    # (Codec.complete), so a NAR of that many puts all its training where synthesis uses it.
+    nar_codebooks: int = 0
 
     def __post_init__(self):
         if self.group_size not in (1, 2, 4, 8):
             raise ValueError(f"group_size must be 1, 2, 4 or 8, got {self.group_size}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.nar_codebooks == 1 or self.nar_codebooks < 0:
+            raise ValueError(f"nar_codebooks must be 0 (all) or at least 2, got {self.nar_codebooks}")
 
 
 @dataclass(kw_only=True)
@@ -61,6 +67,16 @@ class ModelDims(ModelSize):
     n_text_vocab: int
     n_codebooks: int = 8
     codebook_size: int = 1024
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.nar_codebooks > self.n_codebooks:
+            raise ValueError(f"nar_codebooks {self.nar_codebooks} exceeds the codec's {self.n_codebooks} codebooks")
+
+    @property
+    def nar_predicts(self) -> int:
+        """Codebooks the NAR fills, codebook 0 counted: codebooks ``1 .. nar_predicts - 1``."""
+        return self.nar_codebooks or self.n_codebooks
 
     @property
     def eos_id(self) -> int:
@@ -487,7 +503,7 @@ class ARModel(nn.Module):
 
 
 class NARModel(nn.Module):
-    """Non-autoregressive decoder for codebooks ``1 .. n_codebooks - 1``."""
+    """Non-autoregressive decoder for codebooks ``1 .. dims.nar_predicts - 1``."""
 
     def __init__(self, dims: ModelDims):
         super().__init__()
@@ -496,7 +512,7 @@ class NARModel(nn.Module):
         self.backbone = Backbone(dims, dims.n_nar_layers)
         self.code_emb = nn.Embedding(n_q * v, d)  # codebook c's code x at row c*V + x
         self.stage_emb = nn.Embedding(n_q, d)
-        self.head = nn.Parameter(torch.randn(n_q - 1, v, d) * d**-0.5)  # one output layer a stage
+        self.head = nn.Parameter(torch.randn(dims.nar_predicts - 1, v, d) * d**-0.5)  # one output layer a stage
 
     def embed_audio(self, codes: Tensor, n_used: Tensor, stage: Tensor) -> Tensor:
         """codes ``[B, S, n_q]``, n_used ``[B, S]`` (how many leading codebooks each column sums:
@@ -514,7 +530,8 @@ class NARModel(nn.Module):
         LongTensors ``[T_i, n_q]`` (only codebooks ``< stage`` are read); stage ``[B]`` in
         ``1 .. n_q-1``.  Returns ``(logits [B, T, V], valid [B, T])`` over the target frames
         (``T = max T_i``; ``logits[b, t]`` is frame ``t`` of target ``b`` where ``valid``): the
-        last block and the output layer skip the text's and the prompt's columns.
+        last block and the output layer skip the text's and the prompt's columns.  Stages run to
+        ``dims.nar_predicts - 1``.
         """
         n_q = self.dims.n_codebooks
         audio = [torch.cat([p, t]) for p, t in zip(prompt, target)]

@@ -55,6 +55,9 @@ class VallE2:
         for key in ("name", "n_codebooks", "codebook_size", "frame_rate", "fingerprint"):
             if want.get(key, "") != have[key]:
                 raise ModelError(f"model was trained with codec {want}, but codec {have} was given ({key} differs)")
+        if codec.required_codebooks > bundle.dims.nar_predicts:
+            raise ModelError(f"codec '{codec.name}' needs {codec.required_codebooks} codebooks predicted, the model's "
+                             f"NAR predicts {bundle.dims.nar_predicts}")
         self.bundle, self.codec, self.gate = bundle, codec, gate
         self.ar, self.nar, self.tokenizer = bundle.ar, bundle.nar, bundle.tokenizer
         self._memo = ContentMemo(16)  # codes of recent prompts: a served voice is encoded once
@@ -80,6 +83,14 @@ class VallE2:
         t_ids = self.tokenizer.encode(text)
         return torch.tensor(p_ids + t_ids), len(t_ids), len(p_ids)
 
+    def _nar_codebooks(self, options: DecodingOptions) -> int:
+        n = options.nar_codebooks or min(self.codec.predicted_codebooks, self.bundle.dims.nar_predicts)
+        if not self.codec.required_codebooks <= n <= self.bundle.dims.nar_predicts:
+            raise ValueError(f"nar_codebooks must be between {self.codec.required_codebooks} (what codec "
+                             f"'{self.codec.name}' completes from) and {self.bundle.dims.nar_predicts} (what the NAR "
+                             f"predicts), got {n}")
+        return n
+
     def _generate(self, texts: list[str], prompt_codes: torch.Tensor, prompt_text: str | None = None,
                   mode: str = "cross", options: DecodingOptions | None = None, n_samples: int = 1,
                   progress: bool = False) -> Generation:
@@ -104,7 +115,7 @@ class VallE2:
                        progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
                        ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text,
                        code_vectors=self.codec.code0_vectors(),
-                       n_codebooks=None if options.nar_detail else self.codec.predicted_codebooks)
+                       n_codebooks=self._nar_codebooks(options))
         bar.close()
         gen.codes = [self.codec.complete(c) for c in gen.codes]
         if options.match_voice:

@@ -63,14 +63,14 @@ class Batch:
         return int(self.text_lens.sum()) + sum(c.shape[1] for c in self.codes)
 
 
-def collate(utts: list[Utterance], rng: random.Random, cfg: OptimConfig, n_codebooks: int) -> Batch:
-    """Pad the text and draw each utterance's NAR split and stage from ``rng``."""
+def collate(utts: list[Utterance], rng: random.Random, cfg: OptimConfig, nar_predicts: int) -> Batch:
+    """Pad the text and draw each utterance's NAR split and stage (``1 .. nar_predicts - 1``) from ``rng``."""
     splits = [min(u.codes.shape[1] - 1, max(1, int(u.codes.shape[1] * rng.uniform(cfg.nar_prompt_min, cfg.nar_prompt_max))))
               for u in utts]
     return Batch(text=nn.utils.rnn.pad_sequence([u.text_ids.long() for u in utts], batch_first=True),
                  text_lens=torch.tensor([u.text_ids.shape[0] for u in utts]),
                  codes=[u.codes.long() for u in utts], nar_split=splits,
-                 stage=torch.tensor([rng.randint(1, n_codebooks - 1) for _ in utts]))
+                 stage=torch.tensor([rng.randint(1, nar_predicts - 1) for _ in utts]))
 
 
 def lr_lambda(cfg: OptimConfig):
@@ -163,7 +163,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         totals: dict[str, float] = {"tokens": 0.0}
         for utts in micro_batches:
-            batch = collate(utts, self.rng, self.cfg, self.dims.n_codebooks)
+            batch = collate(utts, self.rng, self.cfg, self.dims.nar_predicts)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 loss, stats = self.module(batch)
             (loss / len(micro_batches)).backward()
@@ -184,7 +184,7 @@ class Trainer:
         rng = random.Random(0)  # the same NAR splits and stages every time
         totals: dict[str, float] = {}
         for utts in batches:
-            _, stats = self.module(collate(utts, rng, self.cfg, self.dims.n_codebooks))
+            _, stats = self.module(collate(utts, rng, self.cfg, self.dims.nar_predicts))
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / len(batches)
         return totals
@@ -298,8 +298,16 @@ def run(cfg: Config) -> Path:
     frame_rate = float(train.codec["frame_rate"])
     limit = cfg.data.max_utterance_seconds * frame_rate
     data = [u for u in train.utterances if 1 < u.codes.shape[1] <= limit]
-    dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
-                     codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
+    try:
+        dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
+                         codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
+    except ValueError as exc:  # a model setting the prepared codec does not allow (model.nar_codebooks)
+        raise ConfigError(f"config section 'model': {exc}") from None
+    if dims.nar_predicts < dims.n_codebooks:  # the codec must complete what the NAR leaves out
+        required = train.load_codec().required_codebooks
+        if dims.nar_predicts < required:
+            raise ConfigError(f"model.nar_codebooks is {dims.nar_codebooks}, but codec '{train.codec['name']}' "
+                              f"completes codes from no fewer than {required} codebooks")
     vectors = train.load_codec().code0_vectors() if cfg.optim.ar_soft_targets > 0 else None
     trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp,
                       code_vectors=vectors)

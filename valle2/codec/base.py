@@ -28,18 +28,24 @@ class Codec(ABC):
     ordinal_codebooks: dict[int, int] = {}
 
     @property
+    def required_codebooks(self) -> int:
+        """The fewest leading codebooks :meth:`complete` fills the rest from (fine detail the
+        decoder can do without); all of them unless a codec says otherwise."""
+        return self.n_codebooks
+
+    @property
     def predicted_codebooks(self) -> int:
-        """How many leading codebooks synthesis has the model predict; :meth:`complete` fills the
-        rest, fine detail the decoder can do without.  All of them unless a codec says otherwise
-        (the offline codec: 3 of 8, the envelope residual stages are left out)."""
+        """How many leading codebooks synthesis has the model predict by default
+        (``DecodingOptions.nar_codebooks``), at least :attr:`required_codebooks`; all of them
+        unless a codec says otherwise (the offline codec: 5 of 8)."""
         return self.n_codebooks
 
     def complete(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes of the first ``n >= predicted_codebooks`` codebooks ``[n, T]`` -> all of them
+        """Codes of the first ``n >= required_codebooks`` codebooks ``[n, T]`` -> all of them
         ``[n_codebooks, T]``, the missing ones filled with no detail (:meth:`_complete`)."""
         n = codes.shape[0] if isinstance(codes, torch.Tensor) and codes.dim() == 2 else -1
-        if not self.predicted_codebooks <= n <= self.n_codebooks:
-            raise CodecError(f"codec '{self.name}' completes codes of {self.predicted_codebooks} to "
+        if not self.required_codebooks <= n <= self.n_codebooks:
+            raise CodecError(f"codec '{self.name}' completes codes of {self.required_codebooks} to "
                              f"{self.n_codebooks} codebooks, got {getattr(codes, 'shape', type(codes))}")
         return codes if n == self.n_codebooks else self._complete(codes.long())
 

@@ -62,6 +62,13 @@ F0_PICK_WINDOW = 10
 # LibriSpeech speakers (benchmarks/nar_oracle.py), similarity to the prompt rose from 0.608 to
 # 0.670 (F0 alone about 0.65); pocketsphinx WER on 24 held-out ARCTIC sentences 24.0 -> 19.9 %.
 SPEECH_PERCENTILE = 30
+# Codebooks synthesis has the NAR fill by default (codebook 0 counted): envelope stage 1, F0,
+# aperiodicity and envelope stages 2-3; OfflineCodec.complete gives stages 4-6 a zero residual.
+# The demo NAR predicts those last stages at 0.2-1.4 % exact codes.  On 50 held-out sentences with
+# unseen prompts (benchmarks/demo_quality.py --nar-codebooks N, the same AR codes in every run), N = 8
+# (all, as the paper) gave WER ratio 3.97x, SIM margin +0.019, SIM seen 0.656, DNSMOS 2.88, real-time
+# factor 0.264; N = 5: 3.90x, +0.025, 0.661, 2.90, 0.234; N = 3: 3.97x, +0.003, 0.649, 2.91, 0.216.
+NAR_CODEBOOKS = 5
 
 
 @dataclass(frozen=True)
@@ -430,14 +437,17 @@ class OfflineCodec(Codec):
         return torch.from_numpy(new)
 
     @property
-    def predicted_codebooks(self) -> int:
-        """Envelope stage 1, F0 and aperiodicity: 3 where the envelope's later stages are the last
-        codebooks (the default layout), else all.  Given the real codebook 0 of held-out speech,
-        the demo NAR's predictions of the later stages decoded no better than no residual at all
-        (docs/demo_model.md), so synthesis leaves them to :meth:`complete` and runs 2 NAR passes, not 7."""
+    def required_codebooks(self) -> int:
+        """Envelope stage 1, F0 and aperiodicity (3) where the envelope's later stages are the last
+        codebooks (the default layout), else all: the later stages can code a zero residual."""
         rest = self.config.envelope_books[1:]
         first = self.n_codebooks - len(rest)
         return first if rest == tuple(range(first, self.n_codebooks)) else self.n_codebooks
+
+    @property
+    def predicted_codebooks(self) -> int:
+        """:data:`NAR_CODEBOOKS`, or all where the layout is not the default."""
+        return max(min(NAR_CODEBOOKS, self.n_codebooks), self.required_codebooks)
 
     def _complete(self, codes: torch.Tensor) -> torch.Tensor:
         """The missing envelope stages code a zero residual."""
