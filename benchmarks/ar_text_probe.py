@@ -46,12 +46,13 @@ def main(argv=None) -> int:
     from valle2.checkpoint import load_model_bundle
     from valle2.codec import load_codec
     from valle2.decoding import nar_generate
+    from valle2.synthesis import nar_codebooks
 
     bundle = load_model_bundle(args.model)
     ar, nar = bundle.ar.float().eval(), bundle.nar.float().eval()
     codec = load_codec(bundle.codec["name"], **bundle.codec.get("options", {}))
     g = ar.dims.group_size
-    n_nar = args.nar_codebooks or codec.predicted_codebooks
+    n_nar = nar_codebooks(codec, nar.dims, args.nar_codebooks)
     with open(args.data / "transcribed.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     held = set(bundle.meta["heldout"]["sentences"])

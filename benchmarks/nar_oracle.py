@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     from valle2.checkpoint import load_model_bundle
     from valle2.codec import load_codec
     from valle2.decoding import nar_generate
+    from valle2.synthesis import nar_codebooks
     from valle2.recipe import heldout_split
 
     bundle = load_model_bundle(args.model)
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     if offline:   # the code of each later envelope stage whose vector is nearest zero (no residual)
         books = codec.config.envelope_books
         zero = {book: int(np.argmin(np.linalg.norm(codec.envelope_codebooks[s], axis=1))) for s, book in enumerate(books) if s}
+    n_nar = nar_codebooks(codec, bundle.dims)
     held = set(heldout_split(args.data, 60, 50, 0)["speakers"])
     with open(args.data / "untranscribed.tsv", newline="") as f:
         clips = [r for r in csv.DictReader(f, delimiter="\t") if r["speaker"] in held][: args.n]
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
         ids = torch.tensor(bundle.tokenizer.encode(metrics.transcribe(wav, sr) or "hello"))
         nar = nar_generate(bundle.nar, [ids], [prompt.T], [target[0]], codec.ordinal_codebooks)[0]
         acc.append([(nar[j] == target[j]).float().mean().item() for j in range(1, codes.shape[0])])
-        part = nar_generate(bundle.nar, [ids], [prompt.T], [target[0]], codec.ordinal_codebooks, codec.predicted_codebooks)[0]
+        part = nar_generate(bundle.nar, [ids], [prompt.T], [target[0]], codec.ordinal_codebooks, n_nar)[0]
         variants = {"real": target, "nar": nar, "nar_matched": codec.match_voice(nar, prompt),
                     "completed": codec.match_voice(codec.complete(part), prompt)}
         if offline:
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
     print(f"{'target decoded from':<40} {'SIM to prompt':>13}")
     for label, key in (("real codes", "real"), ("real codebook 0 + NAR", "nar"),
                        ("real codebook 0 + NAR, voice matched", "nar_matched"),
-                       (f"real 0 + NAR 1-{codec.predicted_codebooks - 1}, completed, matched", "completed"),
+                       (f"real 0 + NAR 1-{n_nar - 1}, completed, matched", "completed"),
                        ("real codebooks 0-2, no envelope residual", "no_residual")):
         print(f"{label:<40} {mean[key]:>13.3f}")
     print(f"{'different-speaker mean (real audio)':<40} {diff:>13.3f}")

@@ -273,6 +273,7 @@ def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, st
     transcript)``, in one AR and one NAR batch: ``VallE2._generate`` (cross mode, no gate, no
     watermark) batched over prompts as well as texts."""
     from valle2.decoding import ar_generate, frame_bounds, nar_generate
+    from valle2.synthesis import nar_codebooks
 
     ids, limits, floors, given_text = [], [], [], []
     for text, (codes, p_text) in zip(texts, prompts):
@@ -287,7 +288,7 @@ def generate_batch(model, texts: list[str], prompts: list[tuple[torch.Tensor, st
                       prompt_text_lens=given_text)
     codes0 = [c if c.numel() else prompts[0][0].new_zeros(1) for c in res.codes]
     codes = nar_generate(model.nar, ids, [c.T for c, _ in prompts], codes0, model.codec.ordinal_codebooks,
-                         model.codec.predicted_codebooks)
+                         nar_codebooks(model.codec, model.bundle.dims))
     return [model.codec.complete(c) for c in codes]
 
 

@@ -26,7 +26,7 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
                    help="decode the NAR's codes as they are, without matching pitch level and timbre to the prompt")
     g.add_argument("--nar-codebooks", type=int, default=None, metavar="N",
                    help="codebooks the NAR fills, codebook 0 counted (8: all, as the paper); the codec completes the "
-                        "rest with no fine detail (default: the codec's minimum, 3 for the offline codec)")
+                        "rest with no fine detail (default: the codec's choice, 5 of the offline codec's 8)")
 
 
 def decoding_options(args: argparse.Namespace):

@@ -8,6 +8,7 @@ import torch
 
 from .decoding import DecodingOptions, frame_bounds, generate
 from .plots import spectrogram_figure
+from .synthesis import nar_codebooks
 
 
 class Monitor:
@@ -46,7 +47,7 @@ class Monitor:
         text = u.text_ids.long().to(device)
         gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [limit], opts, min_frames=[floor],
                        ordinal=self.codec.ordinal_codebooks,
-                       code_vectors=self.codec.code0_vectors(), n_codebooks=min(self.codec.predicted_codebooks, nar.dims.nar_predicts)).codes[0]
+                       code_vectors=self.codec.code0_vectors(), n_codebooks=nar_codebooks(self.codec, nar.dims)).codes[0]
         gen = self.codec.match_voice(self.codec.complete(gen), u.codes[:, :p].long())
         out = self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy()
         ref = self.codec.decode(u.codes.long()).numpy()

@@ -46,6 +46,18 @@ class Generation:
 MAX_PROMPT_SECONDS = 30.0
 
 
+def nar_codebooks(codec: Codec, dims, requested: int | None = None) -> int:
+    """How many codebooks the NAR fills (codebook 0 counted) before ``codec.complete``: ``requested``
+    (``DecodingOptions.nar_codebooks``), by default the codec's ``predicted_codebooks`` as far as
+    the NAR (``dims.nar_predicts``) goes.  ValueError outside what the codec completes from and
+    what the NAR predicts."""
+    n = requested or min(codec.predicted_codebooks, dims.nar_predicts)
+    if not codec.required_codebooks <= n <= dims.nar_predicts:
+        raise ValueError(f"nar_codebooks must be between {codec.required_codebooks} (what codec '{codec.name}' "
+                         f"completes from) and {dims.nar_predicts} (what the NAR predicts), got {n}")
+    return n
+
+
 class VallE2:
     """A loaded model with its codec and text tokenizer."""
 
@@ -83,14 +95,6 @@ class VallE2:
         t_ids = self.tokenizer.encode(text)
         return torch.tensor(p_ids + t_ids), len(t_ids), len(p_ids)
 
-    def _nar_codebooks(self, options: DecodingOptions) -> int:
-        n = options.nar_codebooks or min(self.codec.predicted_codebooks, self.bundle.dims.nar_predicts)
-        if not self.codec.required_codebooks <= n <= self.bundle.dims.nar_predicts:
-            raise ValueError(f"nar_codebooks must be between {self.codec.required_codebooks} (what codec "
-                             f"'{self.codec.name}' completes from) and {self.bundle.dims.nar_predicts} (what the NAR "
-                             f"predicts), got {n}")
-        return n
-
     def _generate(self, texts: list[str], prompt_codes: torch.Tensor, prompt_text: str | None = None,
                   mode: str = "cross", options: DecodingOptions | None = None, n_samples: int = 1,
                   progress: bool = False) -> Generation:
@@ -115,7 +119,7 @@ class VallE2:
                        progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
                        ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text,
                        code_vectors=self.codec.code0_vectors(),
-                       n_codebooks=self._nar_codebooks(options))
+                       n_codebooks=nar_codebooks(self.codec, self.bundle.dims, options.nar_codebooks))
         bar.close()
         gen.codes = [self.codec.complete(c) for c in gen.codes]
         if options.match_voice:
