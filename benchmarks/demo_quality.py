@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 import valle2
 from valle2 import metrics
-from valle2.audio import load_audio
+from valle2.audio import load_audio, save_audio
 from valle2.evaluation.safeguards import open_research_gate
 from valle2.recipe import ASSETS
 from valle2.safety import ConsentError
@@ -53,8 +53,11 @@ def main() -> None:
     p.add_argument("--nar-codebooks", type=int, default=None,
                    help="codebooks the NAR fills (valle2.DecodingOptions.nar_codebooks; default: the codec's "
                         "predicted_codebooks, the rest completed by the codec)")
+    p.add_argument("--code0", choices=["auto", "ar", "nar"], default="auto",
+                   help="where codebook 0 comes from (valle2.DecodingOptions.code0; default: the NAR's stage 0 where the model has one)")
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
                    help="int8 linear layers in the AR and NAR (valle2.load_model's default: on the CPU)")
+    p.add_argument("--out", type=Path, default=None, help="also write each output there (unseen_NN.wav, seen_NN.wav)")
     p.add_argument("--home", type=Path, default=None,
                    help="deployment whose gate the prompts pass (default: a temporary one)")
     args = p.parse_args()
@@ -94,7 +97,7 @@ def main() -> None:
         start = time.perf_counter()
         out, sr = model.synthesize(text, prompt_wav, prompt_sr, prompt_text=prompt_text, corpus_file=prompt_file,
                                    options=valle2.DecodingOptions(seed=rng.randrange(2**31), code_choice=args.code_choice,
-                                                                  nar_codebooks=args.nar_codebooks))
+                                                                  nar_codebooks=args.nar_codebooks, code0=args.code0))
         return out, time.perf_counter() - start
 
     results = {"unseen": [], "seen": []}
@@ -119,6 +122,11 @@ def main() -> None:
         out, secs = run(args.data / seen_prompts[spk]["path"], pw, psr, seen_prompts[spk]["text"], text)
         results["seen"].append((text, out, secs, metrics.speaker_similarity(out, sr_model, pw, psr)))
     all_out = results["unseen"] + results["seen"]
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for kind, outs in results.items():
+            for i, (_, o, _, _) in enumerate(outs):
+                save_audio(args.out / f"{kind}_{i:02d}.wav", o, sr_model)
     wer = metrics.wer([t for t, *_ in all_out], [metrics.transcribe(o, sr_model) for _, o, _, _ in tqdm(all_out, desc="ASR of outputs")])
     mos = float(np.mean([metrics.dnsmos(o, sr_model) for _, o, _, _ in all_out]))
     rtf = sum(s for _, _, s, _ in all_out) / sum(len(o) / sr_model for _, o, _, _ in all_out)

@@ -368,3 +368,82 @@ def test_a_nar_of_fewer_codebooks_learns_and_predicts_only_those():
     for bad, msg in ((1, "0 \\(all\\) or at least 2"), (9, "exceeds the codec's 8 codebooks")):
         with pytest.raises(ValueError, match=msg):
             tiny_dims(2, nar_codebooks=bad)
+
+
+def test_place_in_token_counts_frames_within_each_run():
+    from valle2.model import place_in_token
+
+    assert place_in_token(torch.tensor([3, 3, 3, 4, 6, 6])).tolist() == [0, 1, 2, 0, 0, 1]
+    assert place_in_token(torch.tensor([], dtype=torch.long)).tolist() == []
+
+
+def test_nar_stage_0_predicts_codebook_0_from_the_token_of_each_frame():
+    """``nar_code0``: one more output layer (stage 0), its input is the token each target frame
+    reads, training draws stage 0 at ``nar_code0_share``, and it needs the aligned AR."""
+    import random
+
+    from valle2.config import OptimConfig
+    from valle2.train import Utterance, collate
+
+    with pytest.raises(ValueError, match="nar_code0 needs aligned"):
+        tiny_dims(2, nar_code0=True)
+    dims = tiny_dims(2, nar_code0=True, aligned=True, nar_codebooks=3)
+    torch.manual_seed(0)
+    nar = NARModel(dims).eval()
+    assert nar.first_stage == 0 and nar.head.shape == (3, 64, 64) and nar.token_frames.shape == (50,)
+    utts = [Utterance(torch.randint(1, 50, (5,)), torch.randint(0, 64, (8, 20)), "s")] * 400
+    stages = collate(utts, random.Random(0), OptimConfig(nar_code0_share=0.75), dims.nar_predicts, True).stage.tolist()
+    assert set(stages) == {0, 1, 2} and 0.68 < stages.count(0) / 400 < 0.82
+    text, prompt = torch.randint(1, 50, (1, 6)), [torch.randint(0, 64, (5, 8))]
+    target, index = [torch.zeros(7, 8, dtype=torch.long)], [torch.tensor([2, 2, 3, 3, 3, 4, 5])]
+    with pytest.raises(ValueError, match="needs the text token index"):
+        nar(text, torch.tensor([6]), prompt, target, torch.tensor([0]))
+    logits, _ = nar(text, torch.tensor([6]), prompt, target, torch.tensor([0]), index)
+    other, _ = nar(text, torch.tensor([6]), prompt, target, torch.tensor([0]), [torch.tensor([2, 2, 2, 3, 3, 4, 5])])
+    assert logits.shape == (1, 7, 64) and not torch.allclose(logits, other)  # it reads the index
+    # the loss trains it; stats report its accuracy
+    loss, stats = nar.train().loss(text, torch.tensor([6]), prompt, [torch.randint(0, 64, (7, 8))], torch.tensor([0]), index)
+    loss.backward()
+    assert nar.head.grad[0].abs().sum() > 0 and nar.place_emb.weight.grad.abs().sum() > 0 and "nar0_acc" in stats
+    with pytest.raises(ValueError, match="NAR stages run 1..7"):
+        NARModel(tiny_dims(2))(text, torch.tensor([6]), prompt, target, torch.tensor([0]), index)
+
+
+def test_nar_generate_takes_codebook_0_from_stage_0_given_the_token_index():
+    dims = tiny_dims(2, nar_code0=True, aligned=True)
+    torch.manual_seed(1)
+    nar = NARModel(dims).eval()
+    text, prompt = [torch.randint(1, 50, (6,))], [torch.randint(0, 64, (5, 8))]
+    index = [torch.tensor([1, 1, 2, 3, 3, 3, 4, 5, 5])]
+    codes = nar_generate(nar, text, prompt, None, n_codebooks=4, index=index)[0]
+    logits, _ = nar(text[0].unsqueeze(0), torch.tensor([6]), prompt, [torch.zeros(9, 8, dtype=torch.long)], torch.tensor([0]), index)
+    assert codes.shape == (4, 9) and torch.equal(codes[0], logits[0].argmax(-1))
+    # the rest are filled from that codebook 0 exactly as from a given one
+    assert torch.equal(codes, nar_generate(nar, text, prompt, [codes[0]], n_codebooks=4)[0])
+    vectors = torch.randn(64, 3)
+    by_mean = nar_generate(nar, text, prompt, None, n_codebooks=2, index=index, code_vectors=vectors)[0][0]
+    mean = logits[0].softmax(-1) @ vectors
+    assert torch.equal(by_mean, torch.cdist(mean, vectors).argmin(-1))
+    with pytest.raises(ValueError, match="either code0 or"):
+        nar_generate(nar, text, prompt, [codes[0]], index=index)
+
+
+def test_token_index_follows_the_table_at_the_prompts_pace():
+    from valle2.decoding import token_index
+
+    frames = torch.full((50,), 2.0)
+    frames[7] = 6.0
+    text = torch.tensor([1, 1, 5, 7, 5])                    # 2 prompt tokens (4 table frames), then 3
+    table = torch.zeros(50, 64)
+    # the prompt took 8 frames, twice the table's 4: every target token lasts twice its mean
+    assert token_index(frames, table, text, torch.zeros(8, dtype=torch.long), 2, 100).tolist() == \
+        [2] * 4 + [3] * 12 + [4] * 4
+    assert token_index(frames, table, text, torch.zeros(8, dtype=torch.long), 2, 10).tolist() == [2] * 4 + [3] * 6
+    # a pace past the clip range is clipped to it (here 0.5), and every token keeps one frame at least
+    fast = token_index(frames, table, text, torch.zeros(1, dtype=torch.long), 2, 100)
+    assert fast.tolist() == [2, 3, 3, 3, 4]
+    # continuation: the table finds where the prompt ends (id 1 emits code 0, id 9 code 1, ids 5 and 7 code 2)
+    table = torch.full((50, 64), -9.0)
+    table[1, 0] = table[9, 1] = table[5, 2] = table[7, 2] = 0.0
+    cont = token_index(frames, table, torch.tensor([1, 9, 5, 7, 5]), torch.tensor([0, 0, 1, 1]), None, 100)
+    assert cont.tolist() == [2] * 2 + [3] * 6 + [4] * 2

@@ -28,30 +28,24 @@ def write_config(tmp_path, prepared, out_dir, **run_overrides):
 def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: {d_model: 64, colour: red}\n", "unknown key.*colour"),
+    ("optim: {lr: fast}\ndata: {train: x}\nrun: {out_dir: y}\n", "optim.lr must be a number"),
+    ("model: {d_model: 64}\n", "data.train"),
+    ("optim: {guided_attention: -1}\ndata: {train: x}\n", "guided_attention must be >= 0"),
+    ("optim: {ar_history_dropout: 1.0}\ndata: {train: x}\n", "ar_history_dropout must be in"),
+    ("optim: {ar_soft_targets: 1.5}\ndata: {train: x}\n", "ar_soft_targets must be in"),
+    ("optim: {nar_code0_share: 1.0}\ndata: {train: x}\n", "nar_code0_share must be in"),
+    ("model: {nar_codebooks: 1}\ndata: {train: x}\n", "nar_codebooks must be 0"),
+    ("model: {nar_code0: true}\ndata: {train: x}\n", "nar_code0 needs aligned"),
+    ("data: {train: x, text_vocab: 1}\n", "text_vocab must be 0"),
+])
+def test_bad_config_values_are_named(tmp_path, text, message):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model: {d_model: 64, colour: red}\n")
-    with pytest.raises(ConfigError, match="unknown key.*colour"):
-        load_config(bad)
-    bad.write_text("optim: {lr: fast}\ndata: {train: x}\nrun: {out_dir: y}\n")
-    with pytest.raises(ConfigError, match="optim.lr must be a number"):
-        load_config(bad)
-    bad.write_text("model: {d_model: 64}\n")
-    with pytest.raises(ConfigError, match="data.train"):
-        load_config(bad)
-    bad.write_text("optim: {guided_attention: -1}\ndata: {train: x}\n")
-    with pytest.raises(ConfigError, match="guided_attention must be >= 0"):
-        load_config(bad)
-    bad.write_text("optim: {ar_history_dropout: 1.0}\ndata: {train: x}\n")
-    with pytest.raises(ConfigError, match="ar_history_dropout must be in"):
-        load_config(bad)
-    bad.write_text("optim: {ar_soft_targets: 1.5}\ndata: {train: x}\n")
-    with pytest.raises(ConfigError, match="ar_soft_targets must be in"):
-        load_config(bad)
-    bad.write_text("model: {nar_codebooks: 1}\ndata: {train: x}\n")
-    with pytest.raises(ConfigError, match="nar_codebooks must be 0"):
-        load_config(bad)
-    bad.write_text("data: {train: x, text_vocab: 1}\n")
-    with pytest.raises(ConfigError, match="text_vocab must be 0"):
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=message):
         load_config(bad)
 
 
@@ -217,3 +211,48 @@ def test_torchrun_ddp_two_ranks_stay_identical(tmp_path, prepared):
     assert state["world_size"] == 2 and state["step"] == 4
     digests = state["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
+
+
+def test_a_fine_tune_adds_a_nar_stage_0_and_synthesis_takes_codebook_0_from_it(tmp_path, prepared, clips):
+    """``run.init_from`` starts a run from a model file; ``model.nar_code0`` adds the NAR's stage 0
+    (its output layer and token embeddings start fresh, the other stages' layers are the file's);
+    ``optim.train_ar: false`` keeps the AR as it was.  Synthesis then takes codebook 0 from stage 0
+    by default (no AR runs), or from the AR with ``code0="ar"``."""
+    import soundfile as sf
+
+    import valle2
+    from valle2.checkpoint import load_model_bundle
+    from valle2.errors import ModelError
+
+    base_path = run(load_config(write_config(tmp_path, prepared, tmp_path / "base"), ["model.aligned=true"]))
+    base = load_model_bundle(base_path)
+    over = ["model.aligned=true", "model.nar_code0=true", "optim.train_ar=false", f"run.init_from={base_path}",
+            "optim.nar_code0_share=0.9"]
+    path = run(load_config(write_config(tmp_path, prepared, tmp_path / "ft"), over))
+    ft = load_model_bundle(path)
+    assert ft.dims.nar_code0 and ft.nar.first_stage == 0 and ft.nar.head.shape[0] == 8
+    ar_same = all(torch.equal(v, ft.ar.state_dict()[k]) for k, v in base.ar.state_dict().items())
+    assert ar_same and torch.equal(ft.ar.log_emission, base.ar.log_emission)
+    assert ft.nar.token_frames.min() >= 1 and ft.nar.token_frames.std() > 0   # measured, not the initial ones
+    assert ft.meta["init_from"] == str(base_path) and ft.meta["steps"] == 4
+    # a model file whose sizes differ, or that is no model, is refused by name
+    with pytest.raises(ConfigError, match="run.init_from: the ar of .* does not fit this model"):
+        run(load_config(write_config(tmp_path, prepared, tmp_path / "wide"), over + ["model.d_model=128"]))
+    with pytest.raises(ModelError, match="model file not found"):
+        run(load_config(write_config(tmp_path, prepared, tmp_path / "none"), over[:-2] + [f"run.init_from={tmp_path / 'x.pt'}"]))
+
+    codec = valle2.load_codec("encodec", pretrained=False)
+    wav, sr = sf.read(clips[0].path, dtype="float32")
+    for bundle_path, want_ar in ((path, False), (base_path, True)):
+        model = valle2.load_model(bundle_path, codec=codec)
+        prompt = model.encode_prompt(wav, sr)
+        gen = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0))
+        assert (gen.ar_seconds > 0) == want_ar and gen.codes[0][0].shape[0] == 8
+    model = valle2.load_model(path, codec=codec)
+    again = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=1))
+    assert torch.equal(again.codes[0][0], model._generate([clips[1].text], prompt, clips[0].text).codes[0][0])
+    by_ar = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0, code0="ar"))
+    assert by_ar.ar_seconds > 0
+    base_model = valle2.load_model(base_path, codec=codec)
+    with pytest.raises(ValueError, match="code0='nar' needs a model trained with model.nar_code0"):
+        base_model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0="nar"))

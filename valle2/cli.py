@@ -27,6 +27,9 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nar-codebooks", type=int, default=None, metavar="N",
                    help="codebooks the NAR fills, codebook 0 counted (8: all, as the paper); the codec completes the "
                         "rest with no fine detail (default: the codec's choice, 5 of the offline codec's 8)")
+    g.add_argument("--code0", choices=["auto", "ar", "nar"], default="auto",
+                   help="where codebook 0 comes from: 'ar' (the AR decodes it, as the paper), 'nar' (the NAR's stage 0 "
+                        "from per-token durations; models trained with model.nar_code0), 'auto' (nar where the model has it)")
 
 
 def decoding_options(args: argparse.Namespace):
@@ -35,7 +38,7 @@ def decoding_options(args: argparse.Namespace):
     return DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ras=not args.no_ras,
                            ras_window=args.ras_window, ras_threshold=args.ras_threshold,
                            use_kv_cache=not args.no_kv_cache, seed=args.seed, match_voice=not args.no_voice_match, code_choice=args.code_choice,
-                           nar_codebooks=args.nar_codebooks)
+                           nar_codebooks=args.nar_codebooks, code0=args.code0)
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:

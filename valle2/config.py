@@ -45,8 +45,12 @@ class OptimConfig:
     ar_history_dropout: float = 0.0  # chance that each past group the AR reads in training is hidden (ARModel.loss); 0 = off, as the paper
     ar_soft_targets: float = 0.0  # weight of geometry-aware codebook-0 targets (valle2.model.soft_code_targets); 0 = off, as the paper
     ar_soft_target_width: float = 1.0  # their spread, in mean squared nearest-codeword distances
+    train_ar: bool = True  # false: the AR is frozen and its loss skipped (a NAR-only fine-tune, with run.init_from)
+    nar_code0_share: float = 0.5  # model.nar_code0: the share of NAR examples drawn for stage 0 (codebook 0)
 
     def __post_init__(self):
+        if not 0 < self.nar_code0_share < 1:
+            raise ValueError(f"nar_code0_share must be in (0, 1), got {self.nar_code0_share}")
         if not 0 <= self.ar_history_dropout < 1:
             raise ValueError(f"ar_history_dropout must be in [0, 1), got {self.ar_history_dropout}")
         if not 0 <= self.ar_soft_targets <= 1 or self.ar_soft_target_width <= 0:
@@ -103,6 +107,7 @@ class RunConfig:
     fsdp: bool = False
     threads: int = 0
     export_half: bool = True
+    init_from: str = ""  # a valle2 model file whose weights start a new run (a fine-tune); what it lacks starts fresh
 
 
 @dataclass

@@ -16,6 +16,8 @@ from .model import AUDIO, END_PHONE, NO_PHONE, PAD, TEXT, ARModel, KVCache, NARM
 from .sampling import apply_temperature, posterior_mean_codes, ras_sample_group, sample_or_greedy
 
 CODE_CHOICES = ("auto", "sample", "mean")
+CODE0_SOURCES = ("auto", "ar", "nar")
+PACE_RANGE = (0.5, 2.0)  # token_index: a prompt's pace (its frames over the table's) is clipped to this
 
 
 @dataclass
@@ -38,6 +40,11 @@ class DecodingOptions:
     the rest with no fine detail (:meth:`valle2.codec.Codec.complete`).  None is the codec's
     ``predicted_codebooks`` (the offline codec: 5, so 4 NAR passes instead of 7, which measured
     better than all 7 on the demo model, docs/demo_model.md; EnCodec: all 8); 8 is the paper's NAR.
+    ``code0``: where codebook 0 comes from.  ``"ar"``, as the paper: the AR decodes it (the options
+    above apply).  ``"nar"``: the NAR's stage 0 predicts it from the text token each frame reads,
+    with each token's mean duration scaled to the prompt's pace (:func:`token_index`); no AR runs,
+    and the output is the same on every call.  It needs a model trained with ``model.nar_code0``.
+    ``"auto"`` (the default) is ``"nar"`` for such a model and ``"ar"`` otherwise.
     """
 
     temperature: float = 1.0
@@ -54,10 +61,19 @@ class DecodingOptions:
     match_voice: bool = True
     code_choice: str = "auto"
     nar_codebooks: int | None = None
+    code0: str = "auto"
 
     def __post_init__(self):
         if self.code_choice not in CODE_CHOICES:
             raise ValueError(f"code_choice must be one of {CODE_CHOICES}, got {self.code_choice!r}")
+        if self.code0 not in CODE0_SOURCES:
+            raise ValueError(f"code0 must be one of {CODE0_SOURCES}, got {self.code0!r}")
+
+    def code0_from_nar(self, nar: NARModel) -> bool:
+        """Whether codebook 0 comes from ``nar``'s stage 0 (see ``code0``); ValueError if asked of a NAR without one."""
+        if self.code0 == "nar" and nar.first_stage != 0:
+            raise ValueError("code0='nar' needs a model trained with model.nar_code0 (its NAR has no stage 0)")
+        return self.code0 == "nar" or (self.code0 == "auto" and nar.first_stage == 0)
 
 
 def frame_limit(n_target_tokens: int, frames_per_token: float, frame_rate: float, options: DecodingOptions) -> int:
@@ -87,6 +103,33 @@ class ARResult:
     n_fallbacks: int = 0
     n_steps: int = 0
     step_logits: list[Tensor] = field(default_factory=list)
+
+
+def token_index(token_frames: Tensor, log_emission: Tensor, text: Tensor, prompt0: Tensor, n_prompt_text: int | None,
+                max_frames: int) -> Tensor:
+    """The text token each output frame reads, for the NAR's stage 0: ``[T]`` indices into ``text``.
+
+    token_frames ``[n_text_vocab]``: each token id's mean frames (:attr:`NARModel.token_frames`);
+    log_emission: the aligned AR's table, which finds where a continuation prompt ends in the text;
+    text ``[L]`` (prompt transcript + target, as the model reads it); prompt0 ``[P]``: the prompt's
+    codebook 0; ``n_prompt_text`` as :func:`_prompt_phones` (None: continuation).  The target's
+    tokens (those after the prompt's) last their mean frames times the prompt's pace (its frames
+    over its tokens' mean frames, clipped to :data:`PACE_RANGE`), rounded so that the ends fall on
+    whole frames and each token gets at least one; at most ``max_frames`` come out.
+    """
+    if n_prompt_text is None:
+        start = int(align(log_emission, text, prompt0, open_end=True)[-1]) + 1 if prompt0.numel() else 0
+    else:
+        start = n_prompt_text
+    frames = token_frames.float().cpu()[text.long().cpu()]
+    pace = prompt0.shape[0] / float(frames[:start].sum()) if start and prompt0.numel() else 1.0
+    start = min(start, text.shape[0] - 1)  # a prompt that covers the whole text: speak its last token
+    n = text.shape[0] - start
+    ends = torch.round(torch.cumsum(frames[start:] * min(max(pace, PACE_RANGE[0]), PACE_RANGE[1]), 0)).long()
+    k = torch.arange(1, n + 1)
+    ends = k + (ends - k).clamp(min=0).cummax(0).values                   # each token at least one frame
+    counts = torch.diff(ends, prepend=ends.new_zeros(1))
+    return (start + torch.repeat_interleave(torch.arange(n), counts))[:max_frames]
 
 
 def _pad_left(rows: list[Tensor], fill) -> Tensor:
@@ -274,28 +317,45 @@ def pick_codes(logits: Tensor, window: int = 0) -> Tensor:
 
 
 @torch.inference_mode()
-def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0: list[Tensor],
-                 ordinal: Mapping[int, int] | None = None, n_codebooks: int | None = None) -> list[Tensor]:
+def nar_generate(nar: NARModel, text: list[Tensor], prompt: list[Tensor], code0: list[Tensor] | None,
+                 ordinal: Mapping[int, int] | None = None, n_codebooks: int | None = None,
+                 index: list[Tensor] | None = None, code_vectors: Tensor | None = None) -> list[Tensor]:
     """Fill codebooks ``1 .. n-1`` greedily, one pass a codebook, where ``n`` is ``n_codebooks``
     (default all the NAR predicts, ``nar.dims.nar_predicts``; the codec's ``predicted_codebooks``
     when it completes the rest).
 
     text: B LongTensors ``[L_i]``; prompt: B LongTensors ``[P_i, n_q]``; code0: B LongTensors
-    ``[T_i]``.  ``ordinal``: codebook -> window of :func:`pick_codes` (the codec's
-    ``ordinal_codebooks``); other codebooks take the argmax.  Returns B LongTensors ``[n, T_i]``.
+    ``[T_i]``, or None with ``index``: B LongTensors ``[T_i]`` (:func:`token_index`), from which
+    stage 0 predicts codebook 0 first (the code nearest the mean codeword of its distribution
+    when ``code_vectors [K, D]`` are given, else the argmax).  ``ordinal``: codebook -> window of
+    :func:`pick_codes` (the codec's ``ordinal_codebooks``); other codebooks take the argmax.
+    Returns B LongTensors ``[n, T_i]``.
     """
     ordinal = ordinal or {}
     n_q = nar.dims.n_codebooks
     n = nar.dims.nar_predicts if n_codebooks is None else n_codebooks
     if not 1 <= n <= nar.dims.nar_predicts:
         raise ValueError(f"n_codebooks must be in 1..{nar.dims.nar_predicts} (the codebooks this NAR predicts), got {n}")
+    if (code0 is None) == (index is None):
+        raise ValueError("give nar_generate either code0 or the token index of each frame (index): exactly one of them")
     device = next(nar.parameters()).device
     text_pad = nn.utils.rnn.pad_sequence(text, batch_first=True).to(device)
     text_lens = torch.tensor([t.shape[0] for t in text], device=device)
-    targets = [torch.zeros(c.shape[0], n_q, dtype=torch.long, device=device) for c in code0]
-    for t, c in zip(targets, code0):
-        t[:, 0] = c.to(device)
+    frames = code0 if code0 is not None else index
+    targets = [torch.zeros(c.shape[0], n_q, dtype=torch.long, device=device) for c in frames]
     prompt = [p.to(device) for p in prompt]
+    if code0 is not None:
+        for t, c in zip(targets, code0):
+            t[:, 0] = c.to(device)
+    else:
+        stage = torch.zeros(len(text), dtype=torch.long, device=device)
+        logits, _ = nar(text_pad, text_lens, prompt, targets, stage, [i.to(device) for i in index])
+        for i, t in enumerate(targets):
+            lg = logits[i, : t.shape[0]]
+            if code_vectors is None:
+                t[:, 0] = lg.argmax(-1)
+            else:  # posterior_mean_codes reads an EOS column last; stage 0 has none to give
+                t[:, 0] = posterior_mean_codes(F.pad(lg, (0, 1), value=float("-inf")), code_vectors, lg.shape[-1])
     for j in range(1, n):
         stage = torch.full((len(text),), j, dtype=torch.long, device=device)
         logits, _ = nar(text_pad, text_lens, prompt, targets, stage)
@@ -325,7 +385,17 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
     and ``n_codebooks`` (the codes come out ``[n_codebooks, T_i]``) as :func:`nar_generate`.
 
     An AR that emits EOS at once gets one frame of code 0, so that the NAR always has a target.
+    With codebook 0 from the NAR (``options.code0``) no AR runs: each sample's frames follow
+    :func:`token_index` (at most ``max_frames``; ``hit_limit`` when that cut it), and
+    ``ar_seconds`` is 0.
     """
+    if options.code0_from_nar(nar):
+        tick = time.perf_counter()
+        lens = prompt_text_lens or [None] * len(text)
+        index = [token_index(nar.token_frames, ar.log_emission, t, p[0], n, m) for t, p, n, m in zip(text, prompt, lens, max_frames)]
+        codes = nar_generate(nar, text, [p.T for p in prompt], None, ordinal, n_codebooks, index=index, code_vectors=code_vectors)
+        hit = [bool(ix.shape[0] >= m and ix[-1] < t.shape[0] - 1) for ix, m, t in zip(index, max_frames, text)]
+        return Generated(codes, hit, 0.0, time.perf_counter() - tick)
     tick = time.perf_counter()
     res = ar_generate(ar, text, [p[0] for p in prompt], max_frames, options, progress=progress, min_frames=min_frames,
                       prompt_text_lens=prompt_text_lens, code_vectors=code_vectors)

@@ -15,7 +15,9 @@ Text and audio have separate sinusoidal positions, each with a learned scale.
   is causal.  :class:`KVCache` makes step-by-step decoding cost O(S) a step.
 - :class:`NARModel` predicts codebook ``j`` in ``1 .. n_codebooks-1`` from the text, a prompt
   whose frames sum the embeddings of all codebooks, the target's codebooks ``< j`` summed, and
-  a code-ID (stage) embedding.  Attention is bidirectional.
+  a code-ID (stage) embedding.  Attention is bidirectional.  With ``dims.nar_code0`` it also has a
+  stage 0: codebook 0 from the text token each target frame reads (durations from a per-token
+  table scaled to the prompt's pace, :func:`valle2.decoding.token_index`), in place of the AR.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from .alignment import align
 PAD, TEXT, AUDIO = 0, 1, 2
 NO_PHONE, END_PHONE = -1, -2  # phone ids of the aligned AR's audio columns: none given, past the last token
 N_ADVANCE = 8  # the aligned AR predicts a move of 0 .. N_ADVANCE - 1 tokens a group
+MAX_TOKEN_FRAMES = 32  # the NAR's stage 0 embeds a frame's place within its token up to this
 
 
 @dataclass
@@ -49,6 +52,10 @@ class ModelSize:
     # paper.  Synthesis fills Codec.predicted_codebooks and the codec completes the rest
     # (Codec.complete), so a NAR of that many puts all its training where synthesis uses it.
     nar_codebooks: int = 0
+    # The NAR also predicts codebook 0 (stage 0) from the text token each frame reads, given
+    # durations (NARModel.token_frames); synthesis can then skip the AR (DecodingOptions.code0).
+    # Needs ``aligned``: its training alignments are the aligned AR's.
+    nar_code0: bool = False
 
     def __post_init__(self):
         if self.group_size not in (1, 2, 4, 8):
@@ -57,6 +64,8 @@ class ModelSize:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.nar_codebooks == 1 or self.nar_codebooks < 0:
             raise ValueError(f"nar_codebooks must be 0 (all) or at least 2, got {self.nar_codebooks}")
+        if self.nar_code0 and not self.aligned:
+            raise ValueError("nar_code0 needs aligned: true (its training alignments are the aligned AR's)")
 
 
 @dataclass(kw_only=True)
@@ -343,6 +352,15 @@ def group_alignment(index: Tensor, n_tokens: int, group_size: int, n_groups: int
     return pos, torch.where(pos == n_tokens, torch.full_like(move, -100), move)
 
 
+def place_in_token(index: Tensor) -> Tensor:
+    """Each frame's place within its token: ``index [T]`` (non-decreasing token index of each
+    frame) -> ``[T]``, 0 at the first frame of each run of one token, then 1, 2, ..."""
+    t = torch.arange(index.shape[0], device=index.device)
+    starts = torch.ones_like(index, dtype=torch.bool)
+    starts[1:] = index[1:] != index[:-1]
+    return t - torch.where(starts, t, torch.zeros_like(t)).cummax(0).values
+
+
 class ARModel(nn.Module):
     """Autoregressive codebook-0 decoder with Grouped Code Modeling.
 
@@ -431,9 +449,12 @@ class ARModel(nn.Module):
         return self.logits(h), tgt, seg
 
     def _teacher_forced_hidden(self, text: Tensor, text_lens: Tensor, codes: list[Tensor], history_dropout: float,
-                               weights: list[Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+                               weights: list[Tensor] | None, alignments: list[Tensor] | None = None
+                               ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """:meth:`teacher_forced` up to the hidden states of the audio columns ``[B, M, d]``; also
-        returns the aligned AR's move targets ``[B, M]`` (-100 where none; None when not aligned)."""
+        returns the aligned AR's move targets ``[B, M]`` (-100 where none; None when not aligned).
+        ``alignments``: each utterance's :func:`~valle2.alignment.align` under ``log_emission``,
+        where the caller has them already."""
         g, eos = self.dims.group_size, self.dims.eos_id
         targets = [group_codes(c, g, eos) for c in codes]
         lens = torch.tensor([t.shape[0] for t in targets], device=text.device)
@@ -452,7 +473,8 @@ class ARModel(nn.Module):
             move = torch.full(inp.shape[:2], -100, dtype=torch.long, device=text.device)
             for i, c in enumerate(codes):
                 n = int(text_lens[i])
-                pos, mv = group_alignment(align(self.log_emission, text[i, :n], c), n, g, targets[i].shape[0])
+                index = alignments[i] if alignments is not None else align(self.log_emission, text[i, :n], c)
+                pos, mv = group_alignment(index, n, g, targets[i].shape[0])
                 ext = torch.cat([text[i, :n].long(), text.new_full((1,), END_PHONE).long()])
                 phones_a[i, : pos.shape[0]], move[i, : mv.shape[0]] = ext[pos], mv
             _, phones, _ = pack(text, text_lens, phones_a, lens)
@@ -461,16 +483,18 @@ class ARModel(nn.Module):
 
     def loss(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
              guide: GuidedAttention | None = None, history_dropout: float = 0.0,
-             soft_targets: Tensor | None = None, soft_weight: float = 0.0) -> tuple[Tensor, dict]:
+             soft_targets: Tensor | None = None, soft_weight: float = 0.0,
+             alignments: list[Tensor] | None = None) -> tuple[Tensor, dict]:
         """Teacher-forced loss (:meth:`teacher_forced`): sum over the G codes of each group of the
         mean NLL, plus ``guide.weight`` times the guided-attention penalty when ``guide`` is given,
         plus (aligned AR) the mean NLL of the pointer's moves.  With ``soft_targets`` ``[K, V]``
         (:func:`soft_code_targets`) a code ``c < K`` is scored ``(1 - soft_weight)`` times its NLL
-        plus ``soft_weight`` times the cross-entropy against row ``c``.
+        plus ``soft_weight`` times the cross-entropy against row ``c``.  ``alignments`` as
+        :meth:`_teacher_forced_hidden`.
         Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"][, "ar_move", "ar_move_acc"]})``.
         """
         weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 and len(self.backbone.blocks) > 1 else None
-        h, tgt, seg, move = self._teacher_forced_hidden(text, text_lens, codes, history_dropout, weights)
+        h, tgt, seg, move = self._teacher_forced_hidden(text, text_lens, codes, history_dropout, weights, alignments)
         logits = self.logits(h)
         flat_t = tgt.reshape(-1)
         keep = flat_t != -100
@@ -503,16 +527,26 @@ class ARModel(nn.Module):
 
 
 class NARModel(nn.Module):
-    """Non-autoregressive decoder for codebooks ``1 .. dims.nar_predicts - 1``."""
+    """Non-autoregressive decoder for codebooks ``first_stage .. dims.nar_predicts - 1``.
+
+    ``first_stage`` is 1, as the paper, or 0 with ``dims.nar_code0``: stage 0 predicts codebook 0
+    from no audio of the target but the text token each target frame reads (its embedding plus
+    that of the frame's place within the token); ``token_frames [n_text_vocab]`` holds the mean
+    frames each token lasts in the training alignments, from which synthesis sets durations.
+    """
 
     def __init__(self, dims: ModelDims):
         super().__init__()
         self.dims = dims
         n_q, v, d = dims.n_codebooks, dims.codebook_size, dims.d_model
+        self.first_stage = 0 if dims.nar_code0 else 1
         self.backbone = Backbone(dims, dims.n_nar_layers)
         self.code_emb = nn.Embedding(n_q * v, d)  # codebook c's code x at row c*V + x
         self.stage_emb = nn.Embedding(n_q, d)
-        self.head = nn.Parameter(torch.randn(dims.nar_predicts - 1, v, d) * d**-0.5)  # one output layer a stage
+        self.head = nn.Parameter(torch.randn(dims.nar_predicts - self.first_stage, v, d) * d**-0.5)  # one output layer a stage
+        if dims.nar_code0:
+            self.place_emb = nn.Embedding(MAX_TOKEN_FRAMES, d)
+            self.register_buffer("token_frames", torch.ones(dims.n_text_vocab))
 
     def embed_audio(self, codes: Tensor, n_used: Tensor, stage: Tensor) -> Tensor:
         """codes ``[B, S, n_q]``, n_used ``[B, S]`` (how many leading codebooks each column sums:
@@ -523,17 +557,26 @@ class NARModel(nn.Module):
         use = (torch.arange(n_q, device=codes.device) < n_used.unsqueeze(-1)).unsqueeze(-1)
         return (e * use).sum(2) + self.stage_emb(stage).unsqueeze(1)
 
-    def forward(self, text: Tensor, text_lens: Tensor, prompt: list[Tensor], target: list[Tensor], stage: Tensor) -> tuple[Tensor, Tensor]:
+    def embed_tokens(self, text: Tensor, index: Tensor) -> Tensor:
+        """Stage 0's input of each target frame: text ids ``[L]``, the token index each frame reads
+        ``[T]`` -> the token's embedding plus that of the frame's place within the token ``[T, d]``."""
+        return self.backbone.text_emb(text[index]) + self.place_emb(place_in_token(index).clamp(max=MAX_TOKEN_FRAMES - 1))
+
+    def forward(self, text: Tensor, text_lens: Tensor, prompt: list[Tensor], target: list[Tensor], stage: Tensor,
+                index: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """Logits for codebook ``stage[b]`` of each target.
 
         text ``[B, Tt]`` with ``text_lens``; prompt: B LongTensors ``[P_i, n_q]``; target: B
         LongTensors ``[T_i, n_q]`` (only codebooks ``< stage`` are read); stage ``[B]`` in
-        ``1 .. n_q-1``.  Returns ``(logits [B, T, V], valid [B, T])`` over the target frames
-        (``T = max T_i``; ``logits[b, t]`` is frame ``t`` of target ``b`` where ``valid``): the
-        last block and the output layer skip the text's and the prompt's columns.  Stages run to
-        ``dims.nar_predicts - 1``.
+        ``first_stage .. nar_predicts - 1``; index (needed where a stage is 0): B LongTensors
+        ``[T_i]``, the text token (an index into row b of ``text``) each target frame reads.
+        Returns ``(logits [B, T, V], valid [B, T])`` over the target frames (``T = max T_i``;
+        ``logits[b, t]`` is frame ``t`` of target ``b`` where ``valid``): the last block and the
+        output layer skip the text's and the prompt's columns.
         """
         n_q = self.dims.n_codebooks
+        if int(stage.min()) < self.first_stage or int(stage.max()) >= self.dims.nar_predicts:
+            raise ValueError(f"NAR stages run {self.first_stage}..{self.dims.nar_predicts - 1}, got {stage.tolist()}")
         audio = [torch.cat([p, t]) for p, t in zip(prompt, target)]
         lens = torch.tensor([a.shape[0] for a in audio], device=text.device)
         codes = nn.utils.rnn.pad_sequence(audio, batch_first=True)  # [B, Ta, n_q]
@@ -541,17 +584,28 @@ class NARModel(nn.Module):
         p_lens = torch.tensor([p.shape[0] for p in prompt], device=text.device).unsqueeze(1)
         is_target = (cols >= p_lens) & (cols < lens.unsqueeze(1))
         n_used = torch.where(is_target, stage.unsqueeze(1), torch.full_like(cols, n_q))
-        text_ids, audio_e, seg = pack(text, text_lens, self.embed_audio(codes, n_used, stage), lens)
+        audio_e = self.embed_audio(codes, n_used, stage)
+        if bool((stage == 0).any()):
+            if index is None:
+                raise ValueError("NAR stage 0 needs the text token index of each target frame (index)")
+            extra = torch.zeros_like(audio_e)
+            for i in (stage == 0).nonzero()[:, 0].tolist():
+                p = prompt[i].shape[0]
+                extra[i, p:p + target[i].shape[0]] = self.embed_tokens(text[i, : int(text_lens[i])], index[i])
+            audio_e = audio_e + extra
+        text_ids, audio_e, seg = pack(text, text_lens, audio_e, lens)
         x = self.backbone.embed(text_ids, audio_e, seg, segment_positions(seg))
         t_lens = torch.tensor([t.shape[0] for t in target], device=text.device)
         frames = torch.arange(int(t_lens.max()), device=text.device).unsqueeze(0)             # [1, T]
         rows = text.shape[1] + (p_lens + frames).clamp(max=codes.shape[1] - 1)               # [B, T]
         h = self.backbone.run(x, attention_mask(seg, seg, 0, causal=False), rows=rows)         # [B, T, d]
-        return torch.einsum("bsd,bvd->bsv", h, self.head[stage - 1]), frames < t_lens.unsqueeze(1)
+        return torch.einsum("bsd,bvd->bsv", h, self.head[stage - self.first_stage]), frames < t_lens.unsqueeze(1)
 
-    def loss(self, text: Tensor, text_lens: Tensor, prompt: list[Tensor], target: list[Tensor], stage: Tensor) -> tuple[Tensor, dict]:
-        """Mean NLL of codebook ``stage[b]`` over target frames.  Returns ``(loss, stats)``."""
-        logits, valid = self.forward(text, text_lens, prompt, target, stage)
+    def loss(self, text: Tensor, text_lens: Tensor, prompt: list[Tensor], target: list[Tensor], stage: Tensor,
+             index: list[Tensor] | None = None) -> tuple[Tensor, dict]:
+        """Mean NLL of codebook ``stage[b]`` over target frames (arguments as :meth:`forward`).
+        Returns ``(loss, stats)``; with stage 0 in the batch, stats add ``nar0_acc`` (its top-1)."""
+        logits, valid = self.forward(text, text_lens, prompt, target, stage, index)
         labels = torch.full(valid.shape, -100, dtype=torch.long, device=text.device)
         for b, t in enumerate(target):
             labels[b, : t.shape[0]] = t[:, stage[b]]
@@ -560,4 +614,7 @@ class NARModel(nn.Module):
         top10 = logits[keep].topk(10, dim=-1).indices
         stats = {"nar_loss": loss.item(), "nar_acc": (top10[:, 0] == labels[keep]).float().mean().item(),
                  "nar_top10": (top10 == labels[keep].unsqueeze(1)).any(1).float().mean().item()}
+        first = keep & (stage == 0).unsqueeze(1)
+        if bool(first.any()):
+            stats["nar0_acc"] = (logits[first].argmax(-1) == labels[first]).float().mean().item()
         return loss, stats

@@ -9,8 +9,11 @@ Steps (each resumable: a rerun reuses what is done):
    training for speaker diversity (noisy transcripts, but many voices).
 3. Optional synthetic speakers (espeak-ng, flite, festival) reading the training sentences.
 4. A speaker-disjoint validation split, ``valle2 prepare`` shards with the offline codec.
-5. Training with ``configs/demo.yaml``; export to ``OUT/model.pt`` (fp16) and, with ``--ship``,
-   into the package beside the demo voice (``assets/demo``).
+5. Training with ``configs/demo.yaml`` (``OUT/train``).
+6. A NAR-only fine-tune (``--code0-steps``, ``OUT/code0``) that adds the NAR's stage 0: codebook 0
+   from the text token of each frame (``model.nar_code0``; :data:`CODE0_FINE_TUNE`), the AR frozen.
+   Export to ``OUT/.../model.pt`` (fp16) and, with ``--ship``, into the package beside the demo
+   voice (``assets/demo``).
 
 The held-out lists are stored in the model's metadata, where ``benchmarks/demo_quality.py``
 reads them.
@@ -31,6 +34,8 @@ from tqdm.auto import tqdm
 from .audio import atomic_write_bytes
 
 ASSETS = Path(__file__).parent / "assets" / "demo"
+# step 6's settings, after configs/demo.yaml and the recipe's own --set overrides
+CODE0_FINE_TUNE = ("model.nar_code0=true", "optim.train_ar=false", "optim.warmup_steps=50", "optim.nar_code0_share=0.6")
 CLIPS = ASSETS / "clips"
 
 
@@ -95,6 +100,7 @@ class DemoRecipe:
     workers: int = 2
     seed: int = 0
     overrides: tuple[str, ...] = ()
+    code0_steps: int = 1000
 
 
 def heldout_split(data: Path, n_sentences: int, n_speakers: int, seed: int) -> dict:
@@ -175,11 +181,19 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
     overrides = [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'train'}"]
     if r.steps:
         overrides.append(f"optim.steps={r.steps}")
-    model_path = run(load_config(r.config, overrides + list(r.overrides)))
-    bundle = load_model_bundle(model_path)
-    bundle.meta["heldout"] = heldout
-    bundle.meta["train_speakers"] = sorted({c.supervisions[0].speaker for c in train})
-    save_model(model_path, bundle, half=True)
+    train_speakers = sorted({c.supervisions[0].speaker for c in train})
+
+    def stamp(model_path: Path) -> Path:
+        bundle = load_model_bundle(model_path)
+        bundle.meta.update(heldout=heldout, train_speakers=train_speakers)
+        save_model(model_path, bundle, half=True)
+        return model_path
+
+    model_path = stamp(run(load_config(r.config, overrides + list(r.overrides))))
+    if r.code0_steps:
+        fine_tune = [*overrides[:2], f"run.out_dir={r.out / 'code0'}", *r.overrides, *CODE0_FINE_TUNE,
+                     f"optim.steps={r.code0_steps}", f"run.init_from={model_path}"]
+        model_path = stamp(run(load_config(r.config, fine_tune)))
     if ship:
         ship_demo(model_path)
     return model_path
@@ -202,6 +216,8 @@ def add_recipe_parser(sub) -> None:
     d.add_argument("--out", type=Path, default=DemoRecipe.out)
     d.add_argument("--config", type=Path, default=DemoRecipe.config)
     d.add_argument("--steps", type=int, default=None, help="override optim.steps")
+    d.add_argument("--code0-steps", type=int, default=DemoRecipe.code0_steps,
+                   help="steps of the NAR-only fine-tune that adds the NAR's codebook-0 stage (0 = none)")
     d.add_argument("--synthetic-texts", type=int, default=0, help="sentences each espeak-ng/flite voice reads (0 = none)")
     d.add_argument("--no-asr-speakers", action="store_true", help="leave out the ASR-transcribed LibriSpeech speakers")
     d.add_argument("--workers", type=int, default=2)
@@ -210,4 +226,5 @@ def add_recipe_parser(sub) -> None:
     d.add_argument("--ship", action="store_true", help="copy the model and demo voice into the package")
     d.set_defaults(func=lambda a: print(run_demo(DemoRecipe(
         data=a.data, out=a.out, config=a.config, steps=a.steps, asr_speakers=not a.no_asr_speakers,
-        synthetic_texts=a.synthetic_texts, workers=a.workers, overrides=tuple(a.set)), ship=a.ship)) or 0)
+        synthetic_texts=a.synthetic_texts, workers=a.workers, overrides=tuple(a.set), code0_steps=a.code0_steps),
+        ship=a.ship)) or 0)

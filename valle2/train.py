@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .alignment import fit_emissions
+from .alignment import align, fit_emissions, mean_token_frames
 from .audio import atomic_write_bytes
 from .config import Config, ConfigError, OptimConfig, load_config
 from .model import ARModel, GuidedAttention, ModelDims, NARModel, soft_code_targets
@@ -63,14 +63,16 @@ class Batch:
         return int(self.text_lens.sum()) + sum(c.shape[1] for c in self.codes)
 
 
-def collate(utts: list[Utterance], rng: random.Random, cfg: OptimConfig, nar_predicts: int) -> Batch:
-    """Pad the text and draw each utterance's NAR split and stage (``1 .. nar_predicts - 1``) from ``rng``."""
+def collate(utts: list[Utterance], rng: random.Random, cfg: OptimConfig, nar_predicts: int, nar_code0: bool = False) -> Batch:
+    """Pad the text and draw each utterance's NAR split and stage from ``rng``: ``1 .. nar_predicts - 1``,
+    or with ``nar_code0`` stage 0 at the rate ``cfg.nar_code0_share`` and the others evenly."""
     splits = [min(u.codes.shape[1] - 1, max(1, int(u.codes.shape[1] * rng.uniform(cfg.nar_prompt_min, cfg.nar_prompt_max))))
               for u in utts]
     return Batch(text=nn.utils.rnn.pad_sequence([u.text_ids.long() for u in utts], batch_first=True),
                  text_lens=torch.tensor([u.text_ids.shape[0] for u in utts]),
                  codes=[u.codes.long() for u in utts], nar_split=splits,
-                 stage=torch.tensor([rng.randint(1, nar_predicts - 1) for _ in utts]))
+                 stage=torch.tensor([0 if nar_code0 and rng.random() < cfg.nar_code0_share else rng.randint(1, nar_predicts - 1)
+                                     for _ in utts]))
 
 
 def lr_lambda(cfg: OptimConfig):
@@ -106,21 +108,30 @@ class VallE2Loss(nn.Module):
     """Both networks behind one ``forward`` so that DDP/FSDP see every parameter."""
 
     def __init__(self, ar: ARModel, nar: NARModel, guide: GuidedAttention | None = None, history_dropout: float = 0.0,
-                 soft_targets: Tensor | None = None, soft_weight: float = 0.0):
+                 soft_targets: Tensor | None = None, soft_weight: float = 0.0, train_ar: bool = True):
         super().__init__()
         self.ar, self.nar, self.guide, self.history_dropout, self.soft_weight = ar, nar, guide, history_dropout, soft_weight
+        self.train_ar = train_ar
         self.register_buffer("soft_targets", soft_targets, persistent=False)  # [K, V] or None
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict]:
+        """Sum of the AR's loss (unless ``train_ar`` is off) and the NAR's.  An aligned AR's Viterbi
+        alignments are computed once and serve both (the NAR's stage 0 reads them)."""
         device = next(self.parameters()).device
         text, lens = batch.text.to(device), batch.text_lens.to(device)
         codes = [c.to(device) for c in batch.codes]
-        ar_loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide,
-                                    self.history_dropout if self.training else 0.0, self.soft_targets, self.soft_weight)
-        nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, batch.nar_split)],
-                                            [c[:, p:].T for c, p in zip(codes, batch.nar_split)], batch.stage.to(device))
+        index = None
+        if self.ar.dims.aligned and (self.train_ar or self.nar.first_stage == 0):
+            index = [align(self.ar.log_emission, text[i, : int(lens[i])], c[0]) for i, c in enumerate(codes)]
+        loss, stats = text.new_zeros((), dtype=torch.float32), {}
+        if self.train_ar:
+            loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide, self.history_dropout if self.training else 0.0,
+                                       self.soft_targets, self.soft_weight, alignments=index)
+        split = batch.nar_split
+        nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, split)], [c[:, p:].T for c, p in zip(codes, split)],
+                                            batch.stage.to(device), None if index is None else [x[p:] for x, p in zip(index, split)])
         stats.update(nar_stats)
-        return ar_loss + nar_loss, stats
+        return loss + nar_loss, stats
 
 
 class Trainer:
@@ -132,6 +143,7 @@ class Trainer:
         self.dims, self.cfg, self.device = dims, cfg, torch.device(device)
         torch.manual_seed(cfg.seed)
         self.ar, self.nar = ARModel(dims).to(self.device), NARModel(dims).to(self.device)
+        self.ar.requires_grad_(cfg.train_ar)
         if cfg.guide is not None and cfg.guided_attention_heads > dims.n_heads:
             raise ConfigError(f"optim.guided_attention_heads is {cfg.guided_attention_heads}, the AR has {dims.n_heads} heads")
         soft = None
@@ -139,7 +151,8 @@ class Trainer:
             if code_vectors is None:
                 raise ConfigError("optim.ar_soft_targets needs the codec's codebook-0 codewords; this codec has none")
             soft = soft_code_targets(code_vectors, cfg.ar_soft_target_width, dims.codebook_size + 1).to(self.device)
-        self.module: nn.Module = VallE2Loss(self.ar, self.nar, cfg.guide, cfg.ar_history_dropout, soft, cfg.ar_soft_targets)
+        self.module: nn.Module = VallE2Loss(self.ar, self.nar, cfg.guide, cfg.ar_history_dropout, soft, cfg.ar_soft_targets,
+                                            cfg.train_ar)
         if fsdp:
             from torch.distributed.fsdp import fully_shard
 
@@ -148,7 +161,7 @@ class Trainer:
             fully_shard(self.module)
         elif distributed:
             self.module = nn.parallel.DistributedDataParallel(self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        params = list(self.module.parameters())
+        params = [p for p in self.module.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -163,14 +176,15 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         totals: dict[str, float] = {"tokens": 0.0}
         for utts in micro_batches:
-            batch = collate(utts, self.rng, self.cfg, self.dims.nar_predicts)
+            batch = collate(utts, self.rng, self.cfg, self.dims.nar_predicts, self.dims.nar_code0)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 loss, stats = self.module(batch)
             (loss / len(micro_batches)).backward()
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / len(micro_batches)
             totals["tokens"] += batch.n_tokens
-        totals["grad_norm"] = float(nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip))
+        totals["grad_norm"] = float(nn.utils.clip_grad_norm_([p for p in self.module.parameters() if p.requires_grad],
+                                                             self.cfg.grad_clip))
         self.opt.step()
         self.sched.step()
         self.step_count += 1
@@ -184,7 +198,7 @@ class Trainer:
         rng = random.Random(0)  # the same NAR splits and stages every time
         totals: dict[str, float] = {}
         for utts in batches:
-            _, stats = self.module(collate(utts, rng, self.cfg, self.dims.nar_predicts))
+            _, stats = self.module(collate(utts, rng, self.cfg, self.dims.nar_predicts, self.dims.nar_code0))
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v / len(batches)
         return totals
@@ -196,7 +210,7 @@ class Trainer:
         for _ in bar:
             stats = self.step([self.rng.sample(data, min(batch_size, len(data))) for _ in range(self.cfg.grad_accum)])
             history.append(stats)
-            bar.set_postfix(ar=f"{stats['ar_loss']:.2f}", nar=f"{stats['nar_loss']:.2f}")
+            bar.set_postfix({k[:-5]: f"{stats[k]:.2f}" for k in ("ar_loss", "nar_loss") if k in stats})
             if log is not None:
                 log(self.step_count, stats)
         return history
@@ -227,6 +241,36 @@ class Trainer:
                 h.update(k.encode())
                 h.update(v.detach().float().cpu().numpy().tobytes())
         return h.hexdigest()
+
+
+def init_weights(trainer: Trainer, path: str, tokenizer, codec: dict) -> tuple[list[str], dict]:
+    """Start a new run from the weights of model file ``path`` (``run.init_from``, a fine-tune).
+
+    The file's tokenizer and codec must be the prepared corpus's, and each tensor it holds must fit
+    this model by name and shape; what it lacks (a NAR stage 0, say) keeps its initialisation.  The
+    NAR's output layers are matched stage by stage.  Raises ConfigError naming what does not fit.
+    Returns the names of the tensors the file lacked (``"ar.<name>"``, ``"nar.<name>"``) and its metadata.
+    """
+    from .checkpoint import load_model_bundle
+
+    bundle, fresh = load_model_bundle(path), []
+    if bundle.tokenizer.state_dict() != tokenizer.state_dict():
+        raise ConfigError(f"run.init_from: '{path}' was trained with another text tokenizer than this prepared corpus")
+    for key in ("name", "n_codebooks", "codebook_size", "frame_rate", "fingerprint"):
+        if bundle.codec.get(key) != codec.get(key):
+            raise ConfigError(f"run.init_from: '{path}' was trained with another codec than this prepared corpus ({key} differs)")
+    for name, own, theirs in (("ar", trainer.ar, bundle.ar), ("nar", trainer.nar, bundle.nar)):
+        state, mine = theirs.state_dict(), own.state_dict()
+        if name == "nar" and theirs.first_stage != own.first_stage:  # row k of a head is stage k + first_stage
+            head = mine["head"].clone()
+            for j in range(max(own.first_stage, theirs.first_stage), min(own.dims.nar_predicts, theirs.dims.nar_predicts)):
+                head[j - own.first_stage] = state["head"][j - theirs.first_stage]
+            state["head"] = head
+        bad = [k for k, v in state.items() if k not in mine or mine[k].shape != v.shape]
+        if bad:
+            raise ConfigError(f"run.init_from: the {name} of '{path}' does not fit this model ({', '.join(bad[:4])})")
+        fresh += [f"{name}.{k}" for k in own.load_state_dict(state, strict=False).missing_keys]
+    return fresh, bundle.meta
 
 
 def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
@@ -319,6 +363,7 @@ def run(cfg: Config) -> Path:
         pool.setdefault(u.speaker, []).append(i)
     concat_rng = random.Random(cfg.optim.seed + 7919 * rank)
     epoch = 0
+    meta: dict = {}  # what the exported model's metadata adds to the run's: that of the run.init_from model
     last = out / "last.pt"
     if last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=False)
@@ -326,10 +371,19 @@ def run(cfg: Config) -> Path:
         epoch = state["epoch"]
         sampler.load_state_dict(state["sampler"])
         concat_rng.setstate(state["concat_rng"])
-    elif dims.aligned:  # a new run: every rank fits the same table (a resumed one loads it with the weights)
-        table = fit_emissions(((u.text_ids, u.codes[0]) for u in data), dims.n_text_vocab, dims.codebook_size,
-                              progress=rank == 0)
-        trainer.ar.log_emission.copy_(table.to(trainer.ar.log_emission.device))
+        meta = state.get("meta", {})
+    else:  # a new run: every rank sets the same weights and tables (a resumed one loads them)
+        fresh = ["ar.log_emission"]
+        if cfg.run.init_from:  # an aligned AR's emission table comes with its weights
+            fresh, init_meta = init_weights(trainer, cfg.run.init_from, train.tokenizer, train.codec)
+            meta = {**init_meta, "init_from": str(cfg.run.init_from)}
+        if dims.aligned and "ar.log_emission" in fresh:
+            table = fit_emissions(((u.text_ids, u.codes[0]) for u in data), dims.n_text_vocab, dims.codebook_size,
+                                  progress=rank == 0)
+            trainer.ar.log_emission.copy_(table.to(trainer.ar.log_emission.device))
+        if dims.nar_code0:
+            frames = mean_token_frames(trainer.ar.log_emission, ((u.text_ids, u.codes[0]) for u in data), progress=rank == 0)
+            trainer.nar.token_frames.copy_(frames.to(trainer.nar.token_frames.device))
     valid_batches = []
     if valid is not None:
         vd = [u for u in valid.utterances if 1 < u.codes.shape[1] <= limit][: cfg.data.valid_max_utterances]
@@ -339,7 +393,7 @@ def run(cfg: Config) -> Path:
 
     def save_checkpoint() -> None:
         state = {"trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "epoch": epoch, "config": asdict(cfg),
-                 "concat_rng": concat_rng.getstate()}
+                 "concat_rng": concat_rng.getstate(), "meta": meta}
         ckpt = out / "checkpoints" / f"step-{trainer.step_count:08d}.pt"
         _atomic_torch_save(state, ckpt)
         _atomic_torch_save(state, last)
@@ -368,7 +422,7 @@ def run(cfg: Config) -> Path:
         stats["tokens_per_s"] = stats["tokens"] * world / max(time.perf_counter() - tick, 1e-9)
         step = trainer.step_count
         bar.update(1)
-        bar.set_postfix(ar=f"{stats['ar_loss']:.2f}", nar=f"{stats['nar_loss']:.2f}")
+        bar.set_postfix({k[:-5]: f"{stats[k]:.2f}" for k in ("ar_loss", "nar_loss") if k in stats})
         if step % cfg.run.log_every == 0:
             if device.type == "cpu":
                 release_free_memory()
@@ -392,7 +446,7 @@ def run(cfg: Config) -> Path:
     model_path = out / "model.pt"
     if rank == 0:
         bundle = ModelBundle(dims, trainer.ar, trainer.nar, train.tokenizer, train.codec, fpt,
-                             {"steps": trainer.step_count, "config": asdict(cfg)})
+                             {**meta, "steps": trainer.step_count, "config": asdict(cfg)})
         save_model(model_path, bundle, half=cfg.run.export_half)
         summary = {"step": trainer.step_count, "world_size": world, "rank_weight_digests": digests}
         atomic_write_bytes(out / "final_state.json", json.dumps(summary, indent=2).encode())

@@ -24,7 +24,7 @@ def _valle2_row(result) -> dict:
 def ablate_ras(model: VallE2, items: list[EvalUtterance], out: str | Path, top_ps: list[float], options: EvalOptions,
                scorer: Scorer, gate: ConsentGate, model_id: str = "", progress: bool = True) -> list[dict]:
     """Evaluate ``options.setting`` at each top-p, with plain nucleus sampling and with RAS
-    (codebook 0 sampled, ``code_choice="sample"``, as the paper; one sample per utterance, no reference rows, no DNSMOS).  Writes ``results.json``, ``table.md``,
+    (codebook 0 sampled by the AR, ``code0="ar"`` and ``code_choice="sample"``, as the paper; one sample per utterance, no reference rows, no DNSMOS).  Writes ``results.json``, ``table.md``,
     ``ras_wer_sim_vs_top_p.png`` and ``report.md`` to ``out``; returns one row per run:
     ``{"ras", "top_p", "summary"}`` (the summary counts the utterances that hit the length limit)."""
     out = Path(out)
@@ -32,7 +32,7 @@ def ablate_ras(model: VallE2, items: list[EvalUtterance], out: str | Path, top_p
     for ras in (False, True):
         for p in top_ps:
             o = replace(options, n_samples=1, references=False, dnsmos=False,
-                        decoding=replace(options.decoding, top_p=float(p), ras=ras, code_choice="sample"))
+                        decoding=replace(options.decoding, top_p=float(p), ras=ras, code_choice="sample", code0="ar"))
             run_dir = out / f"{'ras' if ras else 'nucleus'}_top_p-{p:g}"
             result = Evaluation(model, run_dir, o, scorer, gate, model_id).run(items, progress)
             rows.append({"ras": ras, "top_p": float(p), "summary": _valle2_row(result)})
