@@ -35,3 +35,18 @@ def test_with_text_keeps_only_usable_transcripts(tmp_path, clips):
     assert isinstance(out, CutSet) and [c.id for c in out] == ["ls_0"]
     assert out[0].supervisions[0].text == "chapter one this is rachel"
     assert out[0].supervisions[0].speaker == "ls0"
+
+
+def test_the_code0_fine_tune_is_a_valid_config_of_its_own(tmp_path):
+    """Step 6 of the recipe: the demo config with the fine-tune's overrides loads, and the
+    fine-tune's settings win over the user's --set values."""
+    from pathlib import Path
+
+    from valle2.config import load_config
+    from valle2.recipe import DemoRecipe, code0_overrides
+
+    r = DemoRecipe(data=tmp_path, out=tmp_path / "out", code0_steps=700, overrides=("optim.steps=9", "run.threads=1"))
+    cfg = load_config(Path("configs/demo.yaml"), code0_overrides(r, tmp_path / "prepared", tmp_path / "m.pt"))
+    assert cfg.model.nar_code0 and cfg.model.aligned and not cfg.optim.train_ar
+    assert cfg.optim.steps == 700 and cfg.run.threads == 1 and cfg.run.init_from == str(tmp_path / "m.pt")
+    assert cfg.data.train == str(tmp_path / "prepared" / "train") and cfg.run.out_dir == str(tmp_path / "out" / "code0")

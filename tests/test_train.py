@@ -253,6 +253,8 @@ def test_a_fine_tune_adds_a_nar_stage_0_and_synthesis_takes_codebook_0_from_it(t
     assert torch.equal(again.codes[0][0], model._generate([clips[1].text], prompt, clips[0].text).codes[0][0])
     by_ar = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0, code0="ar"))
     assert by_ar.ar_seconds > 0
+    with pytest.raises(ValueError, match="stage 0 does not sample: use code0='ar' to sample"):
+        model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code_choice="sample"))
     base_model = valle2.load_model(base_path, codec=codec)
     with pytest.raises(ValueError, match="code0='nar' needs a model trained with model.nar_code0"):
         base_model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0="nar"))

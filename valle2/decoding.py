@@ -44,7 +44,9 @@ class DecodingOptions:
     above apply).  ``"nar"``: the NAR's stage 0 predicts it from the text token each frame reads,
     with each token's mean duration scaled to the prompt's pace (:func:`token_index`); no AR runs,
     and the output is the same on every call.  It needs a model trained with ``model.nar_code0``.
-    ``"auto"`` (the default) is ``"nar"`` for such a model and ``"ar"`` otherwise.
+    ``"auto"`` (the default) is ``"nar"`` for such a model and ``"ar"`` otherwise.  Stage 0 takes
+    the code nearest the mean codeword where the codec has codewords (``code_choice`` "auto" or
+    "mean"; the most likely code where it has none); it does not sample (``"sample"`` is refused).
     """
 
     temperature: float = 1.0
@@ -390,6 +392,11 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
     ``ar_seconds`` is 0.
     """
     if options.code0_from_nar(nar):
+        if options.code_choice == "sample":
+            raise ValueError("code_choice='sample' samples the AR's codebook 0; the NAR's stage 0 does not sample: "
+                             "use code0='ar' to sample")
+        if options.code_choice == "mean" and code_vectors is None:
+            raise ValueError("code_choice='mean' needs the codec's codebook-0 vectors (code_vectors); this codec has none")
         tick = time.perf_counter()
         lens = prompt_text_lens or [None] * len(text)
         index = [token_index(nar.token_frames, ar.log_emission, t, p[0], n, m) for t, p, n, m in zip(text, prompt, lens, max_frames)]

@@ -158,6 +158,13 @@ def build_corpus(r: DemoRecipe, heldout: dict) -> CutSet:
     return CutSet.from_cuts(c for part in parts for c in part)
 
 
+def code0_overrides(r: DemoRecipe, prepared: Path, model_path: Path) -> list[str]:
+    """Config overrides of step 6: the NAR-only fine-tune of ``model_path`` that adds the NAR's
+    codebook-0 stage, on the prepared corpus, into ``r.out / "code0"`` (after ``r.overrides``)."""
+    return [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'code0'}",
+            *r.overrides, *CODE0_FINE_TUNE, f"optim.steps={r.code0_steps}", f"run.init_from={model_path}"]
+
+
 def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
     """Run every step; returns the exported model file."""
     from .checkpoint import load_model_bundle, save_model
@@ -191,9 +198,7 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
 
     model_path = stamp(run(load_config(r.config, overrides + list(r.overrides))))
     if r.code0_steps:
-        fine_tune = [*overrides[:2], f"run.out_dir={r.out / 'code0'}", *r.overrides, *CODE0_FINE_TUNE,
-                     f"optim.steps={r.code0_steps}", f"run.init_from={model_path}"]
-        model_path = stamp(run(load_config(r.config, fine_tune)))
+        model_path = stamp(run(load_config(r.config, code0_overrides(r, prepared, model_path))))
     if ship:
         ship_demo(model_path)
     return model_path
