@@ -118,8 +118,9 @@ def test_shipped_configs_load():
     paper = load_config("configs/paper.yaml")
     assert (paper.model.d_model, paper.model.n_heads, paper.model.n_ar_layers, paper.model.d_ff) == (1024, 16, 12, 4096)
     assert paper.model.group_size == 2
-    demo = load_config("configs/demo.yaml", ["optim.steps=7"])
+    demo = load_config("configs/demo.yaml", ["optim.steps=7", "optim.lr=2e-3"])
     assert demo.optim.steps == 7 and demo.run.device == "cpu"
+    assert demo.optim.lr == 0.002   # YAML 1.1 reads 2e-3 as a string; a float setting takes it
     assert paper.optim.guide is None  # the paper trains without it
 
 

@@ -135,6 +135,11 @@ def _section(cls, values: dict, name: str):
         elif isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"{name}.{key} must be true or false, got {value!r}")
         elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(default, float) and isinstance(value, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"{name}.{key} must be a number, got {value!r}")
             value = type(default)(value)
