@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 import valle2
 from valle2 import metrics
 from valle2.audio import load_audio, save_audio
+from valle2.decoding import CODE0_SOURCES, CODE_CHOICES
 from valle2.evaluation.safeguards import open_research_gate
 from valle2.recipe import ASSETS
 from valle2.safety import ConsentError
@@ -48,12 +49,12 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--code-choice", choices=["auto", "sample", "mean"], default="auto",
+    p.add_argument("--code-choice", choices=CODE_CHOICES, default="auto",
                    help="how the AR picks codebook 0 (valle2.DecodingOptions.code_choice)")
     p.add_argument("--nar-codebooks", type=int, default=None,
                    help="codebooks the NAR fills (valle2.DecodingOptions.nar_codebooks; default: the codec's "
                         "predicted_codebooks, the rest completed by the codec)")
-    p.add_argument("--code0", choices=["auto", "ar", "nar"], default="auto",
+    p.add_argument("--code0", choices=CODE0_SOURCES, default="auto",
                    help="where codebook 0 comes from (valle2.DecodingOptions.code0; default: the NAR's stage 0 where the model has one)")
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
                    help="int8 linear layers in the AR and NAR (valle2.load_model's default: on the CPU)")

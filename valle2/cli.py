@@ -10,12 +10,14 @@ from .errors import Valle2Error
 
 def add_decoding_args(p: argparse.ArgumentParser) -> None:
     """Sampling options shared by every command that decodes."""
+    from .decoding import CODE0_SOURCES, CODE_CHOICES
+
     g = p.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
     g.add_argument("--top-p", type=float, default=0.8, help="nucleus mass; 0 = greedy, 1 = off")
     g.add_argument("--no-ras", action="store_true", help="plain nucleus sampling, without Repetition Aware Sampling")
-    g.add_argument("--code-choice", choices=["auto", "sample", "mean"], default="auto",
+    g.add_argument("--code-choice", choices=CODE_CHOICES, default="auto",
                    help="how the AR picks codebook 0: 'sample' (nucleus sampling with RAS, as the paper), 'mean' (the "
                         "code nearest the distribution's mean codeword), 'auto' (mean where the codec has codewords)")
     g.add_argument("--ras-window", type=int, default=10, help="K, the window of Repetition Aware Sampling")
@@ -27,7 +29,7 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nar-codebooks", type=int, default=None, metavar="N",
                    help="codebooks the NAR fills, codebook 0 counted (8: all, as the paper); the codec completes the "
                         "rest with no fine detail (default: the codec's choice, 5 of the offline codec's 8)")
-    g.add_argument("--code0", choices=["auto", "ar", "nar"], default="auto",
+    g.add_argument("--code0", choices=CODE0_SOURCES, default="auto",
                    help="where codebook 0 comes from: 'ar' (the AR decodes it, as the paper), 'nar' (the NAR's stage 0 "
                         "from per-token durations; models trained with model.nar_code0), 'auto' (nar where the model has it)")
 

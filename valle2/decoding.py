@@ -71,6 +71,13 @@ class DecodingOptions:
         if self.code0 not in CODE0_SOURCES:
             raise ValueError(f"code0 must be one of {CODE0_SOURCES}, got {self.code0!r}")
 
+    def by_mean(self, code_vectors: Tensor | None) -> bool:
+        """Whether codebook 0 takes the code nearest the mean codeword (``code_choice``, given the
+        codec's codewords ``code_vectors`` or None); ValueError for "mean" without codewords."""
+        if self.code_choice == "mean" and code_vectors is None:
+            raise ValueError("code_choice='mean' needs the codec's codebook-0 vectors (code_vectors); this codec has none")
+        return code_vectors is not None and self.code_choice != "sample"
+
     def code0_from_nar(self, nar: NARModel) -> bool:
         """Whether codebook 0 comes from ``nar``'s stage 0 (see ``code0``); ValueError if asked of a NAR without one."""
         if self.code0 == "nar" and nar.first_stage != 0:
@@ -188,9 +195,7 @@ def ar_generate(ar: ARModel, text: list[Tensor], prompt: list[Tensor], max_frame
     """
     dims = ar.dims
     g, eos = dims.group_size, dims.eos_id
-    if options.code_choice == "mean" and code_vectors is None:
-        raise ValueError("code_choice='mean' needs the codec's codebook-0 vectors (code_vectors); this codec has none")
-    by_mean = code_vectors is not None and options.code_choice != "sample"
+    by_mean = options.by_mean(code_vectors)
     device = next(ar.parameters()).device
     b = len(text)
     gen = torch.Generator(device=device)
@@ -395,12 +400,12 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
         if options.code_choice == "sample":
             raise ValueError("code_choice='sample' samples the AR's codebook 0; the NAR's stage 0 does not sample: "
                              "use code0='ar' to sample")
-        if options.code_choice == "mean" and code_vectors is None:
-            raise ValueError("code_choice='mean' needs the codec's codebook-0 vectors (code_vectors); this codec has none")
+        by_mean = options.by_mean(code_vectors)
         tick = time.perf_counter()
         lens = prompt_text_lens or [None] * len(text)
         index = [token_index(nar.token_frames, ar.log_emission, t, p[0], n, m) for t, p, n, m in zip(text, prompt, lens, max_frames)]
-        codes = nar_generate(nar, text, [p.T for p in prompt], None, ordinal, n_codebooks, index=index, code_vectors=code_vectors)
+        codes = nar_generate(nar, text, [p.T for p in prompt], None, ordinal, n_codebooks, index=index,
+                             code_vectors=code_vectors if by_mean else None)
         hit = [bool(ix.shape[0] >= m and ix[-1] < t.shape[0] - 1) for ix, m, t in zip(index, max_frames, text)]
         return Generated(codes, hit, 0.0, time.perf_counter() - tick)
     tick = time.perf_counter()

@@ -158,11 +158,16 @@ def build_corpus(r: DemoRecipe, heldout: dict) -> CutSet:
     return CutSet.from_cuts(c for part in parts for c in part)
 
 
+def prepared_overrides(prepared: Path) -> list[str]:
+    """Config overrides that train on the recipe's prepared corpus ``prepared/{train,valid}``."""
+    return [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}"]
+
+
 def code0_overrides(r: DemoRecipe, prepared: Path, model_path: Path) -> list[str]:
     """Config overrides of step 6: the NAR-only fine-tune of ``model_path`` that adds the NAR's
     codebook-0 stage, on the prepared corpus, into ``r.out / "code0"`` (after ``r.overrides``)."""
-    return [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'code0'}",
-            *r.overrides, *CODE0_FINE_TUNE, f"optim.steps={r.code0_steps}", f"run.init_from={model_path}"]
+    return [*prepared_overrides(prepared), f"run.out_dir={r.out / 'code0'}", *r.overrides, *CODE0_FINE_TUNE,
+            f"optim.steps={r.code0_steps}", f"run.init_from={model_path}"]
 
 
 def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
@@ -185,7 +190,7 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
     prepared = r.out / "prepared"
     prepare(train, codec, None, prepared / "train", num_workers=r.workers, vocab_size=cfg.data.text_vocab)
     prepare(valid, codec, load_tokenizer(prepared / "train"), prepared / "valid", num_workers=r.workers)
-    overrides = [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'train'}"]
+    overrides = [*prepared_overrides(prepared), f"run.out_dir={r.out / 'train'}"]
     if r.steps:
         overrides.append(f"optim.steps={r.steps}")
     train_speakers = sorted({c.supervisions[0].speaker for c in train})
