@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 import valle2
 from valle2 import metrics
 from valle2.audio import load_audio, save_audio
+from valle2.cli import pace_arg
 from valle2.decoding import CODE0_SOURCES, CODE_CHOICES
 from valle2.evaluation.safeguards import open_research_gate
 from valle2.recipe import ASSETS
@@ -55,7 +56,9 @@ def main() -> None:
                    help="codebooks the NAR fills (valle2.DecodingOptions.nar_codebooks; default: the codec's "
                         "predicted_codebooks, the rest completed by the codec)")
     p.add_argument("--code0", choices=CODE0_SOURCES, default="auto",
-                   help="where codebook 0 comes from (valle2.DecodingOptions.code0; default: the NAR's stage 0 where the model has one)")
+                   help="where codebook 0 comes from (valle2.DecodingOptions.code0; default: the NAR's context table or stage 0 where the model has one)")
+    p.add_argument("--pace", type=pace_arg, default=1.0, metavar="X|prompt",
+                   help="durations where the NAR or table gives codebook 0 (valle2.DecodingOptions.pace)")
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
                    help="int8 linear layers in the AR and NAR (valle2.load_model's default: on the CPU)")
     p.add_argument("--out", type=Path, default=None, help="also write each output there (unseen_NN.wav, seen_NN.wav)")
@@ -98,7 +101,8 @@ def main() -> None:
         start = time.perf_counter()
         out, sr = model.synthesize(text, prompt_wav, prompt_sr, prompt_text=prompt_text, corpus_file=prompt_file,
                                    options=valle2.DecodingOptions(seed=rng.randrange(2**31), code_choice=args.code_choice,
-                                                                  nar_codebooks=args.nar_codebooks, code0=args.code0))
+                                                                  nar_codebooks=args.nar_codebooks, code0=args.code0,
+                                                                  pace=args.pace))
         return out, time.perf_counter() - start
 
     results = {"unseen": [], "seen": []}

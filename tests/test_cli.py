@@ -1,4 +1,5 @@
 """The valle2 command line end to end, and the API's errors."""
+import argparse
 import subprocess
 import sys
 from dataclasses import replace
@@ -47,6 +48,18 @@ def test_cli_posterior_mean_code_choice(tiny_model, clips, tmp_path):
     with pytest.raises(SystemExit):
         main(["synthesize", "--model", str(path), "--prompt", str(c.path), "--text", c.text, "--out", str(out),
               "--code-choice", "argmax"])
+
+
+def test_pace_takes_a_number_or_the_prompts():
+    """``--pace``: a duration factor for codebook 0 from the NAR or table, or "prompt"; anything
+    else, or a factor out of 0.25..4, is refused by name."""
+    from valle2.cli import pace_arg
+
+    assert pace_arg("1.5") == 1.5 and pace_arg("prompt") is None
+    with pytest.raises(argparse.ArgumentTypeError, match="--pace takes a number or 'prompt', not 'fast'"):
+        pace_arg("fast")
+    with pytest.raises(ValueError, match="pace must be a number in 0.25..4 or None"):
+        valle2.DecodingOptions(pace=10.0)
 
 
 def test_every_path_needs_consent(tiny_model, clips, tmp_path):

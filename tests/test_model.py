@@ -438,6 +438,9 @@ def test_token_index_follows_the_table_at_the_prompts_pace():
     # the prompt took 8 frames, twice the table's 4: every target token lasts twice its mean
     assert token_index(frames, table, text, torch.zeros(8, dtype=torch.long), 2, 100).tolist() == \
         [2] * 4 + [3] * 12 + [4] * 4
+    # a given pace holds whatever the prompt's: at 0.5 each token lasts half its mean
+    assert token_index(frames, table, text, torch.zeros(8, dtype=torch.long), 2, 100, pace=0.5).tolist() == \
+        [2] + [3] * 3 + [4]
     assert token_index(frames, table, text, torch.zeros(8, dtype=torch.long), 2, 10).tolist() == [2] * 4 + [3] * 6
     # a pace past the clip range is clipped to it (here 0.5), and every token keeps one frame at least
     fast = token_index(frames, table, text, torch.zeros(1, dtype=torch.long), 2, 100)

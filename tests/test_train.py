@@ -217,8 +217,9 @@ def test_torchrun_ddp_two_ranks_stay_identical(tmp_path, prepared):
 def test_a_fine_tune_adds_a_nar_stage_0_and_synthesis_takes_codebook_0_from_it(tmp_path, prepared, clips):
     """``run.init_from`` starts a run from a model file; ``model.nar_code0`` adds the NAR's stage 0
     (its output layer and token embeddings start fresh, the other stages' layers are the file's);
-    ``optim.train_ar: false`` keeps the AR as it was.  Synthesis then takes codebook 0 from stage 0
-    by default (no AR runs), or from the AR with ``code0="ar"``."""
+    ``optim.train_ar: false`` keeps the AR as it was; the run fits the context table.  Synthesis
+    then takes codebook 0 from the table by default (no AR runs), from the network's stage 0 with
+    ``code0="nar"``, or from the AR with ``code0="ar"``."""
     import soundfile as sf
 
     import valle2
@@ -236,6 +237,7 @@ def test_a_fine_tune_adds_a_nar_stage_0_and_synthesis_takes_codebook_0_from_it(t
     assert ar_same and torch.equal(ft.ar.log_emission, base.ar.log_emission)
     assert ft.nar.token_frames.min() >= 1 and ft.nar.token_frames.std() > 0   # measured, not the initial ones
     assert ft.meta["init_from"] == str(base_path) and ft.meta["steps"] == 4
+    assert ft.nar.context.n_voices == len(ft.meta["context_voices"]) >= 1 and len(ft.nar.context.ctx_keys) > 0
     # a model file whose sizes differ, or that is no model, is refused by name
     with pytest.raises(ConfigError, match="run.init_from: the ar of .* does not fit this model"):
         run(load_config(write_config(tmp_path, prepared, tmp_path / "wide"), over + ["model.d_model=128"]))
@@ -254,8 +256,17 @@ def test_a_fine_tune_adds_a_nar_stage_0_and_synthesis_takes_codebook_0_from_it(t
     assert torch.equal(again.codes[0][0], model._generate([clips[1].text], prompt, clips[0].text).codes[0][0])
     by_ar = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0, code0="ar"))
     assert by_ar.ar_seconds > 0
-    with pytest.raises(ValueError, match="stage 0 does not sample: use code0='ar' to sample"):
-        model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code_choice="sample"))
+    by_table = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0="table"))
+    by_nar = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0="nar"))
+    assert torch.equal(by_table.codes[0][0], again.codes[0][0]) and by_nar.ar_seconds == 0
+    assert by_nar.codes[0][0].shape == by_table.codes[0][0].shape
+    slow = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(pace=2.0))
+    assert slow.codes[0][0].shape[1] > 1.5 * by_table.codes[0][0].shape[1]   # each token lasts twice as long
+    for source in ("table", "nar"):
+        with pytest.raises(ValueError, match=f"code0='{source}' does not sample: use code0='ar' to sample"):
+            model._generate([clips[1].text], prompt, clips[0].text,
+                            options=valle2.DecodingOptions(code_choice="sample", code0=source))
     base_model = valle2.load_model(base_path, codec=codec)
-    with pytest.raises(ValueError, match="code0='nar' needs a model trained with model.nar_code0"):
-        base_model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0="nar"))
+    for source in ("nar", "table"):
+        with pytest.raises(ValueError, match=f"code0='{source}' needs a model trained with model.nar_code0"):
+            base_model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0=source))

@@ -30,8 +30,23 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
                    help="codebooks the NAR fills, codebook 0 counted (8: all, as the paper); the codec completes the "
                         "rest with no fine detail (default: the codec's choice, 5 of the offline codec's 8)")
     g.add_argument("--code0", choices=CODE0_SOURCES, default="auto",
-                   help="where codebook 0 comes from: 'ar' (the AR decodes it, as the paper), 'nar' (the NAR's stage 0 "
-                        "from per-token durations; models trained with model.nar_code0), 'auto' (nar where the model has it)")
+                   help="where codebook 0 comes from: 'ar' (the AR decodes it, as the paper); with models trained with "
+                        "model.nar_code0, 'nar' (the NAR's stage 0 network) or 'table' (its context table; both from "
+                        "per-token durations); 'auto' (table, else nar, else ar: what the model has)")
+    g.add_argument("--pace", type=pace_arg, default=1.0, metavar="X|prompt",
+                   help="where the NAR or table gives codebook 0: each token lasts its mean duration in the training "
+                        "voices times X (2 = twice as slow); 'prompt' follows the prompt's pace, measured against its "
+                        "transcript")
+
+
+def pace_arg(value: str) -> float | None:
+    """``--pace``: a number, or "prompt" (None: the prompt's pace)."""
+    if value == "prompt":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--pace takes a number or 'prompt', not {value!r}") from None
 
 
 def decoding_options(args: argparse.Namespace):
@@ -40,7 +55,7 @@ def decoding_options(args: argparse.Namespace):
     return DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ras=not args.no_ras,
                            ras_window=args.ras_window, ras_threshold=args.ras_threshold,
                            use_kv_cache=not args.no_kv_cache, seed=args.seed, match_voice=not args.no_voice_match, code_choice=args.code_choice,
-                           nar_codebooks=args.nar_codebooks, code0=args.code0)
+                           nar_codebooks=args.nar_codebooks, code0=args.code0, pace=args.pace)
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from .model import AUDIO, END_PHONE, NO_PHONE, PAD, TEXT, ARModel, KVCache, NARM
 from .sampling import apply_temperature, posterior_mean_codes, ras_sample_group, sample_or_greedy
 
 CODE_CHOICES = ("auto", "sample", "mean")
-CODE0_SOURCES = ("auto", "ar", "nar")
+CODE0_SOURCES = ("auto", "ar", "nar", "table")
 PACE_RANGE = (0.5, 2.0)  # token_index: a prompt's pace (its frames over the table's) is clipped to this
 
 
@@ -44,9 +44,18 @@ class DecodingOptions:
     above apply).  ``"nar"``: the NAR's stage 0 predicts it from the text token each frame reads,
     with each token's mean duration scaled to the prompt's pace (:func:`token_index`); no AR runs,
     and the output is the same on every call.  It needs a model trained with ``model.nar_code0``.
-    ``"auto"`` (the default) is ``"nar"`` for such a model and ``"ar"`` otherwise.  Stage 0 takes
-    the code nearest the mean codeword where the codec has codewords (``code_choice`` "auto" or
-    "mean"; the most likely code where it has none); it does not sample (``"sample"`` is refused).
+    Stage 0 takes the code nearest the mean codeword where the codec has codewords (``code_choice``
+    "auto" or "mean"; the most likely code where it has none).  ``"table"``: the same durations,
+    but the codes come from the NAR's context table (:class:`valle2.phonetic.ContextTable`: each
+    token in context's mean codeword in the training voice nearest the prompt), not its network;
+    on the demo model far more intelligible (docs/demo_model.md).  ``"auto"`` (the default) is
+    ``"table"`` for a model with a fitted table, else ``"nar"`` for one with stage 0, else ``"ar"``.
+    Neither ``"nar"`` nor ``"table"`` samples (``code_choice="sample"`` is refused with them).
+    ``pace`` (``"nar"`` and ``"table"``; the AR sets its own durations): each token lasts its mean
+    frames in the training voices times ``pace`` (2.0 twice as slow); None follows the prompt's
+    pace, measured against its transcript (:func:`token_index`), which is only as good as the
+    transcript: with recogniser transcripts of 3 s LibriSpeech prompts it came out about 1.3 (too
+    slow) and cost intelligibility (docs/demo_model.md), so the default is 1.0.
     """
 
     temperature: float = 1.0
@@ -64,8 +73,11 @@ class DecodingOptions:
     code_choice: str = "auto"
     nar_codebooks: int | None = None
     code0: str = "auto"
+    pace: float | None = 1.0
 
     def __post_init__(self):
+        if self.pace is not None and not (isinstance(self.pace, (int, float)) and 0.25 <= self.pace <= 4.0):
+            raise ValueError(f"pace must be a number in 0.25..4 or None (the prompt's pace), got {self.pace!r}")
         if self.code_choice not in CODE_CHOICES:
             raise ValueError(f"code_choice must be one of {CODE_CHOICES}, got {self.code_choice!r}")
         if self.code0 not in CODE0_SOURCES:
@@ -78,11 +90,16 @@ class DecodingOptions:
             raise ValueError("code_choice='mean' needs the codec's codebook-0 vectors (code_vectors); this codec has none")
         return code_vectors is not None and self.code_choice != "sample"
 
-    def code0_from_nar(self, nar: NARModel) -> bool:
-        """Whether codebook 0 comes from ``nar``'s stage 0 (see ``code0``); ValueError if asked of a NAR without one."""
-        if self.code0 == "nar" and nar.first_stage != 0:
-            raise ValueError("code0='nar' needs a model trained with model.nar_code0 (its NAR has no stage 0)")
-        return self.code0 == "nar" or (self.code0 == "auto" and nar.first_stage == 0)
+    def code0_source(self, nar: NARModel) -> str:
+        """Where codebook 0 comes from with ``nar`` (see ``code0``): "ar", "nar" or "table";
+        ValueError if asked of a NAR without a stage 0 or without a fitted context table."""
+        if self.code0 in ("nar", "table") and nar.first_stage != 0:
+            raise ValueError(f"code0={self.code0!r} needs a model trained with model.nar_code0 (its NAR has no stage 0)")
+        if self.code0 == "table" and nar.context.n_voices == 0:
+            raise ValueError("code0='table' needs a fitted context table; this model's NAR has none")
+        if self.code0 != "auto":
+            return self.code0
+        return "ar" if nar.first_stage != 0 else "table" if nar.context.n_voices else "nar"
 
 
 def frame_limit(n_target_tokens: int, frames_per_token: float, frame_rate: float, options: DecodingOptions) -> int:
@@ -114,27 +131,39 @@ class ARResult:
     step_logits: list[Tensor] = field(default_factory=list)
 
 
+def prompt_alignment(log_emission: Tensor, text: Tensor, prompt0: Tensor, n_prompt_text: int | None) -> Tensor:
+    """The text token each prompt frame reads ``[P]`` (indices into ``text``), under the aligned AR's
+    table ``log_emission``: prompt0 ``[P]`` is aligned to the text's first ``n_prompt_text`` tokens
+    (its transcript), or with None (continuation) to the text with an open end."""
+    if n_prompt_text is None:
+        return align(log_emission, text, prompt0, open_end=True)
+    return align(log_emission, text[:n_prompt_text], prompt0)
+
+
 def token_index(token_frames: Tensor, log_emission: Tensor, text: Tensor, prompt0: Tensor, n_prompt_text: int | None,
-                max_frames: int) -> Tensor:
+                max_frames: int, pace: float | None = None) -> Tensor:
     """The text token each output frame reads, for the NAR's stage 0: ``[T]`` indices into ``text``.
 
     token_frames ``[n_text_vocab]``: each token id's mean frames (:attr:`NARModel.token_frames`);
     log_emission: the aligned AR's table, which finds where a continuation prompt ends in the text;
     text ``[L]`` (prompt transcript + target, as the model reads it); prompt0 ``[P]``: the prompt's
     codebook 0; ``n_prompt_text`` as :func:`_prompt_phones` (None: continuation).  The target's
-    tokens (those after the prompt's) last their mean frames times the prompt's pace (its frames
-    over its tokens' mean frames, clipped to :data:`PACE_RANGE`), rounded so that the ends fall on
-    whole frames and each token gets at least one; at most ``max_frames`` come out.
+    tokens (those after the prompt's) last their mean frames times ``pace``, or with ``pace=None``
+    times the prompt's pace (its frames over its tokens' mean frames, clipped to
+    :data:`PACE_RANGE`), rounded so that the ends fall on whole frames and each token gets at
+    least one; at most ``max_frames`` come out.
     """
     if n_prompt_text is None:
-        start = int(align(log_emission, text, prompt0, open_end=True)[-1]) + 1 if prompt0.numel() else 0
+        start = int(prompt_alignment(log_emission, text, prompt0, None)[-1]) + 1 if prompt0.numel() else 0
     else:
         start = n_prompt_text
     frames = token_frames.float().cpu()[text.long().cpu()]
-    pace = prompt0.shape[0] / float(frames[:start].sum()) if start and prompt0.numel() else 1.0
+    if pace is None:
+        pace = prompt0.shape[0] / float(frames[:start].sum()) if start and prompt0.numel() else 1.0
+        pace = min(max(pace, PACE_RANGE[0]), PACE_RANGE[1])
     start = min(start, text.shape[0] - 1)  # a prompt that covers the whole text: speak its last token
     n = text.shape[0] - start
-    ends = torch.round(torch.cumsum(frames[start:] * min(max(pace, PACE_RANGE[0]), PACE_RANGE[1]), 0)).long()
+    ends = torch.round(torch.cumsum(frames[start:] * pace, 0)).long()
     k = torch.arange(1, n + 1)
     ends = k + (ends - k).clamp(min=0).cummax(0).values                   # each token at least one frame
     counts = torch.diff(ends, prepend=ends.new_zeros(1))
@@ -163,11 +192,8 @@ def _prompt_phones(ar: ARModel, text: Tensor, prompt: Tensor, n_prompt_text: int
     g, cols = ar.dims.group_size, prompt.shape[0] // ar.dims.group_size
     if cols == 0:
         return torch.zeros(0, dtype=torch.long), 0
-    if n_prompt_text is None:
-        index = align(ar.log_emission, text, prompt, open_end=True)
-        start = int(index[-1]) + 1
-    else:
-        index, start = align(ar.log_emission, text[:n_prompt_text], prompt), n_prompt_text
+    index = prompt_alignment(ar.log_emission, text, prompt, n_prompt_text)
+    start = int(index[-1]) + 1 if n_prompt_text is None else n_prompt_text
     pos, _ = group_alignment(index.cpu(), start, g, cols)  # every group starts within the prompt: pos < start
     return text.cpu()[pos], start
 
@@ -396,16 +422,26 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
     :func:`token_index` (at most ``max_frames``; ``hit_limit`` when that cut it), and
     ``ar_seconds`` is 0.
     """
-    if options.code0_from_nar(nar):
+    source = options.code0_source(nar)
+    if source != "ar":
         if options.code_choice == "sample":
-            raise ValueError("code_choice='sample' samples the AR's codebook 0; the NAR's stage 0 does not sample: "
+            raise ValueError(f"code_choice='sample' samples the AR's codebook 0; code0={source!r} does not sample: "
                              "use code0='ar' to sample")
         by_mean = options.by_mean(code_vectors)
+        if source == "table" and code_vectors is None:
+            raise ValueError("code0='table' needs the codec's codebook-0 vectors (code_vectors) to choose a voice")
         tick = time.perf_counter()
         lens = prompt_text_lens or [None] * len(text)
-        index = [token_index(nar.token_frames, ar.log_emission, t, p[0], n, m) for t, p, n, m in zip(text, prompt, lens, max_frames)]
-        codes = nar_generate(nar, text, [p.T for p in prompt], None, ordinal, n_codebooks, index=index,
-                             code_vectors=code_vectors if by_mean else None)
+        index = [token_index(nar.token_frames, ar.log_emission, t, p[0], n, m, options.pace)
+                 for t, p, n, m in zip(text, prompt, lens, max_frames)]
+        if source == "table":
+            voices = [nar.context.choose_voice(t, p[0], prompt_alignment(ar.log_emission, t, p[0], n), code_vectors)
+                      if p.shape[1] else 0 for t, p, n in zip(text, prompt, lens)]
+            code0 = [nar.context.draft(v, t, ix) for v, t, ix in zip(voices, text, index)]
+            codes = nar_generate(nar, text, [p.T for p in prompt], code0, ordinal, n_codebooks)
+        else:
+            codes = nar_generate(nar, text, [p.T for p in prompt], None, ordinal, n_codebooks, index=index,
+                                 code_vectors=code_vectors if by_mean else None)
         hit = [bool(ix.shape[0] >= m and ix[-1] < t.shape[0] - 1) for ix, m, t in zip(index, max_frames, text)]
         return Generated(codes, hit, 0.0, time.perf_counter() - tick)
     tick = time.perf_counter()

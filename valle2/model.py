@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .alignment import align
+from .phonetic import ContextTable
 
 PAD, TEXT, AUDIO = 0, 1, 2
 NO_PHONE, END_PHONE = -1, -2  # phone ids of the aligned AR's audio columns: none given, past the last token
@@ -532,7 +533,9 @@ class NARModel(nn.Module):
     ``first_stage`` is 1, as the paper, or 0 with ``dims.nar_code0``: stage 0 predicts codebook 0
     from no audio of the target but the text token each target frame reads (its embedding plus
     that of the frame's place within the token); ``token_frames [n_text_vocab]`` holds the mean
-    frames each token lasts in the training alignments, from which synthesis sets durations.
+    frames each token lasts in the training alignments, from which synthesis sets durations;
+    ``context`` (:class:`~valle2.phonetic.ContextTable`) drafts codebook 0 from the same
+    alignments without the network (``DecodingOptions.code0="table"``).
     """
 
     def __init__(self, dims: ModelDims):
@@ -547,6 +550,7 @@ class NARModel(nn.Module):
         if dims.nar_code0:
             self.place_emb = nn.Embedding(MAX_TOKEN_FRAMES, d)
             self.register_buffer("token_frames", torch.ones(dims.n_text_vocab))
+            self.context = ContextTable(dims.n_text_vocab)
 
     def embed_audio(self, codes: Tensor, n_used: Tensor, stage: Tensor) -> Tensor:
         """codes ``[B, S, n_q]``, n_used ``[B, S]`` (how many leading codebooks each column sums:

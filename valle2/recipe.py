@@ -11,7 +11,9 @@ Steps (each resumable: a rerun reuses what is done):
 4. A speaker-disjoint validation split, ``valle2 prepare`` shards with the offline codec.
 5. Training with ``configs/demo.yaml`` (``OUT/train``).
 6. A NAR-only fine-tune (``--code0-steps``, ``OUT/code0``) that adds the NAR's stage 0: codebook 0
-   from the text token of each frame (``model.nar_code0``; :data:`CODE0_FINE_TUNE`), the AR frozen.
+   from the text token of each frame (``model.nar_code0``; :data:`CODE0_FINE_TUNE`), the AR frozen;
+   the run also fits the NAR's context table (:class:`valle2.phonetic.ContextTable`), from which
+   synthesis takes codebook 0 by default.
    Export to ``OUT/.../model.pt`` (fp16) and, with ``--ship``, into the package beside the demo
    voice (``assets/demo``).
 

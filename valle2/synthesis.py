@@ -114,7 +114,7 @@ class VallE2:
             floors += [floor] * n_samples
             given_text += [n_prompt if mode == "cross" else None] * n_samples  # continuation: the text starts with the prompt's
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", leave=False,
-                   disable=not progress or options.code0_from_nar(self.nar))  # no AR runs: nothing to show
+                   disable=not progress or options.code0_source(self.nar) != "ar")  # no AR runs: nothing to show
         g = self.bundle.dims.group_size
         gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
                        progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,

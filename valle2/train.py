@@ -266,11 +266,21 @@ def init_weights(trainer: Trainer, path: str, tokenizer, codec: dict) -> tuple[l
             for j in range(max(own.first_stage, theirs.first_stage), min(own.dims.nar_predicts, theirs.dims.nar_predicts)):
                 head[j - own.first_stage] = state["head"][j - theirs.first_stage]
             state["head"] = head
+        state = {k: v for k, v in state.items() if not k.startswith("context.")}  # a new run fits its own table
         bad = [k for k, v in state.items() if k not in mine or mine[k].shape != v.shape]
         if bad:
             raise ConfigError(f"run.init_from: the {name} of '{path}' does not fit this model ({', '.join(bad[:4])})")
         fresh += [f"{name}.{k}" for k in own.load_state_dict(state, strict=False).missing_keys]
     return fresh, bundle.meta
+
+
+def fit_context(trainer: Trainer, data: list[Utterance], code_vectors: Tensor, frame_rate: float,
+                min_voice_seconds: float = 600.0) -> list[str]:
+    """Fit the NAR's context table (:class:`valle2.phonetic.ContextTable`) from the training
+    alignments under the AR's emission table: speakers with at least ``min_voice_seconds`` of
+    audio become voices.  Returns the voices' names."""
+    items = ((u.speaker, u.text_ids, u.codes[0], align(trainer.ar.log_emission, u.text_ids, u.codes[0])) for u in data)
+    return trainer.nar.context.fit(items, code_vectors, min_voice_frames=int(min_voice_seconds * frame_rate))
 
 
 def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
@@ -384,6 +394,9 @@ def run(cfg: Config) -> Path:
         if dims.nar_code0:
             frames = mean_token_frames(trainer.ar.log_emission, ((u.text_ids, u.codes[0]) for u in data), progress=rank == 0)
             trainer.nar.token_frames.copy_(frames.to(trainer.nar.token_frames.device))
+            vectors = train.load_codec().code0_vectors()
+            if vectors is not None:  # a codec without codewords gives no table (code0="table" is refused)
+                meta["context_voices"] = fit_context(trainer, data, vectors, frame_rate)
     valid_batches = []
     if valid is not None:
         vd = [u for u in valid.utterances if 1 < u.codes.shape[1] <= limit][: cfg.data.valid_max_utterances]
