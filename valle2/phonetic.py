@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .sampling import nearest_codes
+
 N_PLACES = 3
 BUFFERS = ("ctx_keys", "ctx_codes", "place_codes", "token_codes", "voice_codes")
 
@@ -84,8 +86,6 @@ class ContextTable(nn.Module):
         big = sorted((s for s in frames if frames[s] >= min_voice_frames), key=lambda s: -frames[s])[:max_voices]
         voices = [[s] for s in big] if big else [sorted(frames)]
         vectors = code_vectors.float().cpu()
-        half_norm = 0.5 * (vectors * vectors).sum(1)
-        nearest = lambda means: (means @ vectors.T - half_norm).argmax(1)  # noqa: E731  [n, D] -> [n]
         keys, codes = [], []
         place_codes = torch.full((len(voices), self.n_vocab * N_PLACES), -1, dtype=torch.long)
         token_codes = torch.full((len(voices), self.n_vocab), -1, dtype=torch.long)
@@ -101,10 +101,10 @@ class ContextTable(nn.Module):
                 if size is None:
                     keep = count >= min_count
                     keys.append(uniq[keep] + v * self.span)
-                    codes.append(nearest(means[keep]))
+                    codes.append(nearest_codes(means[keep], vectors))
                 else:
-                    (place_codes if size == self.n_vocab * N_PLACES else token_codes)[v, uniq] = nearest(means)
-            voice_codes[v] = nearest(vec.mean(0, keepdim=True))[0]
+                    (place_codes if size == self.n_vocab * N_PLACES else token_codes)[v, uniq] = nearest_codes(means, vectors)
+            voice_codes[v] = nearest_codes(vec.mean(0, keepdim=True), vectors)[0]
         order = torch.cat(keys).argsort()
         device = self.voice_codes.device
         self.ctx_keys, self.ctx_codes = torch.cat(keys)[order].to(device), torch.cat(codes)[order].to(device)

@@ -126,6 +126,13 @@ def posterior_mean_codes(logits: Tensor, vectors: Tensor, eos_id: int, top_k: in
     stop = torch.rand(p_eos.shape, generator=generator, device=logits.device) < p_eos
     vectors = vectors.to(device=logits.device, dtype=torch.float32)
     probs = top_k_top_p_filter(scaled[:, : vectors.shape[0]], top_k, top_p).softmax(-1).nan_to_num(0.0)
-    # nearest codeword by ||v||^2 - 2 m.v (the squared distance less ||m||^2, the same for all v)
-    nearest = ((vectors * vectors).sum(-1) - 2.0 * (probs @ vectors) @ vectors.T).argmin(-1)
+    nearest = nearest_codes(probs @ vectors, vectors)
     return torch.where(stop, torch.full_like(nearest, eos_id), nearest)
+
+
+def nearest_codes(points: Tensor, vectors: Tensor) -> Tensor:
+    """The code of the codeword nearest each point: points ``[N, D]``, codewords ``[K, D]`` -> ``[N]``.
+
+    One matrix product: ``||v||^2 - 2 m.v`` is the squared distance less ``||m||^2``, the same for all v.
+    """
+    return ((vectors * vectors).sum(-1) - 2.0 * points @ vectors.T).argmin(-1)
