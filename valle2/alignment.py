@@ -83,18 +83,16 @@ def fit_emissions(pairs: Iterable[tuple[Tensor, Tensor]], n_text_vocab: int, cod
     return torch.from_numpy(table.astype(np.float32))
 
 
-def mean_token_frames(log_emission: Tensor, pairs: Iterable[tuple[Tensor, Tensor]], progress: bool = True) -> Tensor:
-    """Mean frames each text token id lasts in the Viterbi alignments (:func:`align`) of ``pairs``
-    of (text ids ``[N]``, codebook-0 codes ``[T]``) under ``log_emission [n_text_vocab, codebook_size]``.
-
-    Ids never seen get the mean over all tokens.  Returns FloatTensor ``[n_text_vocab]``.
+def mean_token_frames(n_vocab: int, pairs: Iterable[tuple[Tensor, Tensor]]) -> Tensor:
+    """Mean frames each text token id lasts in ``pairs`` of (text ids ``[N]``, the token index of
+    each frame ``[T]``, e.g. from :func:`align`); ids never seen get the mean over all tokens.
+    Returns FloatTensor ``[n_vocab]``.
     """
-    n_vocab = log_emission.shape[0]
     frames, count = np.zeros(n_vocab), np.zeros(n_vocab)
-    for text, codes in tqdm(list(pairs), desc="token durations", disable=not progress):
-        if text.numel() == 0 or codes.numel() == 0:
+    for text, index in pairs:
+        if text.numel() == 0 or index.numel() == 0:
             continue
-        runs = np.bincount(align(log_emission, text, codes).numpy(), minlength=text.numel())
+        runs = np.bincount(index.numpy(), minlength=text.numel())
         np.add.at(frames, text.long().numpy(), runs)
         np.add.at(count, text.long().numpy(), 1.0)
     if not count.any():

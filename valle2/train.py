@@ -274,13 +274,20 @@ def init_weights(trainer: Trainer, path: str, tokenizer, codec: dict) -> tuple[l
     return fresh, bundle.meta
 
 
-def fit_context(trainer: Trainer, data: list[Utterance], code_vectors: Tensor, frame_rate: float,
-                min_voice_seconds: float = 600.0) -> list[str]:
-    """Fit the NAR's context table (:class:`valle2.phonetic.ContextTable`) from the training
-    alignments under the AR's emission table: speakers with at least ``min_voice_seconds`` of
-    audio become voices.  Returns the voices' names."""
-    items = ((u.speaker, u.text_ids, u.codes[0], align(trainer.ar.log_emission, u.text_ids, u.codes[0])) for u in data)
-    return trainer.nar.context.fit(items, code_vectors, min_voice_frames=int(min_voice_seconds * frame_rate))
+def fit_stage0_tables(nar: NARModel, log_emission: Tensor, data: list[Utterance], code_vectors: Tensor | None,
+                      frame_rate: float, min_voice_seconds: float = 600.0, progress: bool = True) -> list[str]:
+    """Set what the NAR's stage 0 reads from the training alignments under the AR's emission
+    table ``log_emission`` (one Viterbi pass over ``data``): each token's mean frames
+    (``nar.token_frames``) and, given the codec's codewords ``code_vectors``, the context table
+    (:class:`valle2.phonetic.ContextTable`), whose voices are the speakers with at least
+    ``min_voice_seconds`` of audio.  Returns the voices' names ([] without codewords: no table)."""
+    index = [align(log_emission, u.text_ids, u.codes[0]) for u in tqdm(data, desc="aligning for stage 0", disable=not progress)]
+    frames = mean_token_frames(nar.token_frames.shape[0], ((u.text_ids, ix) for u, ix in zip(data, index)))
+    nar.token_frames.copy_(frames.to(nar.token_frames.device))
+    if code_vectors is None:  # a codec without codewords gives no table (code0="table" is refused)
+        return []
+    items = ((u.speaker, u.text_ids, u.codes[0], ix) for u, ix in zip(data, index))
+    return nar.context.fit(items, code_vectors, min_voice_frames=int(min_voice_seconds * frame_rate))
 
 
 def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
@@ -362,7 +369,8 @@ def run(cfg: Config) -> Path:
         if dims.nar_predicts < required:
             raise ConfigError(f"model.nar_codebooks is {dims.nar_codebooks}, but codec '{train.codec['name']}' "
                               f"completes codes from no fewer than {required} codebooks")
-    vectors = train.load_codec().code0_vectors() if cfg.optim.ar_soft_targets > 0 else None
+    # the codec's codebook-0 codewords, for geometry-aware AR targets and the NAR's context table
+    vectors = train.load_codec().code0_vectors() if cfg.optim.ar_soft_targets > 0 or dims.nar_code0 else None
     trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp,
                       code_vectors=vectors)
     sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
@@ -392,11 +400,9 @@ def run(cfg: Config) -> Path:
                                   progress=rank == 0)
             trainer.ar.log_emission.copy_(table.to(trainer.ar.log_emission.device))
         if dims.nar_code0:
-            frames = mean_token_frames(trainer.ar.log_emission, ((u.text_ids, u.codes[0]) for u in data), progress=rank == 0)
-            trainer.nar.token_frames.copy_(frames.to(trainer.nar.token_frames.device))
-            vectors = train.load_codec().code0_vectors()
-            if vectors is not None:  # a codec without codewords gives no table (code0="table" is refused)
-                meta["context_voices"] = fit_context(trainer, data, vectors, frame_rate)
+            voices = fit_stage0_tables(trainer.nar, trainer.ar.log_emission, data, vectors, frame_rate, progress=rank == 0)
+            if voices:
+                meta["context_voices"] = voices
     valid_batches = []
     if valid is not None:
         vd = [u for u in valid.utterances if 1 < u.codes.shape[1] <= limit][: cfg.data.valid_max_utterances]
