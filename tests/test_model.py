@@ -450,3 +450,8 @@ def test_token_index_follows_the_table_at_the_prompts_pace():
     table[1, 0] = table[9, 1] = table[5, 2] = table[7, 2] = 0.0
     cont = token_index(frames, table, torch.tensor([1, 9, 5, 7, 5]), torch.tensor([0, 0, 1, 1]), None, 100)
     assert cont.tolist() == [2] * 2 + [3] * 6 + [4] * 2
+    # a caller that has the prompt's alignment already passes it instead: here one that ends on token 2,
+    # so the target starts at token 3, at the pace of 4 frames over 3 tokens of 2
+    given = token_index(frames, table, torch.tensor([1, 9, 5, 7, 5]), torch.tensor([0, 0, 1, 1]), None, 100,
+                        prompt_index=torch.tensor([0, 1, 2, 2]))
+    assert given.tolist() == [3] * 4 + [4]

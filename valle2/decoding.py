@@ -141,7 +141,7 @@ def prompt_alignment(log_emission: Tensor, text: Tensor, prompt0: Tensor, n_prom
 
 
 def token_index(token_frames: Tensor, log_emission: Tensor, text: Tensor, prompt0: Tensor, n_prompt_text: int | None,
-                max_frames: int, pace: float | None = None) -> Tensor:
+                max_frames: int, pace: float | None = None, prompt_index: Tensor | None = None) -> Tensor:
     """The text token each output frame reads, for the NAR's stage 0: ``[T]`` indices into ``text``.
 
     token_frames ``[n_text_vocab]``: each token id's mean frames (:attr:`NARModel.token_frames`);
@@ -151,10 +151,13 @@ def token_index(token_frames: Tensor, log_emission: Tensor, text: Tensor, prompt
     tokens (those after the prompt's) last their mean frames times ``pace``, or with ``pace=None``
     times the prompt's pace (its frames over its tokens' mean frames, clipped to
     :data:`PACE_RANGE`), rounded so that the ends fall on whole frames and each token gets at
-    least one; at most ``max_frames`` come out.
+    least one; at most ``max_frames`` come out.  ``prompt_index``: the prompt's
+    :func:`prompt_alignment`, where the caller has it already (else it is computed when needed).
     """
     if n_prompt_text is None:
-        start = int(prompt_alignment(log_emission, text, prompt0, None)[-1]) + 1 if prompt0.numel() else 0
+        if prompt0.numel() and prompt_index is None:
+            prompt_index = prompt_alignment(log_emission, text, prompt0, None)
+        start = int(prompt_index[-1]) + 1 if prompt0.numel() else 0
     else:
         start = n_prompt_text
     frames = token_frames.float().cpu()[text.long().cpu()]
@@ -432,11 +435,14 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
             raise ValueError("code0='table' needs the codec's codebook-0 vectors (code_vectors) to choose a voice")
         tick = time.perf_counter()
         lens = prompt_text_lens or [None] * len(text)
-        index = [token_index(nar.token_frames, ar.log_emission, t, p[0], n, m, options.pace)
-                 for t, p, n, m in zip(text, prompt, lens, max_frames)]
+        # the prompt's alignment: the table's voice choice reads it, and so does a continuation's token_index
+        aligned = [prompt_alignment(ar.log_emission, t, p[0], n) if p.shape[1] and (source == "table" or n is None)
+                   else None for t, p, n in zip(text, prompt, lens)]
+        index = [token_index(nar.token_frames, ar.log_emission, t, p[0], n, m, options.pace, a)
+                 for t, p, n, m, a in zip(text, prompt, lens, max_frames, aligned)]
         if source == "table":
-            voices = [nar.context.choose_voice(t, p[0], prompt_alignment(ar.log_emission, t, p[0], n), code_vectors)
-                      if p.shape[1] else 0 for t, p, n in zip(text, prompt, lens)]
+            voices = [nar.context.choose_voice(t, p[0], a, code_vectors) if a is not None else 0
+                      for t, p, a in zip(text, prompt, aligned)]
             code0 = [nar.context.draft(v, t, ix) for v, t, ix in zip(voices, text, index)]
             codes = nar_generate(nar, text, [p.T for p in prompt], code0, ordinal, n_codebooks)
         else:
