@@ -62,6 +62,23 @@ def test_pace_takes_a_number_or_the_prompts():
         valle2.DecodingOptions(pace=10.0)
 
 
+def test_cli_names_decoding_options_the_model_cannot_honour(tiny_model, clips, tmp_path, capsys):
+    """A pace out of range, or codebooks the codec cannot complete from, is an error that names the
+    option (exit 2), not a traceback; the API raises the same DecodingError, a ValueError."""
+    from valle2.errors import DecodingError
+
+    path, _, _, _ = tiny_model
+    c = clips[1]
+    base = ["synthesize", "--model", str(path), "--prompt", str(clips[0].path), "--prompt-text", clips[0].text,
+            "--text", c.text, "--out", str(tmp_path / "x.wav")]
+    assert main(base + ["--pace", "10"]) == 2
+    assert "valle2 synthesize: error: pace must be a number in 0.25..4" in capsys.readouterr().err
+    assert main(base + ["--nar-codebooks", "99"]) == 2
+    assert "valle2 synthesize: error: nar_codebooks must be between" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()
+    assert issubclass(DecodingError, ValueError) and issubclass(DecodingError, valle2.Valle2Error)
+
+
 def test_every_path_needs_consent(tiny_model, clips, tmp_path):
     from valle2.safety import ConsentError
 

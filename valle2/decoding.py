@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .alignment import align
+from .errors import DecodingError
 from .model import AUDIO, END_PHONE, NO_PHONE, PAD, TEXT, ARModel, KVCache, NARModel, group_alignment, ungroup_codes
 from .sampling import apply_temperature, posterior_mean_codes, ras_sample_group, sample_or_greedy
 
@@ -77,26 +78,26 @@ class DecodingOptions:
 
     def __post_init__(self):
         if self.pace is not None and not (isinstance(self.pace, (int, float)) and 0.25 <= self.pace <= 4.0):
-            raise ValueError(f"pace must be a number in 0.25..4 or None (the prompt's pace), got {self.pace!r}")
+            raise DecodingError(f"pace must be a number in 0.25..4 or None (the prompt's pace), got {self.pace!r}")
         if self.code_choice not in CODE_CHOICES:
-            raise ValueError(f"code_choice must be one of {CODE_CHOICES}, got {self.code_choice!r}")
+            raise DecodingError(f"code_choice must be one of {CODE_CHOICES}, got {self.code_choice!r}")
         if self.code0 not in CODE0_SOURCES:
-            raise ValueError(f"code0 must be one of {CODE0_SOURCES}, got {self.code0!r}")
+            raise DecodingError(f"code0 must be one of {CODE0_SOURCES}, got {self.code0!r}")
 
     def by_mean(self, code_vectors: Tensor | None) -> bool:
         """Whether codebook 0 takes the code nearest the mean codeword (``code_choice``, given the
-        codec's codewords ``code_vectors`` or None); ValueError for "mean" without codewords."""
+        codec's codewords ``code_vectors`` or None); DecodingError for "mean" without codewords."""
         if self.code_choice == "mean" and code_vectors is None:
-            raise ValueError("code_choice='mean' needs the codec's codebook-0 vectors (code_vectors); this codec has none")
+            raise DecodingError("code_choice='mean' needs the codec's codebook-0 vectors (code_vectors); this codec has none")
         return code_vectors is not None and self.code_choice != "sample"
 
     def code0_source(self, nar: NARModel) -> str:
         """Where codebook 0 comes from with ``nar`` (see ``code0``): "ar", "nar" or "table";
-        ValueError if asked of a NAR without a stage 0 or without a fitted context table."""
+        DecodingError if asked of a NAR without a stage 0 or without a fitted context table."""
         if self.code0 in ("nar", "table") and nar.first_stage != 0:
-            raise ValueError(f"code0={self.code0!r} needs a model trained with model.nar_code0 (its NAR has no stage 0)")
+            raise DecodingError(f"code0={self.code0!r} needs a model trained with model.nar_code0 (its NAR has no stage 0)")
         if self.code0 == "table" and nar.context.n_voices == 0:
-            raise ValueError("code0='table' needs a fitted context table; this model's NAR has none")
+            raise DecodingError("code0='table' needs a fitted context table; this model's NAR has none")
         if self.code0 != "auto":
             return self.code0
         return "ar" if nar.first_stage != 0 else "table" if nar.context.n_voices else "nar"
@@ -428,11 +429,11 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
     source = options.code0_source(nar)
     if source != "ar":
         if options.code_choice == "sample":
-            raise ValueError(f"code_choice='sample' samples the AR's codebook 0; code0={source!r} does not sample: "
+            raise DecodingError(f"code_choice='sample' samples the AR's codebook 0; code0={source!r} does not sample: "
                              "use code0='ar' to sample")
         by_mean = options.by_mean(code_vectors)
         if source == "table" and code_vectors is None:
-            raise ValueError("code0='table' needs the codec's codebook-0 vectors (code_vectors) to choose a voice")
+            raise DecodingError("code0='table' needs the codec's codebook-0 vectors (code_vectors) to choose a voice")
         tick = time.perf_counter()
         lens = prompt_text_lens or [None] * len(text)
         # the prompt's alignment: the table's voice choice reads it, and so does a continuation's token_index

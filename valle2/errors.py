@@ -19,3 +19,7 @@ class CodecError(Valle2Error, ValueError):
 
 class ModelError(Valle2Error, ValueError):
     """A checkpoint that is missing, corrupt or does not fit the request."""
+
+
+class DecodingError(Valle2Error, ValueError):
+    """Decoding options that are invalid, or that this model or codec cannot honour."""

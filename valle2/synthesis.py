@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .checkpoint import ModelBundle, load_model_bundle
 from .codec import Codec, load_codec
 from .decoding import DecodingOptions, frame_bounds, generate
-from .errors import AudioError, ModelError, TextError
+from .errors import AudioError, DecodingError, ModelError, TextError
 from .memo import ContentMemo
 from .audio import MAX_SPEED, MIN_SPEED, change_speed, validate_waveform
 from .safety import ConsentGate
@@ -49,11 +49,11 @@ MAX_PROMPT_SECONDS = 30.0
 def nar_codebooks(codec: Codec, dims, requested: int | None = None) -> int:
     """How many codebooks the NAR fills (codebook 0 counted) before ``codec.complete``: ``requested``
     (``DecodingOptions.nar_codebooks``), by default the codec's ``predicted_codebooks`` as far as
-    the NAR (``dims.nar_predicts``) goes.  ValueError outside what the codec completes from and
+    the NAR (``dims.nar_predicts``) goes.  DecodingError outside what the codec completes from and
     what the NAR predicts."""
     n = requested or min(codec.predicted_codebooks, dims.nar_predicts)
     if not codec.required_codebooks <= n <= dims.nar_predicts:
-        raise ValueError(f"nar_codebooks must be between {codec.required_codebooks} (what codec '{codec.name}' "
+        raise DecodingError(f"nar_codebooks must be between {codec.required_codebooks} (what codec '{codec.name}' "
                          f"completes from) and {dims.nar_predicts} (what the NAR predicts), got {n}")
     return n
 
@@ -85,7 +85,7 @@ class VallE2:
     def _text_ids(self, text: str, prompt_text: str | None, mode: str) -> tuple[torch.Tensor, int, int]:
         """Token ids of what the model reads, with (#target tokens, #prompt tokens)."""
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
+            raise DecodingError(f"mode must be one of {MODES}, got '{mode}'")
         if mode == "continuation":
             ids = self.tokenizer.encode(text)
             return torch.tensor(ids), len(ids), 0
