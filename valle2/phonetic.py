@@ -90,8 +90,8 @@ class ContextTable(nn.Module):
         place_codes = torch.full((len(voices), self.n_vocab * N_PLACES), -1, dtype=torch.long)
         token_codes = torch.full((len(voices), self.n_vocab), -1, dtype=torch.long)
         voice_codes = torch.zeros(len(voices), dtype=torch.long)
-        for v, members in enumerate(voices):
-            chosen = [(t, c, i) for s, t, c, i in items if s in set(members)]
+        for v, members in enumerate(map(set, voices)):
+            chosen = [(t, c, i) for s, t, c, i in items if s in members]
             ctx, tp = zip(*(frame_contexts(t, i, self.n_vocab) for t, _, i in chosen))
             vec = vectors[torch.cat([c for _, c, _ in chosen])]                        # [F, D]
             ctx, tp = torch.from_numpy(np.concatenate(ctx)), torch.from_numpy(np.concatenate(tp))
