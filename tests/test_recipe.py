@@ -50,3 +50,13 @@ def test_the_code0_fine_tune_is_a_valid_config_of_its_own(tmp_path):
     assert cfg.model.nar_code0 and cfg.model.aligned and not cfg.optim.train_ar
     assert cfg.optim.steps == 700 and cfg.run.threads == 1 and cfg.run.init_from == str(tmp_path / "m.pt")
     assert cfg.data.train == str(tmp_path / "prepared" / "train") and cfg.run.out_dir == str(tmp_path / "out" / "code0")
+
+
+def test_timed_records_each_step_and_prints_it(capsys):
+    from valle2.recipe import timed
+
+    times = {}
+    with timed("preparation", times):
+        sum(range(10_000))
+    assert list(times) == ["preparation"] and times["preparation"] >= 0.0
+    assert "recipe: preparation took" in capsys.readouterr().out

@@ -26,6 +26,8 @@ import csv
 import json
 import random
 import shutil
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,8 +176,18 @@ def code0_overrides(r: DemoRecipe, prepared: Path, model_path: Path) -> list[str
             f"optim.steps={r.code0_steps}", f"run.init_from={model_path}"]
 
 
+@contextmanager
+def timed(step: str, times: dict[str, float]):
+    """Record the wall-clock seconds of ``step`` in ``times`` and print them (the recipe's 2-hour budget)."""
+    tick = time.perf_counter()
+    yield
+    times[step] = time.perf_counter() - tick
+    tqdm.write(f"recipe: {step} took {times[step] / 60:.1f} min")
+
+
 def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
-    """Run every step; returns the exported model file."""
+    """Run every step; returns the exported model file.  Prints each step's wall-clock time and
+    the total, and writes them to ``OUT/times.json``."""
     from .checkpoint import load_model_bundle, save_model
     from .codec import load_codec
     from .config import load_config
@@ -186,14 +198,17 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
     r.out.mkdir(parents=True, exist_ok=True)
     heldout = heldout_split(r.data, r.heldout_sentences, r.heldout_speakers, r.seed)
     atomic_write_bytes(r.out / "heldout.json", json.dumps(heldout, indent=1).encode())
-    corpus = build_corpus(r, heldout)
+    times: dict[str, float] = {}
+    with timed("corpus (manifests, ASR transcripts, synthetic speakers)", times):
+        corpus = build_corpus(r, heldout)
     speakers = sorted({c.supervisions[0].speaker for c in corpus if c.supervisions[0].speaker.startswith("ls")})
     valid_speakers = speakers[:4] if len(speakers) > 8 else 1
     train, valid = split_by_speaker(corpus, valid_speakers, seed=r.seed)
     codec = load_codec("offline")
     prepared = r.out / "prepared"
-    prepare(train, codec, None, prepared / "train", num_workers=r.workers, vocab_size=cfg.data.text_vocab)
-    prepare(valid, codec, load_tokenizer(prepared / "train"), prepared / "valid", num_workers=r.workers)
+    with timed("preparation (tokens and codec codes)", times):
+        prepare(train, codec, None, prepared / "train", num_workers=r.workers, vocab_size=cfg.data.text_vocab)
+        prepare(valid, codec, load_tokenizer(prepared / "train"), prepared / "valid", num_workers=r.workers)
     overrides = [*prepared_overrides(prepared), f"run.out_dir={r.out / 'train'}"]
     if r.steps:
         overrides.append(f"optim.steps={r.steps}")
@@ -205,9 +220,14 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
         save_model(model_path, bundle, half=True)
         return model_path
 
-    model_path = stamp(run(load_config(r.config, overrides + list(r.overrides))))
+    with timed("training (AR + NAR)", times):
+        model_path = stamp(run(load_config(r.config, overrides + list(r.overrides))))
     if r.code0_steps:
-        model_path = stamp(run(load_config(r.config, code0_overrides(r, prepared, model_path))))
+        with timed("stage-0 fine-tune (NAR)", times):
+            model_path = stamp(run(load_config(r.config, code0_overrides(r, prepared, model_path))))
+    times["total"] = sum(times.values())
+    tqdm.write(f"recipe: total {times['total'] / 60:.1f} min")
+    atomic_write_bytes(r.out / "times.json", json.dumps(times, indent=1).encode())
     if ship:
         ship_demo(model_path)
     return model_path
@@ -237,7 +257,7 @@ def add_recipe_parser(sub) -> None:
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set run.threads=1 (repeatable)")
-    d.add_argument("--ship", action="store_true", help="copy the model and demo voice into the package")
+    d.add_argument("--ship", action="store_true", help="copy the model into the package (assets/demo, beside the demo voice)")
     d.set_defaults(func=lambda a: print(run_demo(DemoRecipe(
         data=a.data, out=a.out, config=a.config, steps=a.steps, asr_speakers=not a.no_asr_speakers,
         synthetic_texts=a.synthetic_texts, workers=a.workers, overrides=tuple(a.set), code0_steps=a.code0_steps),
