@@ -4,7 +4,7 @@ import shutil
 from lhotse import CutSet
 
 from valle2.data import manifests_from_tsv
-from valle2.recipe import heldout_split, with_text
+from valle2.recipe import asr_transcripts, heldout_split, with_text
 
 
 def fake_data(tmp_path, clips):
@@ -35,6 +35,18 @@ def test_with_text_keeps_only_usable_transcripts(tmp_path, clips):
     assert isinstance(out, CutSet) and [c.id for c in out] == ["ls_0"]
     assert out[0].supervisions[0].text == "chapter one this is rachel"
     assert out[0].supervisions[0].speaker == "ls0"
+
+
+def test_asr_transcripts_in_parallel_match_one_process_and_resume_from_the_cache(tmp_path, clips):
+    cuts = manifests_from_tsv(fake_data(tmp_path, clips), transcribed=False)
+    one = asr_transcripts(cuts, tmp_path / "one.tsv", workers=1)
+    assert set(one) == {c.id for c in cuts} and sum(len(t.split()) for t in one.values()) >= len(cuts)
+    assert asr_transcripts(cuts, tmp_path / "two.tsv", workers=2) == one
+    partial = tmp_path / "partial.tsv"
+    partial.write_text("id\ttext\nls_0\tkept from the cache\n")
+    resumed = asr_transcripts(cuts, partial, workers=2)
+    assert resumed == {**one, "ls_0": "kept from the cache"}
+    assert "kept from the cache" in partial.read_text() and len(partial.read_text().splitlines()) == len(cuts) + 1
 
 
 def test_the_code0_fine_tune_is_a_valid_config_of_its_own(tmp_path):

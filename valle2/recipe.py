@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import random
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,19 +121,35 @@ def heldout_split(data: Path, n_sentences: int, n_speakers: int, seed: int) -> d
     return {"sentences": sorted(rng.sample(sentence_ids, n_sentences)), "speakers": sorted(rng.sample(speakers, n_speakers))}
 
 
-def asr_transcripts(cuts: CutSet, cache: Path) -> dict[str, str]:
-    """Transcribe each cut with pocketsphinx once; results are cached in a TSV (resumable)."""
+def _transcribe_cut(cut) -> tuple[str, str]:
+    """Pool task: ``(cut id, pocketsphinx transcript)``."""
     from .metrics import transcribe
 
+    return cut.id, transcribe(cut.load_audio()[0], cut.sampling_rate)
+
+
+def asr_transcripts(cuts: CutSet, cache: Path, workers: int = 1) -> dict[str, str]:
+    """Transcribe each cut with pocketsphinx once, over ``workers`` processes; results are cached
+    in a TSV after each cut (resumable)."""
     done: dict[str, str] = {}
     if cache.is_file():
         with open(cache, newline="") as f:
             done = {r["id"]: r["text"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
     todo = [c for c in cuts if c.id not in done]
-    for cut in tqdm(todo, desc="transcribing LibriSpeech prompts (pocketsphinx)"):
-        done[cut.id] = transcribe(cut.load_audio()[0], cut.sampling_rate)
-        lines = ["id\ttext"] + [f"{k}\t{v}" for k, v in sorted(done.items())]
-        atomic_write_bytes(cache, ("\n".join(lines) + "\n").encode())
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_transcribe_cut, todo)
+    else:
+        results = map(_transcribe_cut, todo)
+    try:
+        for cut_id, text in tqdm(results, total=len(todo), desc="transcribing LibriSpeech prompts (pocketsphinx)"):
+            done[cut_id] = text
+            lines = ["id\ttext"] + [f"{k}\t{v}" for k, v in sorted(done.items())]
+            atomic_write_bytes(cache, ("\n".join(lines) + "\n").encode())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return done
 
 
@@ -157,7 +175,7 @@ def build_corpus(r: DemoRecipe, heldout: dict) -> CutSet:
     if r.asr_speakers:
         libri = CutSet.from_cuts(c for c in manifests_from_tsv(r.data, transcribed=False)
                                  if c.supervisions[0].speaker not in set(heldout["speakers"]))
-        parts.append(with_text(libri, asr_transcripts(libri, r.out / "asr_transcripts.tsv")))
+        parts.append(with_text(libri, asr_transcripts(libri, r.out / "asr_transcripts.tsv", r.workers)))
     if r.synthetic_texts:
         texts = sorted({c.supervisions[0].text for c in arctic})[: r.synthetic_texts]
         parts.append(synthesize_corpus(texts, r.out / "synthetic"))
@@ -254,7 +272,7 @@ def add_recipe_parser(sub) -> None:
                    help="steps of the NAR-only fine-tune that adds the NAR's codebook-0 stage (0 = none)")
     d.add_argument("--synthetic-texts", type=int, default=0, help="sentences each espeak-ng/flite voice reads (0 = none)")
     d.add_argument("--no-asr-speakers", action="store_true", help="leave out the ASR-transcribed LibriSpeech speakers")
-    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--workers", type=int, default=2, help="processes for the ASR transcripts and the codec encoding")
     d.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set run.threads=1 (repeatable)")
     d.add_argument("--ship", action="store_true", help="copy the model into the package (assets/demo, beside the demo voice)")
