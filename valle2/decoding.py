@@ -430,7 +430,7 @@ def generate(ar: ARModel, nar: NARModel, text: list[Tensor], prompt: list[Tensor
     if source != "ar":
         if options.code_choice == "sample":
             raise DecodingError(f"code_choice='sample' samples the AR's codebook 0; code0={source!r} does not sample: "
-                             "use code0='ar' to sample")
+                               "use code0='ar' to sample")
         by_mean = options.by_mean(code_vectors)
         if source == "table" and code_vectors is None:
             raise DecodingError("code0='table' needs the codec's codebook-0 vectors (code_vectors) to choose a voice")

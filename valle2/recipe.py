@@ -106,8 +106,9 @@ class DemoRecipe:
     workers: int = 2
     seed: int = 0
     overrides: tuple[str, ...] = ()
-    # 400 steps: 10.8 min on 2 threads, so that the recipe stays within 2 hours; the context table
-    # synthesis reads by default is fitted the same at any length (docs/demo_model.md)
+    # 400 steps: 10.8 min on 2 threads, so that the recipe stays within 2 hours (103-107 min end to
+    # end); the context table synthesis reads by default is fitted the same at any length, but 200
+    # steps left the WER at the 2x target's edge (1.96-1.99x; docs/demo_model.md)
     code0_steps: int = 400
 
 

@@ -54,7 +54,7 @@ def nar_codebooks(codec: Codec, dims, requested: int | None = None) -> int:
     n = requested or min(codec.predicted_codebooks, dims.nar_predicts)
     if not codec.required_codebooks <= n <= dims.nar_predicts:
         raise DecodingError(f"nar_codebooks must be between {codec.required_codebooks} (what codec '{codec.name}' "
-                         f"completes from) and {dims.nar_predicts} (what the NAR predicts), got {n}")
+                           f"completes from) and {dims.nar_predicts} (what the NAR predicts), got {n}")
     return n
 
 
