@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import random
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,25 +130,18 @@ def _transcribe_cut(cut) -> tuple[str, str]:
 def asr_transcripts(cuts: CutSet, cache: Path, workers: int = 1) -> dict[str, str]:
     """Transcribe each cut with pocketsphinx once, over ``workers`` processes; results are cached
     in a TSV after each cut (resumable)."""
+    from .data.prepare import process_map
+
     done: dict[str, str] = {}
     if cache.is_file():
         with open(cache, newline="") as f:
             done = {r["id"]: r["text"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
     todo = [c for c in cuts if c.id not in done]
-    pool = None
-    if workers > 1 and len(todo) > 1:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(_transcribe_cut, todo)
-    else:
-        results = map(_transcribe_cut, todo)
-    try:
+    with process_map(_transcribe_cut, todo, workers) as results:
         for cut_id, text in tqdm(results, total=len(todo), desc="transcribing LibriSpeech prompts (pocketsphinx)"):
             done[cut_id] = text
             lines = ["id\ttext"] + [f"{k}\t{v}" for k, v in sorted(done.items())]
             atomic_write_bytes(cache, ("\n".join(lines) + "\n").encode())
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
     return done
 
 

@@ -23,8 +23,10 @@ import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from lhotse import CutSet
@@ -95,6 +97,23 @@ class _Encoder:
             return "skipped", {"id": cut.id, "reason": f"unreadable audio: {exc.__class__.__name__}: {exc}"}
         return "ok", {"id": cut.id, "speaker": cut_speaker(cut) or "", "text": text,
                       "text_ids": torch.tensor(text_ids, dtype=torch.int32), "codes": codes.to(self.code_dtype)}
+
+
+@contextmanager
+def process_map(fn: Callable, items: list, workers: int, local: Callable | None = None, initializer: Callable | None = None,
+                initargs: tuple = (), chunksize: int = 1) -> Iterator:
+    """Yield the results of ``fn`` over ``items``, in order, from ``workers`` spawned processes (each
+    runs ``initializer(*initargs)`` first); with one worker or at most one item, from ``local``
+    (default ``fn``) in this process.  The pool is shut down on exit, its pending tasks cancelled."""
+    if workers <= 1 or len(items) <= 1:
+        yield map(local or fn, items)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=initializer, initargs=initargs)
+    try:
+        yield pool.map(fn, items, chunksize=chunksize)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _worker_encoder: _Encoder | None = None
@@ -200,32 +219,26 @@ def prepare(
     done_cuts = sum(len(shards[i]) for i in report.reused_shards)
     bar = tqdm(total=len(cut_list), initial=done_cuts, desc=f"preparing {out_dir.name}", unit="cut", disable=not progress)
     pending_cuts = [c for i in pending for c in shards[i]]
-    pool = None
-    if num_workers > 1 and pending:
-        # A worker that dies (or whose initializer fails) breaks the executor, which raises
-        # BrokenProcessPool here instead of hanging.
-        pool = ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(codec.describe(), tokenizer.state_dict()))
-        results = pool.map(_encode_in_worker, pending_cuts, chunksize=4)
-    else:
-        results = map(_Encoder(codec, tokenizer), pending_cuts)
+    # A worker that dies (or whose initializer fails) breaks the executor, which raises
+    # BrokenProcessPool here instead of hanging.
     try:
-        for i in pending:
-            utterances, skipped = [], []
-            for _ in shards[i]:
-                status, record = next(results)
-                (utterances if status == "ok" else skipped).append(record)
-                if status != "ok":
-                    logger.warning("skipping %s: %s", record["id"], record["reason"])
-                bar.update(1)
-            _save_shard(out_dir / _shard_name(i), utterances, skipped)
+        with process_map(_encode_in_worker, pending_cuts, num_workers, local=_Encoder(codec, tokenizer),
+                         initializer=_init_worker, initargs=(codec.describe(), tokenizer.state_dict()),
+                         chunksize=4) as results:
+            for i in pending:
+                utterances, skipped = [], []
+                for _ in shards[i]:
+                    status, record = next(results)
+                    (utterances if status == "ok" else skipped).append(record)
+                    if status != "ok":
+                        logger.warning("skipping %s: %s", record["id"], record["reason"])
+                    bar.update(1)
+                _save_shard(out_dir / _shard_name(i), utterances, skipped)
     except BrokenProcessPool as exc:
         raise DataError("an encoding worker died (out of memory, or the codec failed to load in it; its traceback "
                         "is above); finished shards are kept: run again to resume, num_workers=1 to debug") from exc
     finally:
         bar.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
 
     summaries = []
     for i in range(len(shards)):
