@@ -316,10 +316,14 @@ class ConsentRegistry:
 
     def corpus_for_file(self, path) -> CorpusAttestation:
         """A verified attestation listing the file at ``path`` (matched by SHA-256 of its bytes)."""
-        digest = file_sha256(path)
+        return self.corpus_for_sha256(file_sha256(path), str(path))
+
+    def corpus_for_sha256(self, digest: str, name: str) -> CorpusAttestation:
+        """A verified attestation listing a file whose bytes have SHA-256 ``digest`` (hex); ``name``
+        names the file in the refusal.  Hash the bytes you decode (:class:`valle2.audio.AudioFile`)."""
         for text, _ in self.db.corpora_with_file(digest):
             att = CorpusAttestation.from_json(text)
             self._check_signed(att.payload(), att.signature, att.key_id, f"corpus attestation {att.corpus_id}")
             if digest in {h for _, h in att.files}:
                 return att
-        raise ConsentError(f"prompt file '{path}' is in no attested research corpus")
+        raise ConsentError(f"prompt file '{name}' is in no attested research corpus")
