@@ -2,6 +2,9 @@
 
 ``Deployment.open()`` uses ``$VALLE2_HOME`` (default ``~/.valle2``) and creates what is missing
 on first use: ``operator.pem`` (+ ``.pub``), ``watermark.key``, ``registry.db``, ``audit.jsonl``.
+``Deployment.open(home, create=False)`` creates nothing: a folder that is not a deployment is an
+error (read-only commands such as ``valle2 detect`` use it, so a mistyped ``--home`` cannot pass
+for a deployment whose watermark is absent from every file).
 Consent recordings and prompts pass the watermark check and the synthesized-speech classifier
 (:func:`valle2.safety.gate.default_liveness_checks`).  Besides the operator's own key it trusts
 the public keys shipped in ``valle2/assets/keys/``,
@@ -12,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import Valle2Error
 from .audit import AuditLog
 from .consent import ConsentRegistry, CorpusAttestation
 from .gate import ConsentGate, default_liveness_checks
@@ -19,6 +23,16 @@ from .keys import generate_operator_key, generate_watermark_key, load_operator_k
 from .registry import RegistryDB, default_home
 
 SHIPPED_KEYS = Path(__file__).resolve().parent.parent / "assets" / "keys"
+DEPLOYMENT_FILES = ("operator.pem", "watermark.key", "registry.db")
+
+
+class DeploymentNotFound(Valle2Error):
+    """A read-only open (``Deployment.open(home, create=False)``) of a folder that is not a
+    deployment; ``home`` is the folder."""
+
+    def __init__(self, message: str, home: Path):
+        super().__init__(message)
+        self.home = home
 
 
 @dataclass
@@ -29,9 +43,17 @@ class Deployment:
     watermark_key: bytes
 
     @classmethod
-    def open(cls, home=None) -> "Deployment":
-        """Open (creating on first use) the deployment at ``home``."""
+    def open(cls, home=None, create: bool = True) -> "Deployment":
+        """Open the deployment at ``home``, creating what is missing on first use; with
+        ``create=False`` (what read-only commands use) a home that is not a deployment raises
+        :class:`DeploymentNotFound` naming it and what it lacks, and nothing is created."""
         home = Path(home) if home is not None else default_home()
+        if not create:
+            missing = [n for n in DEPLOYMENT_FILES if not (home / n).is_file()]
+            if not home.is_dir() or missing:
+                what = "does not exist" if not home.exists() else ("is not a folder" if not home.is_dir() else
+                                                                     f"lacks {', '.join(missing)}")
+                raise DeploymentNotFound(f"no valle2 deployment at '{home}': it {what}", home)
         home.mkdir(parents=True, exist_ok=True)
         op_path, wm_path = home / "operator.pem", home / "watermark.key"
         operator = load_operator_key(op_path) if op_path.exists() else generate_operator_key(op_path)
