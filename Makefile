@@ -1,8 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   installs valle2 and synthesizes new text with the zero-shot demo model shipped in the
 #               package and the attested demo voice, watermarked, then checks the watermark
-#   make test   installs valle2 with its test extras, Debian's chromium, espeak-ng, flite and festival (the web and
-#               synthetic-speech tests use them), and runs the test suite
+#   make test   installs valle2 with its test extras, Debian's chromium, espeak-ng, flite, festival and ffmpeg (the web,
+#               synthetic-speech and channel tests use them), and runs the test suite
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 STAMP = .install.stamp
@@ -21,6 +21,7 @@ demo: install
 test: install
 	bash scripts/install_browser.sh
 	bash scripts/install_synthetic_voices.sh
+	bash scripts/install_audio_tools.sh
 	$(PYTHON) -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
 
