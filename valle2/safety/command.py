@@ -1,4 +1,4 @@
-"""CLI of the safeguards: ``valle2 voice ...``, ``valle2 corpus attest``, ``valle2 audit verify``, ``valle2 detect``.
+"""CLI of the safeguards: ``valle2 voice ...``, ``valle2 corpus attest``, ``valle2 audit verify|sign-head``, ``valle2 detect``.
 
 ``valle2 detect`` reports the watermark (which needs the deployment's key) and the
 synthesized-speech classifier (:mod:`valle2.safety.detector`), which needs no key.
@@ -62,14 +62,35 @@ def cmd_attest(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
+    from . import ConsentError
+
     dep = _deployment(args)
-    ok, bad = dep.audit.verify()
-    n = len(dep.audit.entries()) if ok else None
-    if ok:
-        print(f"audit log {dep.audit.path}: intact, {n} entries")
-        return 0
-    print(f"audit log {dep.audit.path}: BROKEN at line {bad}: an entry was edited, removed or reordered")
-    return 1
+    report = dep.audit.check()
+    print(report.summary(dep.audit.path))
+    if not report.ok:
+        return 1
+    try:
+        problems = dep.registry.cross_check()
+    except ConsentError as e:
+        problems = [str(e)]
+    for problem in problems:
+        print(f"registry {dep.registry.db.path}: {problem}")
+    if not problems:
+        print(f"registry {dep.registry.db.path}: agrees with the audit log (enrolments and revocations)")
+    return 1 if problems else 0
+
+
+def cmd_audit_sign_head(args) -> int:
+    dep = _deployment(args)
+    before = dep.audit.check()
+    report = dep.audit.sign_head()
+    if before.ok:
+        print(f"audit log {dep.audit.path}: its head is already signed; nothing to do")
+    else:
+        print(f"audit log {dep.audit.path}: chain of {before.entries} entries verified; head now signed with the "
+              "operator key (logged as audit_head_signed)")
+    print(report.summary(dep.audit.path))
+    return 0 if report.ok else 1
 
 
 def classifier_report(wav, sr: int, detector_path=None) -> dict:
@@ -182,8 +203,12 @@ def add_safety_parsers(sub) -> None:
 
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     asub = audit.add_subparsers(dest="audit_command", required=True)
-    p = asub.add_parser("verify", parents=[home], help="check that no entry was edited, removed or reordered")
+    p = asub.add_parser("verify", parents=[home], help="check the chain and its signed head (no entry edited, removed, "
+                        "reordered or added without the operator key) and that the registry agrees with the log")
     p.set_defaults(func=cmd_audit_verify)
+    p = asub.add_parser("sign-head", parents=[home], help="upgrade a log from before signed heads: verify the chain, "
+                        "then sign its head with the operator key")
+    p.set_defaults(func=cmd_audit_sign_head)
 
     p = sub.add_parser("detect", parents=[home], help="report the watermark and the synthesized-speech classifier on an audio file")
     p.add_argument("file", type=Path)

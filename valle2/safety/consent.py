@@ -1,5 +1,10 @@
 """The consent protocol: one-time spoken phrases, enrolment into signed voice records,
-verification, revocation, and signed research-corpus attestations.
+verification, signed revocation, and signed research-corpus attestations.
+
+A revocation is a signed :class:`Revocation` kept in the registry and in the audit log's ``revoke``
+event.  :meth:`ConsentRegistry.verify_record` (which the gate calls on authorize and finalize)
+refuses a voice revoked in either, and one whose ``enroll`` event is not in the verified log, so
+clearing the registry's column or restoring an older ``registry.db`` does not bring a voice back.
 
 Wording rule (``check_wording``), on the offline transcript after :func:`valle2.metrics.normalize_text`:
 
@@ -160,6 +165,18 @@ class CorpusAttestation(SignedRecord):
     signature: str = ""
 
 
+@dataclass(frozen=True)
+class Revocation(SignedRecord):
+    """A signed statement that consent record ``voice_id`` was revoked at ``revoked`` (Unix time),
+    for ``reason``.  Stored in the registry and in the audit log's ``revoke`` event."""
+
+    voice_id: str
+    revoked: float
+    reason: str
+    key_id: str
+    signature: str = ""
+
+
 def file_sha256(path) -> str:
     """SHA-256 (hex) of a file's bytes."""
     h = hashlib.sha256()
@@ -267,26 +284,106 @@ class ConsentRegistry:
 
     def verify_record(self, record: VoiceRecord) -> VoiceRecord:
         """Check ``record``'s signature with the trusted keys, its expiry, that it is the stored
-        record, and that it is not revoked (read now).  Returns it, or raises ConsentError."""
-        self._check_signed(record.payload(), record.signature, record.key_id, f"consent record {record.voice_id}")
-        row = self.db.voice(record.voice_id)
+        record, and that it is not revoked (read now) in the registry nor in the verified audit
+        log, whose ``enroll`` event it must have.  Returns it, or raises ConsentError."""
+        vid = record.voice_id
+        self._check_signed(record.payload(), record.signature, record.key_id, f"consent record {vid}")
+        row = self.db.voice(vid)
         if row is None:
-            raise ConsentError(f"voice {record.voice_id} is not enrolled in this registry")
+            raise ConsentError(f"voice {vid} is not enrolled in this registry")
         if row[2] is not None:
-            raise ConsentError(f"voice {record.voice_id} was revoked; it can no longer be used")
+            raise ConsentError(f"voice {vid} was revoked; it can no longer be used")
         if row[1] != record.signature:
-            raise ConsentError(f"consent record {record.voice_id} differs from the registry's copy")
+            raise ConsentError(f"consent record {vid} differs from the registry's copy")
+        state = self.audit.verified_state()
+        if vid in state.revoked:
+            raise ConsentError(f"voice {vid} was revoked (audit log line {state.revoked[vid]}); it can no longer be "
+                               f"used.  The registry had lost that revocation: '{self.db.path}' was edited or restored "
+                               f"from an older copy; run `valle2 voice revoke {vid}` to restore it there, and "
+                               "`valle2 audit verify`")
+        if vid not in state.enrolled:
+            raise ConsentError(f"consent record {vid} has no enrolment in the audit log '{self.audit.path}': the log "
+                               "was replaced or truncated, or the record was added to the registry by hand; run "
+                               "`valle2 audit verify` and restore the log from a backup")
         if self.clock() >= record.expires:
-            raise ConsentError(f"consent record {record.voice_id} expired; the speaker must enrol again")
+            raise ConsentError(f"consent record {vid} expired; the speaker must enrol again")
         return record
 
-    def revoke(self, voice_id: str, reason: str = "") -> None:
-        """Revoke ``voice_id`` at once: every later authorisation reads the revocation."""
-        if not self.db.revoke_voice(voice_id, self.clock()):
-            if self.db.voice(voice_id) is None:
-                raise ConsentError(f"voice {voice_id!r} is not enrolled")
-            return
-        self.audit.append("revoke", voice_id=voice_id, reason=reason)
+    def revoke(self, voice_id: str, reason: str = "") -> Revocation:
+        """Revoke ``voice_id`` at once with a signed :class:`Revocation`, stored in the registry
+        (first: it takes effect even when the log cannot be written) and in the audit log.  Running
+        it again for a revoked voice restores whichever of the two copies is missing."""
+        row = self.db.voice(voice_id) if isinstance(voice_id, str) else None
+        if row is None:
+            raise ConsentError(f"voice {voice_id!r} is not enrolled")
+        stored = self.db.revocation(voice_id)
+        logged = self._logged_revocation(voice_id)
+        try:
+            rev = Revocation.from_json(stored) if stored else None
+        except (ValueError, TypeError):
+            rev = stored = None       # an unreadable copy: replaced by a freshly signed one below
+        if rev is None and logged is not None and logged.signature:
+            rev = logged
+        if rev is None:
+            rev = Revocation(voice_id, row[2] if row[2] is not None else self.clock(), str(reason or ""),
+                             key_id(self.operator_key))
+            rev = Revocation(**{**asdict(rev), "signature": sign(self.operator_key, rev.payload())})
+        if row[2] is None:
+            self.db.revoke_voice(voice_id, rev.revoked, rev.to_json())
+        elif not stored:      # revoked before revocations were signed: store the signed statement
+            with self.db.transaction() as con:
+                con.execute("UPDATE voices SET revocation = ? WHERE id = ? AND revocation IS NULL",
+                            (rev.to_json(), voice_id))
+        if logged is None or not logged.signature:
+            try:
+                self.audit.append("revoke", **rev.payload(), signature=rev.signature)
+            except ConsentError as e:
+                raise ConsentError(f"voice {voice_id} is revoked in the registry, but the revocation could not be "
+                                   f"written to the audit log: {e}.  Then run `valle2 voice revoke {voice_id}` again "
+                                   "to log it") from None
+        return rev
+
+    def _logged_revocation(self, voice_id: str) -> Revocation | None:
+        """The last revocation of ``voice_id`` in the audit log (signature empty for one logged by a
+        valle2 from before signed revocations), or None."""
+        try:
+            if voice_id not in self.audit.verified_state().revoked:
+                return None
+        except ConsentError:
+            pass     # the log cannot be trusted: look at what it holds
+        for entry in reversed(self.audit.entries()):
+            if entry.get("event") == "revoke" and entry.get("voice_id") == voice_id:
+                if "signature" not in entry:
+                    return Revocation(voice_id, float(entry.get("time", 0.0)), str(entry.get("reason", "")), "", "")
+                return Revocation(**{k: entry.get(k) for k in ("voice_id", "revoked", "reason", "key_id", "signature")})
+        return None
+
+    def cross_check(self) -> list[str]:
+        """Disagreements between the registry and the verified audit log, each with what to do:
+        a revocation the registry lost, a revocation not logged, a voice with no logged enrolment,
+        a logged revocation whose signature fails.  Raises ConsentError when the log is broken."""
+        state = self.audit.verified_state()
+        problems = []
+        for vid, revoked in self.db.query("SELECT id, revoked FROM voices ORDER BY created"):
+            if vid not in state.enrolled:
+                problems.append(f"voice {vid} is in the registry but its enrolment is not in the audit log: the log "
+                                "was replaced or truncated, or the registry edited; it is refused until that is resolved")
+            if vid in state.revoked and revoked is None:
+                problems.append(f"voice {vid} was revoked (audit log line {state.revoked[vid]}) but the registry shows "
+                                f"it active: '{self.db.path}' was edited or restored from an older copy; it is refused, "
+                                f"and `valle2 voice revoke {vid}` restores the revocation there")
+            if revoked is not None and vid not in state.revoked:
+                problems.append(f"voice {vid} is revoked in the registry but the revocation is not in the audit log "
+                                f"(an interrupted revocation); run `valle2 voice revoke {vid}` to log it")
+        for entry in self.audit.entries():
+            if entry.get("event") == "revoke" and "signature" in entry:
+                rev = Revocation(**{k: entry.get(k) for k in ("voice_id", "revoked", "reason", "key_id", "signature")})
+                try:
+                    self._check_signed(rev.payload(), rev.signature, rev.key_id, f"revocation of {rev.voice_id} "
+                                       f"(audit log line {entry.get('seq')})")
+                except ConsentError as e:
+                    problems.append(f"{e}; the voice stays revoked")
+        return problems
 
     # -------------------------------------------------------------------------------- corpora
     def attest_corpus(self, name: str, files: Sequence[Path], licence: str) -> CorpusAttestation:

@@ -1,7 +1,8 @@
 """A deployment: the operator key, watermark key, registry and audit log under one home folder.
 
 ``Deployment.open()`` uses ``$VALLE2_HOME`` (default ``~/.valle2``) and creates what is missing
-on first use: ``operator.pem`` (+ ``.pub``), ``watermark.key``, ``registry.db``, ``audit.jsonl``.
+on first use: ``operator.pem`` (+ ``.pub``), ``watermark.key``, ``registry.db``, ``audit.jsonl``
+(whose head, ``audit.jsonl.head``, is signed with the operator key).
 ``Deployment.open(home, create=False)`` creates nothing: a folder that is not a deployment is an
 error (read-only commands such as ``valle2 detect`` use it, so a mistyped ``--home`` cannot pass
 for a deployment whose watermark is absent from every file).
@@ -59,7 +60,7 @@ class Deployment:
         operator = load_operator_key(op_path) if op_path.exists() else generate_operator_key(op_path)
         wm_key = load_watermark_key(wm_path) if wm_path.exists() else generate_watermark_key(wm_path)
         trusted = [operator.public_key()] + [load_public_key(p) for p in sorted(SHIPPED_KEYS.glob("*.pub"))]
-        audit = AuditLog(home / "audit.jsonl")
+        audit = AuditLog(home / "audit.jsonl", key=operator)
         registry = ConsentRegistry(RegistryDB(home / "registry.db"), operator, audit, trusted_keys=trusted,
                                    liveness_checks=default_liveness_checks(wm_key))
         return cls(home, registry, audit, wm_key)

@@ -3,6 +3,11 @@
 WAL journal, ``synchronous=FULL``, one short connection per operation (so every read sees the
 latest commit, e.g. a revocation made by another process), writes in ``BEGIN IMMEDIATE``
 transactions, parameterised SQL only.
+
+A revocation is stored as ``voices.revoked`` (its time) and ``voices.revocation`` (the signed
+:class:`valle2.safety.consent.Revocation` JSON); the audit log holds it too, and authorisation
+checks both, so clearing it here (or restoring an older copy of this file) does not bring a voice
+back.  Databases from before that column get it on first open.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ CREATE TABLE IF NOT EXISTS phrases (
     created REAL NOT NULL, expires REAL NOT NULL, used REAL);
 CREATE TABLE IF NOT EXISTS voices (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, record TEXT NOT NULL, signature TEXT NOT NULL,
-    created REAL NOT NULL, revoked REAL);
+    created REAL NOT NULL, revoked REAL, revocation TEXT);
 CREATE TABLE IF NOT EXISTS corpora (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, attestation TEXT NOT NULL, signature TEXT NOT NULL,
     created REAL NOT NULL);
@@ -40,6 +45,12 @@ class RegistryDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(SCHEMA)
+            if "revocation" not in {r[1] for r in con.execute("PRAGMA table_info(voices)")}:
+                try:
+                    con.execute("ALTER TABLE voices ADD COLUMN revocation TEXT")
+                except sqlite3.OperationalError as e:   # another process added it first
+                    if "duplicate column" not in str(e):
+                        raise
 
     @contextmanager
     def _connect(self):
@@ -95,10 +106,17 @@ class RegistryDB:
         rows = self.query("SELECT record, signature, revoked FROM voices WHERE id = ?", (vid,))
         return rows[0] if rows else None
 
-    def revoke_voice(self, vid: str, now: float) -> bool:
-        """Mark voice ``vid`` revoked; False if it does not exist or was already revoked."""
+    def revoke_voice(self, vid: str, when: float, revocation: str | None = None) -> bool:
+        """Mark voice ``vid`` revoked at ``when`` with the signed ``revocation`` JSON; False if it does
+        not exist or was already revoked."""
         with self.transaction() as con:
-            return con.execute("UPDATE voices SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, vid)).rowcount == 1
+            return con.execute("UPDATE voices SET revoked = ?, revocation = ? WHERE id = ? AND revoked IS NULL",
+                               (when, revocation, vid)).rowcount == 1
+
+    def revocation(self, vid: str) -> str | None:
+        """The signed revocation JSON stored for voice ``vid``, or None."""
+        rows = self.query("SELECT revocation FROM voices WHERE id = ?", (vid,))
+        return rows[0][0] if rows else None
 
     # ------------------------------------------------------------------------------- corpora
     def add_corpus(self, cid: str, name: str, attestation: str, signature: str, hashes: list[str]) -> None:
