@@ -85,7 +85,10 @@ class AuditReport:
     def summary(self, path) -> str:
         if not self.ok:
             return f"audit log {path}: " + (f"BROKEN at line {self.line}: " if self.line else "BROKEN: ") + self.problem
-        notes = ["head signed by the operator key" if self.signed else "head not signature-checked (no operator key)"]
+        if self.entries == 0:
+            notes = ["empty"]
+        else:
+            notes = ["head signed by the operator key" if self.signed else "head not signature-checked (no operator key)"]
         if self.unconfirmed:
             notes.append(f"line {self.entries} is after the head (a crash between an append and the head update; "
                          "the next append logs it)")
