@@ -39,7 +39,7 @@ def test_detect_reports_watermark(tmp_path, clips, capsys, deployment):
     wav, sr = sf.read(clips[0].path, dtype="float32")
     marked = embed(np.tile(wav, 3), sr, 0x1234, deployment.watermark_key)
     sf.write(tmp_path / "marked.wav", marked, sr)
-    assert main(["detect", str(tmp_path / "marked.wav")]) == 0
+    assert main(["detect", str(tmp_path / "marked.wav")]) == 1   # exit status 1: synthesized
     out = capsys.readouterr().out
     assert "PRESENT" in out and "payload 4660" in out
     assert main(["detect", str(clips[1].path)]) == 0

@@ -5,9 +5,11 @@ names the problem (unreadable, empty, silent, non-finite, too long, bad rate).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,21 +120,58 @@ def _decode_with_ffmpeg(data: bytes, name: str) -> tuple[np.ndarray, int]:
     return wav, sr
 
 
+MAX_FILE_BYTES = 512 * 2**20
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    """An audio file's bytes, read once.  Whatever checks a file by its hash (the consent gate's
+    corpus attestations) must hash and decode these same bytes: reading the path twice would let
+    a file swapped in between pass as the attested one."""
+
+    name: str
+    data: bytes
+
+    @classmethod
+    def read(cls, path) -> "AudioFile":
+        """Read the file at ``path`` in one go (AudioError if missing, empty or over 512 MiB)."""
+        path = Path(path)
+        name = str(path)
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > MAX_FILE_BYTES:
+                    raise AudioError(f"audio file '{name}' is larger than 512 MiB")
+                data = f.read(MAX_FILE_BYTES + 1)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise AudioError(f"audio file not found: '{name}'") from None
+        except PermissionError:
+            raise AudioError(f"audio file '{name}' cannot be read: permission denied") from None
+        if not data:
+            raise AudioError(f"audio file is empty: '{name}'")
+        if len(data) > MAX_FILE_BYTES:
+            raise AudioError(f"audio file '{name}' is larger than 512 MiB")
+        return cls(name, data)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the bytes."""
+        return hashlib.sha256(self.data).hexdigest()
+
+    def load(self, sr: int | None = None, max_seconds: float = MAX_SECONDS, allow_silent: bool = False):
+        """Decode the bytes: ``(wav float32 [samples], rate)``, as :func:`load_audio`."""
+        return load_audio(self, sr, max_seconds, allow_silent)
+
+
 def load_audio(source, sr: int | None = None, max_seconds: float = MAX_SECONDS, allow_silent: bool = False) -> tuple[np.ndarray, int]:
-    """Load wav, flac, ogg or mp3 from a path, bytes or file object.
+    """Load wav, flac, ogg or mp3 from a path, an :class:`AudioFile`, bytes or a file object.
 
     Returns ``(wav, rate)``: mono float32 ``[samples]``, resampled to ``sr`` when given.
     """
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise AudioError(f"audio file not found: '{name}'")
-        if path.stat().st_size == 0:
-            raise AudioError(f"audio file is empty: '{name}'")
-        if path.stat().st_size > 512 * 2**20:
-            raise AudioError(f"audio file '{name}' is larger than 512 MiB")
-        data = path.read_bytes()
+        source = AudioFile.read(source)
+    if isinstance(source, AudioFile):
+        name, data = source.name, source.data
     elif isinstance(source, (bytes, bytearray)):
         name, data = "<bytes>", bytes(source)
     else:
@@ -149,6 +188,20 @@ def load_audio(source, sr: int | None = None, max_seconds: float = MAX_SECONDS, 
     if sr is not None and sr != rate:
         wav, rate = resample(wav, rate, sr), sr
     return wav, rate
+
+
+OUTPUT_PEAK_DBFS = -1.0  # the loudest sample an output may have: 0.891 of full scale
+
+
+def limit_peak(wav, peak_dbfs: float = OUTPUT_PEAK_DBFS) -> np.ndarray:
+    """``wav [samples]`` as float32 with its peak at most ``peak_dbfs`` dB of full scale, by one
+    gain for the whole clip (no clipping, so no distortion); quieter clips are returned unchanged."""
+    x = np.asarray(wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else wav, dtype=np.float32)
+    ceiling = 10.0 ** (peak_dbfs / 20.0)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if not np.isfinite(peak):
+        raise AudioError("audio contains NaN or infinite samples")
+    return (x * np.float32(ceiling / peak)).astype(np.float32) if peak > ceiling else x.copy()
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

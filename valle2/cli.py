@@ -59,7 +59,7 @@ def decoding_options(args: argparse.Namespace):
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from .audio import load_audio, save_audio
+    from .audio import AudioFile, save_audio
     from .safety.deployment import Deployment
     from .synthesis import load_model
 
@@ -71,8 +71,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         mime_type(args.out.suffix.lstrip(".") or "wav")
         signer = ProvenanceSigner.open(deployment.home)
     model = load_model(args.model, gate=deployment.gate(), int8=args.int8)
-    wav, sr = load_audio(args.prompt)
-    consent = {"voice_id": args.voice} if args.voice else {"corpus_file": args.prompt}
+    prompt = AudioFile.read(args.prompt)   # read once: the gate hashes the bytes that were decoded
+    wav, sr = prompt.load()
+    consent = {"voice_id": args.voice} if args.voice else {"corpus_file": prompt}
     out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode, **consent,
                                    options=decoding_options(args), include_prompt=args.include_prompt, speed=args.speed,
                                    progress=True)
@@ -96,7 +97,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     voice, through the consent gate: the voice's clips are an attested research corpus."""
     import json
 
-    from .audio import load_audio, save_audio
+    from .audio import AudioFile, save_audio
     from .errors import ModelError
     from .recipe import ASSETS
     from .safety.deployment import Deployment
@@ -107,11 +108,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ModelError(f"no model at {model_path}: train one with `valle2 recipe tiny` (minutes) or "
                          "`valle2 recipe demo --data ../shared/data --ship` (about 2 hours)")
     voice = json.loads((ASSETS / "voice.json").read_text())
-    clip = ASSETS / voice["file"]
+    clip = AudioFile.read(ASSETS / voice["file"])
     deployment = Deployment.open()
     deployment.import_attestation_file(ASSETS / "attestation.json")
     model = load_model(model_path, gate=deployment.gate())
-    wav, sr = load_audio(clip)
+    wav, sr = clip.load()
     if args.mode == "continuation":  # the clip's start as prompt; the model continues its own sentence
         text, prompt, extra = voice["text"], wav[: int(args.prompt_seconds * sr)], {"include_prompt": True}
     else:

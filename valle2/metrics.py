@@ -111,6 +111,70 @@ def speaker_embedding(wav, sr: int) -> np.ndarray:
     return np.asarray(emb, dtype=np.float32)
 
 
+SPEAKER_WINDOW_SECONDS = 1.6  # Resemblyzer's partial utterance (160 mel frames of 10 ms)
+_VAD_SAMPLES = 480               # Resemblyzer's 30 ms VAD window at 16 kHz
+
+
+def _voiced_mask(audio: np.ndarray) -> np.ndarray:
+    """Resemblyzer's ``trim_long_silences`` (webrtcvad mode 3, smoothed, dilated), returning the
+    per-sample mask it keeps instead of the trimmed audio: bool ``[samples]`` (the tail after
+    the last whole 30 ms window is False, as Resemblyzer drops it)."""
+    import webrtcvad
+    from resemblyzer.hparams import vad_max_silence_length, vad_moving_average_width
+    from scipy.ndimage import binary_dilation
+
+    n = audio.size - audio.size % _VAD_SAMPLES
+    pcm = (np.round(np.clip(audio[:n], -1.0, 1.0) * 32767)).astype("<i2").tobytes()
+    vad = webrtcvad.Vad(mode=3)
+    flags = np.array([vad.is_speech(pcm[i * 2: (i + _VAD_SAMPLES) * 2], sample_rate=METRIC_RATE)
+                      for i in range(0, n, _VAD_SAMPLES)], dtype=float)
+    mask = np.zeros(audio.size, dtype=bool)
+    if flags.size == 0:
+        return mask
+    w = vad_moving_average_width
+    padded = np.concatenate([np.zeros((w - 1) // 2), flags, np.zeros(w // 2)])
+    avg = np.cumsum(padded)
+    avg[w:] = avg[w:] - avg[:-w]
+    smooth = np.round(avg[w - 1:] / w).astype(bool)
+    smooth = binary_dilation(smooth, np.ones(vad_max_silence_length + 1))
+    mask[:n] = np.repeat(smooth, _VAD_SAMPLES)
+    return mask
+
+
+def speaker_window_embeddings(wav, sr: int, hop_seconds: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Resemblyzer embeddings of every :data:`SPEAKER_WINDOW_SECONDS` stretch of speech in ``wav
+    [samples]``, every ``hop_seconds``, computed in one batch.
+
+    The audio is prepared as :func:`speaker_embedding` prepares it (volume raised to -30 dBFS,
+    long silences left out by the VAD), then cut into windows of 160 mel frames; the last window
+    ends at the end of the speech, and speech shorter than a window gives one zero-padded window.
+    Returns ``(embeddings float32 [n, 256] unit L2 norm, spans float64 [n, 2])``: each window's
+    first and last second on ``wav``'s own timeline (silences inside a window included)."""
+    import torch
+    from resemblyzer import audio as ra
+    from resemblyzer.hparams import audio_norm_target_dBFS, partials_n_frames
+
+    if not 0.05 <= hop_seconds <= SPEAKER_WINDOW_SECONDS:
+        raise ValueError(f"hop_seconds must be between 0.05 and {SPEAKER_WINDOW_SECONDS}, got {hop_seconds}")
+    audio = ra.normalize_volume(_as_16k(wav, sr).astype(np.float32), audio_norm_target_dBFS, increase_only=True)
+    keep = np.flatnonzero(_voiced_mask(audio))
+    if keep.size < METRIC_RATE // 10:  # VAD kept nearly nothing: use the raw clip, as speaker_embedding does
+        keep = np.arange(audio.size)
+    mel = ra.wav_to_mel_spectrogram(audio[keep].astype(np.float32))    # [frames, 40], 10 ms hop
+    hop_samples = METRIC_RATE // 100
+    n, step = partials_n_frames, max(1, int(round(hop_seconds * 100)))
+    starts = list(range(0, max(1, mel.shape[0] - n + 1), step))
+    if mel.shape[0] > n and starts[-1] != mel.shape[0] - n:
+        starts.append(mel.shape[0] - n)
+    mels = np.stack([np.pad(mel[s: s + n], ((0, max(0, n - mel[s: s + n].shape[0])), (0, 0))) for s in starts])
+    encoder = _model("resemblyzer", _voice_encoder)
+    with torch.no_grad():
+        emb = encoder(torch.from_numpy(mels.astype(np.float32))).cpu().numpy()
+    first = np.array([keep[min(s * hop_samples, keep.size - 1)] for s in starts])
+    last = np.array([keep[min((s + n) * hop_samples, keep.size) - 1] + 1 for s in starts])
+    return emb.astype(np.float32), np.stack([first, last], axis=1) / float(METRIC_RATE)
+
+
 def speaker_similarity(a_wav, a_sr: int, b_wav, b_sr: int) -> float:
     """Cosine similarity (-1..1) of the Resemblyzer embeddings of two waveforms ``[samples]``."""
     a, b = speaker_embedding(a_wav, a_sr), speaker_embedding(b_wav, b_sr)
@@ -128,4 +192,5 @@ def dnsmos(wav, sr: int) -> float:
         return float(_dnsmos.run(audio, METRIC_RATE)["p808_mos"])
 
 
-__all__ = ["METRIC_RATE", "normalize_text", "wer", "transcribe", "speaker_embedding", "speaker_similarity", "dnsmos"]
+__all__ = ["METRIC_RATE", "SPEAKER_WINDOW_SECONDS", "normalize_text", "wer", "transcribe", "speaker_embedding",
+           "speaker_window_embeddings", "speaker_similarity", "dnsmos"]

@@ -4,6 +4,9 @@
 synthesized-speech classifier (:mod:`valle2.safety.detector`), which needs no key.
 
 All commands act on the deployment at ``$VALLE2_HOME`` (default ``~/.valle2``) or ``--home``.
+Only ``voice phrase`` and ``corpus attest`` create a deployment there on first use; every other
+command (``detect``, ``voice list``, ``voice enroll``, ``voice revoke``, ``audit verify``) needs one
+that exists and says so, naming the folder, rather than create an empty one.
 """
 from __future__ import annotations
 
@@ -13,10 +16,20 @@ import json
 from pathlib import Path
 
 
-def _deployment(args):
-    from .deployment import Deployment
+def _deployment(args, create: bool = False):
+    """The deployment of ``--home`` / ``$VALLE2_HOME``; ``create`` only for the commands that may
+    start one (a mistyped folder must not pass for a new, empty deployment)."""
+    import os
 
-    return Deployment.open(args.home)
+    from .deployment import Deployment, DeploymentNotFound
+
+    try:
+        return Deployment.open(args.home, create=create)
+    except DeploymentNotFound as exc:
+        given = ("--home" if args.home is not None else
+                 "$VALLE2_HOME" if os.environ.get("VALLE2_HOME") else "the default ~/.valle2 (no --home, no $VALLE2_HOME)")
+        raise DeploymentNotFound(f"{exc} (the folder comes from {given}): check the path; `valle2 voice phrase` "
+                                 "or `valle2 corpus attest` start a new deployment", exc.home) from None
 
 
 def _when(t: float) -> str:
@@ -24,7 +37,7 @@ def _when(t: float) -> str:
 
 
 def cmd_phrase(args) -> int:
-    phrase = _deployment(args).registry.issue_phrase(args.name)
+    phrase = _deployment(args, create=True).registry.issue_phrase(args.name)
     print(f"phrase id: {phrase.id}  (valid until {_when(phrase.expires)}, once)")
     print(f"Ask {phrase.name} to read aloud, then run `valle2 voice enroll --phrase-id {phrase.id} ...`:")
     print(f"\n    {phrase.text}\n")
@@ -56,7 +69,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_attest(args) -> int:
-    att = _deployment(args).registry.attest_corpus(args.name, args.files, args.licence)
+    att = _deployment(args, create=True).registry.attest_corpus(args.name, args.files, args.licence)
     print(f"attested corpus {att.name!r}: {att.corpus_id}, {len(att.files)} file(s), signed by key {att.key_id}")
     return 0
 
@@ -131,9 +144,50 @@ def provenance_report(path: Path) -> dict | None:
         return {"error": str(exc)}
 
 
+# ``valle2 detect``'s exit statuses, for scripts (also in its --help and the README)
+DETECT_CLEAN, DETECT_SYNTHESIZED, DETECT_ERROR, DETECT_UNKNOWN = 0, 1, 2, 3
+DETECT_EPILOG = """exit status:
+  0  no sign of synthesis: no valle2 watermark of this deployment, and the classifier calls it real
+  1  synthesized: it carries this deployment's valle2 watermark, or the classifier calls it synthesized
+  2  error: the file, the deployment (--home) or the --detector weights could not be used; nothing was judged
+  3  unknown: no watermark, and the classifier could not score the audio (silent or too short)"""
+
+
+def detect_status(watermark_present: bool, classifier: dict, detector_loaded: bool = True) -> int:
+    """``valle2 detect``'s exit status for a verdict (see ``DETECT_EPILOG``): a classifier whose
+    weights could not be loaded is an error (2) unless the watermark already answers."""
+    if watermark_present or classifier.get("synthesized"):
+        return DETECT_SYNTHESIZED
+    if "error" in classifier:
+        return DETECT_UNKNOWN if detector_loaded else DETECT_ERROR
+    return DETECT_CLEAN
+
+
 def cmd_detect(args) -> int:
+    import sys
+
+    try:
+        return _detect(args)
+    except (OSError, RuntimeError, ValueError) as exc:   # not Valle2Error (exit 2 in run_command): no traceback's exit 1
+        from ..errors import Valle2Error
+
+        if isinstance(exc, Valle2Error):
+            raise
+        print(f"valle2 detect: error: cannot check '{args.file}': {type(exc).__name__}: {exc}", file=sys.stderr)
+        return DETECT_ERROR
+
+
+def _detect(args) -> int:
     from ..audio import load_audio
+    from ..errors import Valle2Error
+    from .detector import load_detector
     from .watermark import detect
+
+    try:
+        load_detector(args.detector)   # cached: classifier_report below uses the same load
+        detector_loaded = True
+    except Valle2Error:
+        detector_loaded = False
 
     dep = _deployment(args)
     wav, sr = load_audio(args.file, allow_silent=True)
@@ -168,7 +222,12 @@ def cmd_detect(args) -> int:
             print(f"  C2PA manifest: {c2pa['state']}, signed by {c2pa['signer']!r} ({c2pa['issuer']}), "
                   f"AI-generated: {c2pa['ai_generated']}; synthesis: {json.dumps(c2pa['synthesis'])}"
                   + (f"; problems: {', '.join(c2pa['problems'])}" if c2pa["problems"] else ""))
-    return 0
+    if "error" in classifier and not detector_loaded:
+        import sys
+
+        print(f"valle2 detect: error: the classifier's weights could not be loaded (see --detector): {classifier['error']}",
+              file=sys.stderr)
+    return detect_status(found.present, classifier, detector_loaded)
 
 
 def add_safety_parsers(sub) -> None:
@@ -210,7 +269,8 @@ def add_safety_parsers(sub) -> None:
                         "then sign its head with the operator key")
     p.set_defaults(func=cmd_audit_sign_head)
 
-    p = sub.add_parser("detect", parents=[home], help="report the watermark and the synthesized-speech classifier on an audio file")
+    p = sub.add_parser("detect", parents=[home], help="report the watermark and the synthesized-speech classifier on an audio file",
+                       epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path)
     p.add_argument("--json", action="store_true")
     p.add_argument("--detector", type=Path, default=None, help="classifier weights (default: the shipped ones)")
