@@ -139,6 +139,16 @@ def test_run_writes_model_checkpoints_and_tensorboard(tmp_path, prepared):
     tags = acc.Tags()
     assert {"train/ar_loss", "train/nar_loss", "valid/ar_top10", "valid/nar_loss", "train/tokens_per_s"} <= set(tags["scalars"])
     assert "sample/spectrogram" in tags["images"] and "sample/generated" in tags["audio"]
+    from valle2.audio import load_audio
+    from valle2.safety import detect
+    from valle2.safety.deployment import Deployment
+    from valle2.safety.gate import MONITOR_LABEL, payload_for
+
+    key = Deployment.open().watermark_key              # the session's deployment ($VALLE2_HOME)
+    for tag in ("sample/generated", "sample/reference"):   # decoded speech leaves in the event files: marked
+        wav, sr = load_audio(acc.Audio(tag)[-1].encoded_audio_string)
+        found = detect(wav, sr, key)
+        assert found.present and found.payload == payload_for(MONITOR_LABEL) and abs(wav).max() <= 0.892
     model = valle2.load_model(model_path, codec=valle2.load_codec("encodec", pretrained=False))
     assert model.bundle.dims.group_size == 2
 

@@ -1,5 +1,11 @@
 """Training monitoring on rank 0: TensorBoard scalars, and a synthesized sample with its
-spectrogram every ``run.sample_every`` steps."""
+spectrogram every ``run.sample_every`` steps.
+
+The sample audio is speech in a real (training or validation) speaker's voice, and it leaves the
+process in the TensorBoard event files, so it is watermarked like every output
+(:func:`valle2.safety.gate.mark_output`: peak limited, then marked) with the deployment's key
+(``$VALLE2_HOME``, or the key given), payload ``payload_for("training-monitor")``.  It needs no
+consent record: the voice is the training data's, which the operator chose to train on."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +18,9 @@ from .synthesis import nar_codebooks
 
 
 class Monitor:
-    def __init__(self, out_dir: Path, cfg, train, valid, dims):
+    def __init__(self, out_dir: Path, cfg, train, valid, dims, watermark_key: bytes | None = None):
+        """``watermark_key`` marks the sample audio; by default the deployment's at ``$VALLE2_HOME``
+        (``~/.valle2``), read at the first sample."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(Path(out_dir) / "tb"))
@@ -21,6 +29,21 @@ class Monitor:
         self.example = source.utterances[0]
         self.train = train
         self._codec = None
+        self._key = watermark_key
+
+    @property
+    def watermark_key(self) -> bytes:
+        if self._key is None:
+            from .safety.deployment import Deployment
+
+            self._key = Deployment.open().watermark_key
+        return self._key
+
+    def mark(self, wav, sr: int):
+        """``wav [samples]`` peak-limited and watermarked, as every valle2 output: float32 ``[samples]``."""
+        from .safety.gate import MONITOR_LABEL, mark_output, payload_for
+
+        return mark_output(wav, sr, payload_for(MONITOR_LABEL), self.watermark_key)
 
     def scalars(self, split: str, stats: dict, step: int) -> None:
         for k, v in stats.items():
@@ -49,9 +72,9 @@ class Monitor:
                        ordinal=self.codec.ordinal_codebooks,
                        code_vectors=self.codec.code0_vectors(), n_codebooks=nar_codebooks(self.codec, nar.dims)).codes[0]
         gen = self.codec.match_voice(self.codec.complete(gen), u.codes[:, :p].long())
-        out = self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy()
-        ref = self.codec.decode(u.codes.long()).numpy()
         sr = self.codec.sample_rate
+        out = self.mark(self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy(), sr)
+        ref = self.mark(self.codec.decode(u.codes.long()).numpy(), sr)
         self.writer.add_audio("sample/generated", torch.from_numpy(out).unsqueeze(0), step, sr)
         self.writer.add_audio("sample/reference", torch.from_numpy(ref).unsqueeze(0), step, sr)
         fig = spectrogram_figure({"reference (codec resynthesis)": (ref, sr), f"generated, step {step} (3 s prompt + continuation)": (out, sr)})
