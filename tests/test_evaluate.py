@@ -199,6 +199,12 @@ def test_evaluate_scores_watermarks_and_resumes(tmp_path, libri, model, gate, sc
 
     wav, sr = load_audio(out / "audio" / "bdl-1-0000.wav", allow_silent=True)
     assert sr == model.sample_rate and detect(wav, sr, gate.key).present
+    # nothing unwatermarked that decodes to speech is written: no codes, every audio file marked
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert not any(p.suffix == ".pt" for p in written) and not (out / "codes").exists()
+    for p in written:
+        if p.suffix == ".wav":
+            assert detect(*load_audio(p, allow_silent=True), gate.key).present, p
     results = json.loads((out / "results.json").read_text())
     assert results["summary"]["valle2"]["n"] == 2 and set(results["summary"]) == {"valle2", "ground_truth", "codec"}
     assert results["summary"]["valle2"]["hit_limit"] == sum(json.loads(p.read_text())["rows"]["valle2"]["hit_limit"]

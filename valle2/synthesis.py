@@ -10,7 +10,10 @@ Two prompting modes, as in the paper's evaluation:
 
 Every synthesis passes the deployment's consent gate (:mod:`valle2.safety`): the prompt must be
 covered by a consent record (``voice_id``) or come from a file of an attested research corpus
-(``corpus_file``), and every output is watermarked and logged before it is returned.
+(``corpus_file``), its speaker must match as a whole and in every 1.6 s window, and every output
+is peak-limited to -1 dBFS, watermarked and logged before it is returned.  The gate binds these
+methods; the model's internals (``_generate``, ``codec.decode``) are not gated (README, "What the
+gate does not cover").
 """
 from __future__ import annotations
 
@@ -135,8 +138,10 @@ class VallE2:
                          speed: float = 1.0, progress: bool = False) -> list[list[np.ndarray]]:
         """Speak each of ``texts`` in the prompt's voice, ``n_samples`` times, decoded in one batch.
 
-        The prompt must be covered by the consent record ``voice_id`` or be the attested research
-        corpus file ``corpus_file`` (else :class:`valle2.safety.ConsentError`).  Returns
+        The prompt must be covered by the consent record ``voice_id`` or come from the attested
+        research corpus file ``corpus_file`` (a path, or a :class:`valle2.audio.AudioFile` already
+        read, e.g. the one ``prompt_wav`` was decoded from: the gate hashes and decodes those same
+        bytes), else :class:`valle2.safety.ConsentError`.  Returns
         ``out[i][s]``: watermarked float32 ``[samples]`` at :attr:`sample_rate`.
         ``include_prompt`` prepends the prompt's own resynthesis (how the paper scores the
         continuation setting).  ``speed`` (0.25-4) changes the tempo, pitch kept, before the

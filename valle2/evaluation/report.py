@@ -116,11 +116,16 @@ def trial_figures(model: VallE2, trial: Trial, setting_dir: Path, fig_dir: Path,
                               title=f"{trial.setting}: {trial.target.text[:80]}")
     spec_path = fig_dir / f"{trial.setting}_{trial.id}_spectrogram.png"
     save_figure(spec, spec_path)
-    codes = torch.load(setting_dir / "codes" / f"{trial.id}.pt", weights_only=True)
+    # No codes are kept (they would decode to unwatermarked speech): codebook 0 of the prompt, and
+    # of the written (watermarked) output re-encoded by the codec; in continuation mode the output
+    # starts with the prompt's resynthesis, which is cut off.
+    prompt0 = model.encode_prompt(p_wav, p_sr)[0]
+    out0 = model.codec.encode(out_wav, out_sr)[0]
+    if record["mode"] == "continuation":
+        out0 = out0[prompt0.shape[0]:]
     ids = model._text_ids(record["text"], record["prompt_text"], record["mode"])[0]
     layer = layer % len(model.ar.backbone.blocks)
     g = model.ar.dims.group_size
-    prompt0, out0 = codes["prompt"][0], codes["output"][0]
     prompt0 = prompt0[prompt0.shape[0] % g:]  # the groups decoding saw: prompt trimmed at the start,
     codes0 = torch.cat([prompt0, out0[: out0.shape[0] - out0.shape[0] % g]])  # no partial last group
     att = audio_text_attention(model.ar, ids, codes0, layer)

@@ -6,8 +6,11 @@ Layout of an output folder (one per setting)::
     records/<id>.json    one per trial, written atomically; a rerun skips trials that have one
     audio/<id>.wav       the chosen (watermarked) output
     audio/<id>.codec.wav the watermarked codec resynthesis of the target (reference row)
-    codes/<id>.pt        {"prompt": [n_q, P], "output": [n_q, T]} codes of the chosen output
     results.json         corpus summaries of the rows "valle2", "ground_truth", "codec"
+
+Nothing unwatermarked that decodes to speech is written: no codes are kept (they would decode to
+the output without its watermark); the report's attention figure re-encodes the watermarked
+output (:func:`valle2.evaluation.report.trial_figures`).
 
 Each trial: the prompt passes the consent gate (research attestation of its source file), the
 model samples ``n_samples`` outputs in one batch, each is scored (WER against the target text,
@@ -16,7 +19,6 @@ scored again, with DNSMOS, SIM against the original, as it is written.
 """
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,9 +162,6 @@ class Evaluation:
         best = best_of([(c["sim_prompt"], c["wer"]) for c in candidates]) if candidates else 0
         final = self.gate.finalize(wavs[best], sr, auth, text)
         save_audio(self.out / "audio" / f"{trial.id}.wav", final, sr)
-        buf = io.BytesIO()
-        torch.save({"prompt": prompt_codes, "output": codes[best]}, buf)
-        atomic_write_bytes(self.out / "codes" / f"{trial.id}.pt", buf.getvalue())
         row = sc.score(final, sr, text, p_emb, t_emb, with_mos=o.dnsmos).to_dict()
         row.update(hit_limit=hit_limit[best], ar_seconds=dec.ar_seconds, nar_seconds=dec.nar_seconds,
                    frames=int(codes[best].shape[1]) * o.n_samples, seconds=final.size / sr)
