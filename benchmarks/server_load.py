@@ -1,12 +1,14 @@
 """Load check of the HTTP server: 100 concurrent speech requests on loopback.
 
-Trains ``valle2 recipe tiny`` on the packaged clips (a minute on 2 CPU cores), starts ``python -m
-valle2.server`` as a subprocess on 127.0.0.1, registers an attested packaged clip as a research
-voice, then sends 100 requests at once.  Prints throughput, p50/p95 latency and time to first
+Trains ``valle2 recipe tiny`` on the packaged clips (a minute on 2 CPU cores), creates an API key
+(``--key-rate``, default unlimited, so the burst measures the server rather than the key's rate
+limit), starts ``python -m valle2.server`` as a subprocess on 127.0.0.1, registers an attested
+packaged clip as that key's research voice, then sends 100 requests at once with the key.  Prints throughput, p50/p95 latency and time to first
 audio byte of the served requests, the status counts, and the server's RSS before and after.
-Deliberate refusals (429/503 with Retry-After, from the bounded queue) are not errors.
+Deliberate refusals (429/503 with Retry-After, from the bounded queue or the key's rate limit) are
+not errors.
 
-    python benchmarks/server_load.py [--requests 100] [--workers 1] [--queue 16]
+    python benchmarks/server_load.py [--requests 100] [--workers 1] [--queue 16] [--key-rate 0]
 
 Last line: ``errors_5xx=<n> rss_growth_mb=<m>``.
 """
@@ -46,22 +48,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def one_request(client: httpx.AsyncClient, url: str) -> tuple[int, float, float | None]:
+async def one_request(client: httpx.AsyncClient, url: str, key: str) -> tuple[int, float, float | None]:
     """(status, seconds to the whole response, seconds to the first audio byte or None)."""
     body = {"model": "valle2", "input": TEXT, "voice": VOICE.name, "response_format": "wav"}
     tick = time.perf_counter()
     first = None
-    async with client.stream("POST", url + "/v1/audio/speech", json=body) as resp:
+    async with client.stream("POST", url + "/v1/audio/speech", json=body,
+                             headers={"Authorization": f"Bearer {key}"}) as resp:
         async for chunk in resp.aiter_bytes():
             if first is None and chunk and resp.status_code == 200:
                 first = time.perf_counter() - tick
     return resp.status_code, time.perf_counter() - tick, first
 
 
-async def burst(url: str, n: int, timeout: float) -> list[tuple[int, float, float | None]]:
+async def burst(url: str, n: int, timeout: float, key: str) -> list[tuple[int, float, float | None]]:
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        results = await asyncio.gather(*(one_request(client, url) for _ in range(n)), return_exceptions=True)
+        results = await asyncio.gather(*(one_request(client, url, key) for _ in range(n)), return_exceptions=True)
     return [r if isinstance(r, tuple) else (-1, float("nan"), None) for r in results]
 
 
@@ -71,16 +74,18 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=100)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--queue", type=int, default=16)
-    ap.add_argument("--train-steps", type=int, default=250)
+    ap.add_argument("--requests", type=int, default=100, help="requests sent at once")
+    ap.add_argument("--workers", type=int, default=1, help="the server's --workers (syntheses at once)")
+    ap.add_argument("--queue", type=int, default=16, help="the server's --queue (requests that may wait)")
+    ap.add_argument("--key-rate", type=float, default=0.0,
+                    help="the API key's rate limit, requests a minute (default 0: unlimited)")
+    ap.add_argument("--train-steps", type=int, default=250, help="steps of the tiny model's training")
     ap.add_argument("--timeout", type=float, default=600.0, help="per-request limit, seconds")
     args = ap.parse_args()
 
     from valle2.recipe import packaged_clips, train_tiny
     from valle2.safety.deployment import Deployment
-    from valle2.server.auth import hash_key
+    from valle2.server.keys import KeyStore
 
     voice = next(c for c in packaged_clips() if c["path"].name == VOICE.name)
 
@@ -91,13 +96,12 @@ def main() -> int:
         print(f"trained tiny model in {time.perf_counter() - tick:.1f} s")
         dep = Deployment.open(tmp / "home")
         dep.registry.attest_corpus("CMU ARCTIC packaged clips", [VOICE], "CMU ARCTIC licence")
-        key = "load-test-key"
-        (tmp / "keys").write_text(hash_key(key) + "\n")
+        key = KeyStore(tmp / "home" / "api_keys.db").create("load test", rate_limit=args.key_rate)[1]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         server = subprocess.Popen([sys.executable, "-m", "valle2.server", "--model", str(model), "--home",
-                                   str(tmp / "home"), "--api-key-file", str(tmp / "keys"), "--host", "127.0.0.1",
+                                   str(tmp / "home"), "--host", "127.0.0.1",
                                    "--port", str(port), "--workers", str(args.workers), "--queue", str(args.queue),
                                    "--log-level", "warning"], env=env)
         try:
@@ -115,11 +119,11 @@ def main() -> int:
                               data={"transcript": voice["text"]}, files={"file": (VOICE.name, VOICE.read_bytes())},
                               timeout=60)
             resp.raise_for_status()
-            warm = asyncio.run(burst(url, 1, args.timeout))[0]
+            warm = asyncio.run(burst(url, 1, args.timeout, key))[0]
             print(f"warm-up request: status {warm[0]} in {warm[1]:.2f} s")
             rss_before = rss_mb(server.pid)
             tick = time.perf_counter()
-            results = asyncio.run(burst(url, args.requests, args.timeout))
+            results = asyncio.run(burst(url, args.requests, args.timeout, key))
             wall = time.perf_counter() - tick
             time.sleep(1.0)
             rss_after = rss_mb(server.pid)

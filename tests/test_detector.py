@@ -320,11 +320,12 @@ def test_http_detect_reports_the_classifier(tiny_model, clips, offline, tmp_path
 
     import valle2
     from valle2.safety.deployment import Deployment
-    from valle2.server import ServerSettings, create_app, hash_key
+    from valle2.server import KeyStore, ServerSettings, create_app
 
     dep = Deployment.open(tmp_path / "home")
     model = valle2.load_model(tiny_model[0], gate=dep.gate())
-    with TestClient(create_app(model, dep, ServerSettings(api_key_hashes=(hash_key("k" * 20),)))) as client:
+    key = KeyStore(dep.home / "api_keys.db").create("detector test")[1]   # every /v1/ call needs a key
+    with TestClient(create_app(model, dep, ServerSettings()), headers={"Authorization": f"Bearer {key}"}) as client:
         real = client.post("/v1/detect", files={"file": ("clip.flac", clips[0].path.read_bytes())})
         assert real.status_code == 200, real.text
         body = real.json()

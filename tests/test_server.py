@@ -1,5 +1,5 @@
-"""The HTTP API: consent protocol, speech streaming, limits, JSON errors, OpenAPI fuzzing, and a
-kill -9 during enrolment.
+"""The HTTP API: API keys on every call and their scope, consent protocol, speech streaming,
+limits, JSON errors, OpenAPI fuzzing, and a kill -9 during enrolment.
 
 Stand-in transcriber: the fixture recordings cannot say a freshly issued consent phrase, so these
 tests set ``deployment.registry.transcriber`` to return the text of the most recently issued
@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -29,13 +30,16 @@ import valle2
 from valle2.audio import encode_audio, load_audio
 from valle2.safety import detect
 from valle2.safety.deployment import Deployment
-from valle2.server import ServerSettings, create_app, hash_key, verify_key
-from valle2.server.auth import create_key_file, read_key_file
+from valle2.server import KeyStore, ServerSettings, create_app, hash_key, verify_key
+from valle2.server.auth import read_key_file
+from valle2.server.limits import RateLimiter
 from valle2.server.queue import Busy, WorkQueue
 
-KEY = "test-key-0123456789"
-AUTH = {"Authorization": f"Bearer {KEY}"}
 TEXT = "Will we ever forget it. There was a change now."
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def stand_in_transcriber(registry):
@@ -60,44 +64,117 @@ def served_model(tiny_model, server_deployment):
     return valle2.load_model(tiny_model[0], gate=server_deployment.gate())
 
 
-def make_client(model, dep, **limits) -> TestClient:
-    settings = ServerSettings(api_key_hashes=(hash_key(KEY),), **limits)
-    return TestClient(create_app(model, dep, settings), raise_server_exceptions=False)
+@pytest.fixture(scope="module")
+def keys(server_deployment):
+    """The deployment's key store with two user keys (a, b) and an admin key, in clear."""
+    store = KeyStore(server_deployment.home / "api_keys.db")
+    return SimpleNamespace(store=store, a=store.create("tests A")[1], b=store.create("tests B")[1],
+                           admin=store.create("tests admin", admin=True)[1])
+
+
+def make_client(model, dep, key: str | None = None, **limits) -> TestClient:
+    """A client of a new app on ``dep``; ``key`` goes on every request; no rate limit unless given."""
+    settings = ServerSettings(**{"rate_limit": 0, **limits})
+    return TestClient(create_app(model, dep, settings), raise_server_exceptions=False,
+                      headers=bearer(key) if key else None)
 
 
 @pytest.fixture(scope="module")
-def client(served_model, server_deployment):
-    with make_client(served_model, server_deployment) as c:
+def client(served_model, server_deployment, keys):
+    """A client sending key a on every request."""
+    with make_client(served_model, server_deployment, keys.a) as c:
         yield c
 
 
+def keyless(client) -> TestClient:
+    """A client of the same app that sends no key unless told."""
+    return TestClient(client.app, raise_server_exceptions=False)
+
+
 def enroll(client, clip, name="Ada Lovelace"):
-    phrase = client.post("/v1/voices/phrases", json={"name": name}, headers=AUTH)
+    phrase = client.post("/v1/voices/phrases", json={"name": name})
     assert phrase.status_code == 201, phrase.text
     pid = phrase.json()["phrase_id"]
-    resp = client.post("/v1/voices", data={"name": name, "phrase_id": pid}, headers=AUTH,
+    resp = client.post("/v1/voices", data={"name": name, "phrase_id": pid},
                        files={"file": ("consent.flac", clip.path.read_bytes(), "audio/flac")})
     assert resp.status_code == 201, resp.text
     return resp.json()
 
 
 def assert_json_error(resp, status):
+    """An error in OpenAI's shape, with no traceback and no file-system path of the server."""
     assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == "application/json"
     body = resp.json()
-    assert set(body) == {"error"} and body["error"]["message"] and body["error"]["type"]
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"] and body["error"]["type"]
     assert "Traceback" not in resp.text and 'File "' not in resp.text
+    assert "/tmp/" not in resp.text and str(Path.home()) + "/" not in resp.text and "/work/" not in resp.text
     return body["error"]
+
+
+def deployment_state(dep) -> tuple:
+    """Everything a refused call must leave as it was: registry rows, audit log, stored voices, keys."""
+    db = dep.registry.db
+    return (db.query("SELECT * FROM voices ORDER BY id"), db.query("SELECT * FROM phrases ORDER BY id"),
+            len(dep.audit.entries()), sorted(str(p.relative_to(dep.home)) for p in (dep.home / "voices").rglob("*")),
+            KeyStore(dep.home / "api_keys.db").list(),
+            sorted(KeyStore(dep.home / "api_keys.db")._query("SELECT * FROM voice_owners")))
 
 
 # ------------------------------------------------------------------------------------------ units
 def test_api_keys_are_stored_as_salted_hashes(tmp_path):
-    stored = hash_key(KEY)
-    assert KEY not in stored and stored.startswith("scrypt$") and stored != hash_key(KEY)
-    assert verify_key(KEY, [stored]) and not verify_key(KEY + "x", [stored])
-    assert not verify_key(KEY, ["garbage", "scrypt$zz$zz"])
-    key = create_key_file(tmp_path / "keys")
-    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o600
-    assert key not in (tmp_path / "keys").read_text() and verify_key(key, read_key_file(tmp_path / "keys"))
+    key = "test-key-0123456789"
+    stored = hash_key(key)
+    assert key not in stored and stored.startswith("scrypt$") and stored != hash_key(key)
+    assert verify_key(key, [stored]) and not verify_key(key + "x", [stored])
+    assert not verify_key(key, ["garbage", "scrypt$zz$zz"])
+
+
+def test_key_store_hashes_at_rest_shows_keys_once_and_revokes_at_once(tmp_path):
+    store = KeyStore(tmp_path / "api_keys.db")
+    assert (tmp_path / "api_keys.db").stat().st_mode & 0o777 == 0o600
+    row, key = store.create("app one", rate_limit=30, voices=("v_1",))
+    secret = key.split("-", 2)[2]
+    assert key.startswith(row.prefix + "-") and row.id == "k_" + row.prefix[4:] and len(secret) >= 40
+    for path in tmp_path.iterdir():   # only the hash is stored (the database and any WAL file)
+        assert secret.encode() not in path.read_bytes()
+    assert "key" not in row.public() and row.public()["prefix"] == row.prefix
+    assert store.authenticate(key) == row and store.authenticate(key) == row   # the second from the cache
+    assert store.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B")) is None   # wrong secret
+    assert store.authenticate(row.prefix + "-" + "x" * 43) is None and store.authenticate("") is None
+    assert store.owns(row.id, "v_1") and not store.owns(row.id, "v_2") and store.voices_of(row.id) == {"v_1"}
+    other, other_key = store.create("app two")
+    assert not store.owns(other.id, "v_1")
+    assert store.revoke(row.prefix).revoked is not None         # by prefix or id
+    assert store.authenticate(key) is None                      # at once, though it was cached
+    assert KeyStore(tmp_path / "api_keys.db").authenticate(other_key).id == other.id
+    with pytest.raises(valle2.errors.Valle2Error, match="already revoked"):
+        store.revoke(row.id)
+    with pytest.raises(valle2.errors.Valle2Error, match="no API key"):
+        store.get("k_nothing")
+    with pytest.raises(valle2.errors.Valle2Error, match="rate limit"):
+        store.create("x", rate_limit=-1)
+    # hashes of the older key file are imported once, as admin keys
+    (tmp_path / "old_keys").write_text("# old\n" + hash_key("v2k_oldstyle-key") + "\n")
+    [imported] = store.import_hashes(read_key_file(tmp_path / "old_keys"))
+    assert store.import_hashes(read_key_file(tmp_path / "old_keys")) == []
+    assert imported.admin and store.authenticate("v2k_oldstyle-key").id == imported.id
+    assert store.authenticate("v2k_oldstyle-kez") is None
+    assert [k.id for k in store.list(include_revoked=False)] == [other.id, imported.id]
+
+
+def test_rate_limiter_is_a_token_bucket_per_key():
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    assert [limiter.take("a", 3) for _ in range(3)] == [0, 0, 0]    # a minute's worth at once
+    wait = limiter.take("a", 3)
+    assert wait == pytest.approx(20.0)                                # one token in 60 / 3 s
+    assert limiter.take("b", 3) == 0                                  # another key has its own bucket
+    now[0] += 20.0
+    assert limiter.take("a", 3) == 0 and limiter.take("a", 3) > 0
+    assert all(limiter.take("c", 0) == 0 for _ in range(100))         # 0: unlimited
+    assert limiter.take("d", 0.5) == 0 and limiter.take("d", 0.5) == pytest.approx(120.0)   # a bucket holds one at least
 
 
 def test_work_queue_admits_a_bounded_number():
@@ -127,12 +204,141 @@ def test_health_openapi_and_page(client):
     assert page.status_code == 200 and "MediaRecorder" in client.get("/static/app.js").text
 
 
-def test_protected_calls_need_a_valid_key(client):
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
-        assert_json_error(client.post("/v1/voices/phrases", json={"name": "Ada"}, headers=headers), 401)
-        assert_json_error(client.post("/v1/voices/v_00/revoke", json={}, headers=headers), 401)
-        assert_json_error(client.post("/v1/voices", data={"name": "Ada", "phrase_id": "p"}, headers=headers,
-                                      files={"file": ("a.wav", b"x")}), 401)
+def every_v1_call(voice: str, clip) -> list:
+    """One call of each ``/v1/`` operation (and an unknown path), as (method, path, request kwargs)."""
+    audio = {"file": (clip.path.name, clip.path.read_bytes(), "audio/flac")}
+    return [("POST", "/v1/audio/speech", {"json": {"model": "valle2", "input": TEXT, "voice": voice}}),
+            ("GET", "/v1/voices", {}),
+            ("POST", "/v1/voices/phrases", {"json": {"name": "Ada Lovelace"}}),
+            ("POST", "/v1/voices", {"data": {"name": "Ada Lovelace", "phrase_id": "p_x"}, "files": audio}),
+            ("POST", "/v1/voices/research", {"data": {"transcript": clip.text}, "files": audio}),
+            ("POST", f"/v1/voices/{voice}/revoke", {"json": {"reason": "x"}}),
+            ("POST", "/v1/detect", {"files": audio}),
+            ("GET", "/v1/keys", {}), ("POST", "/v1/keys", {"json": {"name": "mine", "admin": True}}),
+            ("GET", "/v1/nothing", {})]
+
+
+def test_every_call_without_a_valid_key_is_401_and_changes_nothing(client, keys, clips, server_deployment):
+    """No key, a malformed header, a wrong key, a revoked key: 401 in OpenAI's error shape, no
+    audio, and the registry, audit log, voices and keys as they were.  (The report: speech
+    answered 200 with audio given no key, and again with a wrong key.)"""
+    research = client.post("/v1/voices/research", data={"transcript": clips[3].text},
+                           files={"file": (clips[3].path.name, clips[3].path.read_bytes())})
+    assert research.status_code == 201, research.text
+    voice = research.json()["voice_id"]
+    row, revoked = keys.store.create("soon revoked", voices=(voice,))
+    assert keyless(client).get("/v1/voices", headers=bearer(revoked)).status_code == 200
+    keys.store.revoke(row.id)
+    kid, secret = keys.a.split("-")[1], keys.a.split("-", 2)[2]
+    bad = {"no key": {}, "basic": {"Authorization": "Basic " + keys.a}, "empty bearer": {"Authorization": "Bearer "},
+           "wrong key": bearer("sk-proj-" + "x" * 40), "wrong secret": bearer(f"v2k-{kid}-{secret[::-1]}"),
+           "revoked key": bearer(revoked)}
+    before = deployment_state(server_deployment)
+    anonymous = keyless(client)
+    for name, headers in bad.items():
+        for method, path, kwargs in every_v1_call(voice, clips[3]):
+            resp = anonymous.request(method, path, headers=headers, **kwargs)
+            err = assert_json_error(resp, 401)
+            assert err["code"] == ("missing_api_key" if name in ("no key", "basic", "empty bearer") else "invalid_api_key")
+            assert resp.headers["www-authenticate"].startswith("Bearer"), (name, path)
+            assert not resp.content.startswith(b"RIFF") and "audio" not in resp.headers["content-type"]
+            assert keys.a not in resp.text and revoked not in resp.text
+    assert deployment_state(server_deployment) == before
+    speech = anonymous.post("/v1/audio/speech", headers=bearer(keys.a), json={"model": "valle2", "input": "Hi.",
+                                                                              "voice": voice})
+    assert speech.status_code == 200 and speech.content[:4] == b"RIFF"   # the same call with the owner's key
+
+
+def test_a_key_uses_lists_and_revokes_only_its_own_voices(client, keys, clips, server_deployment):
+    """Key b asking for key a's voice gets 404, as for a voice that does not exist; nothing changes."""
+    vid = enroll(client, clips[2], name="Mary Somerville")["voice_id"]
+    other = keyless(client)
+    b = bearer(keys.b)
+    assert vid not in {v["voice_id"] for v in other.get("/v1/voices", headers=b).json()["voices"]}
+    assert vid in {v["voice_id"] for v in client.get("/v1/voices").json()["voices"]}
+    before = deployment_state(server_deployment)
+    missing = assert_json_error(other.post("/v1/audio/speech", headers=b, json={"model": "valle2", "input": "Hi.",
+                                                                                 "voice": "v_0000000000000000"}), 404)
+    for resp in (other.post("/v1/audio/speech", headers=b, json={"model": "valle2", "input": TEXT, "voice": vid}),
+                 other.post(f"/v1/voices/{vid}/revoke", headers=b, json={"reason": "not mine"})):
+        err = assert_json_error(resp, 404)
+        assert err["message"] == missing["message"].replace("v_0000000000000000", vid)   # indistinguishable
+        assert not resp.content.startswith(b"RIFF")
+    admin = assert_json_error(other.post("/v1/audio/speech", headers=bearer(keys.admin),
+                                         json={"model": "valle2", "input": "Hi.", "voice": vid}), 404)
+    assert admin["type"] == "not_found"      # an admin key manages keys; it does not get others' voices
+    assert deployment_state(server_deployment) == before
+    assert server_deployment.registry.db.voice(vid)[2] is None      # still not revoked
+    assert (server_deployment.home / "voices" / f"{vid}.flac").exists()
+    # the operator grants the voice to key b (`valle2 keys grant`): now b may use it
+    keys.store.grant(keys.store.authenticate(keys.b).id, vid)
+    assert vid in {v["voice_id"] for v in other.get("/v1/voices", headers=b).json()["voices"]}
+    resp = other.post("/v1/audio/speech", headers=b, json={"model": "valle2", "input": "Hi.", "voice": vid})
+    assert resp.status_code == 200 and resp.content[:4] == b"RIFF"
+
+
+def test_a_research_file_sent_byte_for_byte_is_shared_not_leaked(client, keys, clips):
+    clip = clips[0]
+    mine = client.post("/v1/voices/research", data={"transcript": clip.text},
+                       files={"file": (clip.path.name, clip.path.read_bytes())})
+    assert mine.status_code == 201, mine.text
+    other = keyless(client)
+    b = bearer(keys.b)
+    wav, sr = load_audio(clip.path)
+    changed = encode_audio(wav * 0.5, sr, "flac")   # the same name, other audio
+    err = assert_json_error(other.post("/v1/voices/research", headers=b, data={"transcript": clip.text},
+                                       files={"file": (clip.path.name, changed)}), 400)
+    assert "already exists" in err["message"]
+    assert clip.path.name not in {v["voice_id"] for v in other.get("/v1/voices", headers=b).json()["voices"]}
+    same = other.post("/v1/voices/research", headers=b, data={"transcript": clip.text},
+                      files={"file": (clip.path.name, clip.path.read_bytes())})
+    assert same.status_code == 201 and same.json()["voice_id"] == clip.path.name
+    assert clip.path.name in {v["voice_id"] for v in other.get("/v1/voices", headers=b).json()["voices"]}
+
+
+def test_key_over_its_rate_limit_gets_429_with_retry_after(served_model, server_deployment, keys):
+    row, slow = keys.store.create("slow key", rate_limit=1)
+    with make_client(served_model, server_deployment, keys.a, rate_limit=3) as c:
+        assert [c.get("/v1/voices").status_code for _ in range(3)] == [200] * 3
+        resp = c.get("/v1/voices")
+        err = assert_json_error(resp, 429)
+        assert err["code"] == "rate_limit_exceeded" and 1 <= int(resp.headers["retry-after"]) <= 20
+        assert c.get("/health").status_code == 200                          # public calls are not counted
+        assert c.get("/v1/voices", headers=bearer(keys.b)).status_code == 200  # each key has its own
+        s = [c.get("/v1/voices", headers=bearer(slow)) for _ in range(2)]   # a key's own limit wins
+        assert s[0].status_code == 200 and s[1].status_code == 429 and int(s[1].headers["retry-after"]) >= 30
+
+
+def test_admin_key_manages_keys_over_http(client, keys, server_deployment):
+    other = keyless(client)
+    err = assert_json_error(client.get("/v1/keys"), 403)       # key a is no admin key
+    assert err["type"] == "permission_denied"
+    assert_json_error(client.post("/v1/keys", json={"name": "x"}), 403)
+    admin = bearer(keys.admin)
+    made = other.post("/v1/keys", headers=admin, json={"name": "partner app", "rate_limit": 120})
+    assert made.status_code == 201, made.text
+    new = made.json()
+    assert new["key"].startswith(new["prefix"] + "-") and not new["admin"] and new["rate_limit"] == 120
+    listed = other.get("/v1/keys", headers=admin)
+    assert new["id"] in {k["id"] for k in listed.json()["keys"]} and new["key"] not in listed.text
+    assert "key" not in listed.json()["keys"][0] and keys.a not in listed.text
+    assert other.get("/v1/voices", headers=bearer(new["key"])).json() == {"voices": []}
+    revoked = other.post(f"/v1/keys/{new['id']}/revoke", headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked"] is not None
+    assert_json_error(other.get("/v1/voices", headers=bearer(new["key"])), 401)   # at once
+    assert_json_error(other.post(f"/v1/keys/{new['id']}/revoke", headers=admin), 400)
+    assert_json_error(other.post("/v1/keys/k_000000000000/revoke", headers=admin), 404)
+    events = [(e["event"], e.get("key_id")) for e in server_deployment.audit.entries()]
+    assert ("api_key_create", new["id"]) in events and ("api_key_revoke", new["id"]) in events
+    assert new["key"] not in server_deployment.audit.path.read_text()
+
+
+def test_no_auth_serves_one_local_user(served_model, server_deployment, clips):
+    with make_client(served_model, server_deployment, auth=False) as c:
+        voices = c.get("/v1/voices")
+        assert voices.status_code == 200 and len(voices.json()["voices"]) == len(c.app.state.service.store.all())
+        assert c.post("/v1/detect", files={"file": ("a.flac", clips[0].path.read_bytes())}).status_code == 200
+        assert_json_error(c.get("/v1/keys"), 403)
 
 
 def test_enroll_speak_stream_and_revoke(client, clips, server_deployment):
@@ -153,7 +359,7 @@ def test_enroll_speak_stream_and_revoke(client, clips, server_deployment):
     assert sr == 24000 and wav.size == pcm.size
     assert detect(pcm, 24000, server_deployment.watermark_key).present
 
-    resp = client.post(f"/v1/voices/{vid}/revoke", json={"reason": "test"}, headers=AUTH)
+    resp = client.post(f"/v1/voices/{vid}/revoke", json={"reason": "test"})
     assert resp.status_code == 200 and resp.json() == {"voice_id": vid, "revoked": True}
     assert not (server_deployment.home / "voices" / f"{vid}.flac").exists()
     listed = {v["voice_id"]: v for v in client.get("/v1/voices").json()["voices"]}
@@ -174,7 +380,7 @@ def test_consent_is_checked_on_every_sentence(client, clips, server_deployment):
 
 def test_research_voice_in_every_format(client, clips):
     clip = clips[2]
-    resp = client.post("/v1/voices/research", data={"transcript": clip.text}, headers=AUTH,
+    resp = client.post("/v1/voices/research", data={"transcript": clip.text},
                        files={"file": (clip.path.name, clip.path.read_bytes(), "audio/flac")})
     assert resp.status_code == 201, resp.text
     assert resp.json()["voice_id"] == clip.path.name and resp.json()["kind"] == "research"
@@ -187,7 +393,7 @@ def test_research_voice_in_every_format(client, clips):
         wav, sr = load_audio(resp.content)
         assert wav.size / sr > 0.1, fmt
     noise = encode_audio(np.random.default_rng(0).normal(0, 0.1, 24000), 24000, "wav")
-    err = assert_json_error(client.post("/v1/voices/research", data={"transcript": "noise"}, headers=AUTH,
+    err = assert_json_error(client.post("/v1/voices/research", data={"transcript": "noise"},
                                         files={"file": ("noise.wav", noise, "audio/wav")}), 403)
     assert "no attested research corpus" in err["message"]
     assert not (Path(client.app.state.service.store.root) / "research" / "noise.wav").exists()
@@ -221,8 +427,8 @@ def test_detect_reports_watermark(client, clips, server_deployment):
     (lambda c: c.post("/v1/detect", files={"file": ("a.wav", b"")}), 400, "invalid_audio"),
     (lambda c: c.post("/v1/detect", files={"file": ("a.wav", encode_audio(np.ones(24000 * 31) * 0.1, 24000))}),
      400, "invalid_audio"),
-    (lambda c: c.post("/v1/voices/phrases", json={"name": "R2-D2 <script>"}, headers=AUTH), 400, "invalid_request"),
-    (lambda c: c.post("/v1/voices", data={"name": "Ada", "phrase_id": "p_unknown"}, headers=AUTH,
+    (lambda c: c.post("/v1/voices/phrases", json={"name": "R2-D2 <script>"}), 400, "invalid_request"),
+    (lambda c: c.post("/v1/voices", data={"name": "Ada", "phrase_id": "p_unknown"},
                       files={"file": ("a.flac", b"junk")}), 400, "invalid_audio"),
     (lambda c: c.get("/v1/nothing"), 404, "not_found"),
     (lambda c: c.delete("/health"), 405, "method_not_allowed"),
@@ -231,8 +437,8 @@ def test_bad_input_gets_a_clear_json_error(client, call, status, kind):
     assert assert_json_error(call(client), status)["type"] == kind
 
 
-def test_limits_on_text_and_request_size(served_model, server_deployment, clips):
-    with make_client(served_model, server_deployment, max_text_chars=20, max_request_bytes=50_000) as c:
+def test_limits_on_text_and_request_size(served_model, server_deployment, clips, keys):
+    with make_client(served_model, server_deployment, keys.a, max_text_chars=20, max_request_bytes=50_000) as c:
         err = assert_json_error(c.post("/v1/audio/speech", json={"model": "valle2", "input": "a" * 21, "voice": "x"}), 400)
         assert "20 limit" in err["message"]
         assert_json_error(c.post("/v1/detect", files={"file": ("a.flac", b"\0" * 60_000)}), 413)
@@ -243,8 +449,8 @@ def test_limits_on_text_and_request_size(served_model, server_deployment, clips)
         assert_json_error(c.post("/v1/audio/speech", content=chunked(), headers={"content-type": "application/json"}), 413)
 
 
-def test_full_queue_answers_429_with_retry_after(served_model, server_deployment, clips):
-    with make_client(served_model, server_deployment, max_workers=1, max_queue=0, retry_after_s=3) as c:
+def test_full_queue_answers_429_with_retry_after(served_model, server_deployment, clips, keys):
+    with make_client(served_model, server_deployment, keys.a, max_workers=1, max_queue=0, retry_after_s=3) as c:
         held = c.app.state.service.queue.acquire()
         resp = c.post("/v1/detect", files={"file": ("a.flac", clips[0].path.read_bytes())})
         assert_json_error(resp, 429)
@@ -253,9 +459,9 @@ def test_full_queue_answers_429_with_retry_after(served_model, server_deployment
         assert c.post("/v1/detect", files={"file": ("a.flac", clips[0].path.read_bytes())}).status_code == 200
 
 
-def test_unexpected_failure_is_a_generic_500(served_model, server_deployment, clips, monkeypatch, caplog):
-    with make_client(served_model, server_deployment) as c:
-        c.post("/v1/voices/research", data={"transcript": clips[3].text}, headers=AUTH,
+def test_unexpected_failure_is_a_generic_500(served_model, server_deployment, clips, monkeypatch, caplog, keys):
+    with make_client(served_model, server_deployment, keys.b) as c:
+        c.post("/v1/voices/research", data={"transcript": clips[3].text},
                files={"file": (clips[3].path.name, clips[3].path.read_bytes())})
 
         def broken(*args, **kwargs):
@@ -269,7 +475,7 @@ def test_unexpected_failure_is_a_generic_500(served_model, server_deployment, cl
 
 
 # ------------------------------------------------------------------------------------------ fuzzing
-def test_openapi_fuzz_finds_no_server_errors(client):
+def test_openapi_fuzz_finds_no_server_errors(client, keys):
     """Schemathesis fuzzes every operation in the spec (with a valid key, so protected paths run
     too); no response may be a 5xx or break the spec."""
     import schemathesis
@@ -286,7 +492,7 @@ def test_openapi_fuzz_finds_no_server_errors(client):
         @settings(max_examples=6, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case):
-            resp = case.call(headers=AUTH)
+            resp = case.call(headers=bearer(keys.a))
             if resp.status_code >= 500:
                 failures.append(f"{case.method} {case.path}: {resp.status_code} {resp.text[:200]}")
             case.validate_response(resp, checks=[not_a_server_error, status_code_conformance,
@@ -299,12 +505,12 @@ def test_openapi_fuzz_finds_no_server_errors(client):
 LAUNCHER = """
 import sys, uvicorn, valle2
 from valle2.safety.deployment import Deployment
-from valle2.server import ServerSettings, create_app, hash_key
-home, model, port, key = sys.argv[1:5]
+from valle2.server import ServerSettings, create_app
+home, model, port = sys.argv[1:4]
 dep = Deployment.open(home)
 dep.registry.transcriber = lambda wav, sr: dep.registry.db.query(
     "SELECT text FROM phrases ORDER BY created DESC LIMIT 1")[0][0]   # stand-in, see test module docstring
-app = create_app(valle2.load_model(model, gate=dep.gate()), dep, ServerSettings(api_key_hashes=(hash_key(key),)))
+app = create_app(valle2.load_model(model, gate=dep.gate()), dep, ServerSettings())   # keys of <home>/api_keys.db
 uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning")
 """
 
@@ -318,7 +524,7 @@ def free_port() -> int:
 def start_server(home, model, tmp_path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(home), str(model), str(port), KEY], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(home), str(model), str(port)], env=env,
                             stdout=open(tmp_path / "server.log", "ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -333,21 +539,23 @@ def start_server(home, model, tmp_path) -> tuple[subprocess.Popen, str]:
     raise AssertionError("server did not start in 180 s")
 
 
-def http_enroll(url, clip, name):
-    pid = httpx.post(url + "/v1/voices/phrases", json={"name": name}, headers=AUTH, timeout=30).json()["phrase_id"]
-    return httpx.post(url + "/v1/voices", data={"name": name, "phrase_id": pid}, headers=AUTH, timeout=120,
+def http_enroll(url, clip, name, key):
+    pid = httpx.post(url + "/v1/voices/phrases", json={"name": name}, headers=bearer(key), timeout=30).json()["phrase_id"]
+    return httpx.post(url + "/v1/voices", data={"name": name, "phrase_id": pid}, headers=bearer(key), timeout=120,
                       files={"file": ("c.flac", clip.path.read_bytes())})
 
 
 def test_kill_9_during_enrolment_leaves_registry_and_audit_intact(tiny_model, clips, tmp_path):
     home = tmp_path / "home"
     Deployment.open(home)
+    key = KeyStore(home / "api_keys.db").create("kill test")[1]
     proc, url = start_server(home, tiny_model[0], tmp_path)
     try:
         tick = time.monotonic()
-        assert http_enroll(url, clips[0], "Ada Lovelace").status_code == 201
+        assert http_enroll(url, clips[0], "Ada Lovelace", key).status_code == 201
         took = time.monotonic() - tick
-        threading.Thread(target=lambda: _ignore_errors(http_enroll, url, clips[1], "Alan Turing"), daemon=True).start()
+        threading.Thread(target=lambda: _ignore_errors(http_enroll, url, clips[1], "Alan Turing", key),
+                         daemon=True).start()
         time.sleep(took * 0.8)      # late in the enrolment: signing, the database commit, the audit append
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -381,4 +589,85 @@ def test_serve_with_a_missing_model_fails_cleanly_and_creates_no_key(tmp_path, c
 
     rc = main(["serve", "--model", str(tmp_path / "nope.pt"), "--home", str(tmp_path / "home")])
     assert rc == 2 and "nope.pt" in capsys.readouterr().err
-    assert not (tmp_path / "home" / "api_keys").exists()
+    assert not (tmp_path / "home" / "api_keys.db").exists()
+
+
+def test_serve_refuses_no_auth_off_loopback_and_warns_on_it(tiny_model, tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    from valle2.cli import main
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
+    home = str(tmp_path / "home")
+    for host in ("0.0.0.0", "::", "192.0.2.7"):
+        assert main(["serve", "--model", str(tiny_model[0]), "--home", home, "--no-auth", "--host", host]) == 2
+        err = capsys.readouterr().err
+        assert "--no-auth" in err and "loopback" in err and "Traceback" not in err
+    assert not served and not (tmp_path / "home" / "api_keys.db").exists()
+    assert main(["serve", "--model", str(tiny_model[0]), "--home", home, "--no-auth", "--host", "localhost"]) == 0
+    assert "WARNING: --no-auth" in capsys.readouterr().err
+    assert served[-1][1]["host"] == "localhost" and KeyStore(tmp_path / "home" / "api_keys.db").list() == []
+    anonymous = TestClient(served[-1][0])
+    assert anonymous.get("/v1/voices").status_code == 200
+
+
+def test_serve_makes_a_first_admin_key_once_and_imports_the_old_key_file(tiny_model, tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    from valle2.cli import main
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    home = tmp_path / "home"
+    args = ["serve", "--model", str(tiny_model[0]), "--home", str(home), "--rate-limit", "60/h"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    key = err.split("keep it secret): ")[1].split()[0]
+    assert KeyStore(home / "api_keys.db").authenticate(key).admin
+    assert main(args) == 0 and "created admin API key" not in capsys.readouterr().err   # only on the first start
+    c = TestClient(served[-1])
+    assert c.get("/v1/keys", headers=bearer(key)).status_code == 200
+    limited = c.get("/v1/voices", headers=bearer(key))         # 60/h: one request a minute
+    assert limited.status_code == 429 and 30 <= int(limited.headers["retry-after"]) <= 60
+    (home / "api_keys").write_text(hash_key("v2k_old-style-key-0123") + "\n")
+    assert main(args) == 0 and "imported an admin key" in capsys.readouterr().err
+    assert TestClient(served[-1]).get("/v1/keys", headers=bearer("v2k_old-style-key-0123")).status_code == 200
+    with pytest.raises(SystemExit):
+        main(args[:-2] + ["--rate-limit", "fast"])
+    assert "--rate-limit" in capsys.readouterr().err
+
+
+def test_keys_cli_creates_lists_grants_and_revokes(tmp_path, capsys, monkeypatch, clips):
+    from valle2.cli import main
+
+    monkeypatch.setenv("VALLE2_HOME", str(tmp_path / "home"))
+    assert main(["keys", "create", "--name", "partner app", "--rate-limit", "30/min"]) == 0
+    out = capsys.readouterr().out
+    key = out.strip().splitlines()[1]
+    store = KeyStore(tmp_path / "home" / "api_keys.db")
+    row = store.authenticate(key)
+    assert row.name == "partner app" and row.rate_limit == 30 and not row.admin
+    assert main(["keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert row.id in listing and row.prefix in listing and key not in listing and key.split("-", 2)[2] not in listing
+    assert main(["keys", "grant", row.id, "v_nobody"]) == 2
+    assert "no voice 'v_nobody'" in capsys.readouterr().err
+    dep = Deployment.open(tmp_path / "home")
+    dep.registry.transcriber = stand_in_transcriber(dep.registry)
+    phrase = dep.registry.issue_phrase("Ada Lovelace")
+    wav, sr = load_audio(clips[0].path)
+    vid = dep.registry.enroll("Ada Lovelace", wav, sr, phrase.id).voice_id   # enrolled with the CLI's code path
+    assert main(["keys", "grant", row.prefix, vid]) == 0
+    assert "no prompt recording" in capsys.readouterr().out and store.owns(row.id, vid)
+    assert main(["keys", "revoke", row.id]) == 0 and store.authenticate(key) is None
+    capsys.readouterr()
+    assert main(["keys", "revoke", row.id]) == 2 and "already revoked" in capsys.readouterr().err
+    assert main(["keys", "list", "--json", "--all"]) == 0
+    [listed] = __import__("json").loads(capsys.readouterr().out)
+    assert listed["revoked"] is not None and listed["voices"] == [vid] and "key" not in listed
+    events = [e["event"] for e in dep.audit.entries()]
+    assert {"api_key_create", "api_key_grant", "api_key_revoke"} <= set(events)
+    assert key not in dep.audit.path.read_text()
+    for bad in (["keys", "create", "--name", "<script>"], ["keys", "revoke", "nonsense"]):
+        assert main(bad) == 2 and "Traceback" not in capsys.readouterr().err

@@ -20,22 +20,21 @@ import valle2
 from valle2.audio import load_audio
 from valle2.safety import detect
 from valle2.safety.deployment import Deployment
-from valle2.server import ServerSettings, create_app, hash_key
+from valle2.server import KeyStore, ServerSettings, create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
-KEY = "web-test-key-0123456789"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory, tiny_model):
-    """The app under uvicorn on a free loopback port, in a thread of this process."""
+    """The app under uvicorn on a free loopback port, in a thread of this process, and an API key."""
     dep = Deployment.open(tmp_path_factory.mktemp("web_home"))
+    key = KeyStore(dep.home / "api_keys.db").create("web test")[1]
     dep.registry.transcriber = lambda wav, sr: dep.registry.db.query(
         "SELECT text FROM phrases ORDER BY created DESC LIMIT 1")[0][0]
-    app = create_app(valle2.load_model(tiny_model[0], gate=dep.gate()), dep,
-                     ServerSettings(api_key_hashes=(hash_key(KEY),)))
+    app = create_app(valle2.load_model(tiny_model[0], gate=dep.gate()), dep, ServerSettings())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -46,7 +45,7 @@ def live_server(tmp_path_factory, tiny_model):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.1)
     assert httpx.get(url + "/health").status_code == 200
-    yield url, dep
+    yield url, dep, key
     server.should_exit = True
     thread.join(timeout=30)
     sock.close()
@@ -57,14 +56,18 @@ def test_enrol_synthesize_download_and_detect_in_chromium(live_server, clips, tm
                                "(Debian's chromium; `playwright install` is not used)")
     from playwright.sync_api import expect, sync_playwright
 
-    url, dep = live_server
+    url, dep, key = live_server
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:
             page = browser.new_page(accept_downloads=True)
             page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
             page.goto(url + "/")
-            page.fill("#api-key", KEY)
+            expect(page.locator("#speak-status")).to_contain_text("Enter an API key")   # no call without one
+            page.fill("#api-key", "v2k-000000000000-" + "x" * 43)
+            page.dispatch_event("#api-key", "change")
+            expect(page.locator("#speak-status")).to_contain_text("401")               # a wrong key is refused
+            page.fill("#api-key", key)
             page.fill("#speaker-name", "Ada Lovelace")
             page.click("#get-phrase")
             expect(page.locator("#phrase")).to_contain_text("I, Ada Lovelace, agree")

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation import add_evaluate_parsers
     from .recipe import add_recipe_parser
     from .safety.command import add_safety_parsers
-    from .server.command import add_serve_parser
+    from .server.command import add_keys_parser, add_serve_parser
     from .train import add_train_args, cmd_train
 
     add_prepare_parser(sub)
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_safety_parsers(sub)
     add_evaluate_parsers(sub)
     add_serve_parser(sub)
+    add_keys_parser(sub)
     p = sub.add_parser("train", help="train the AR and NAR from a YAML config (torchrun -m valle2.train for DDP)")
     add_train_args(p)
     p.set_defaults(func=cmd_train)

@@ -1,26 +1,31 @@
 """The FastAPI app: ``create_app(model, deployment, settings)``.
 
 Routes (OpenAPI at ``/openapi.json``; the interactive docs pages are off because they load
-scripts from a CDN):
+scripts from a CDN).  Every ``/v1/`` call needs an API key (``Authorization: Bearer <key>``,
+:mod:`valle2.server.access`), and a key uses, lists and revokes only its own voices: those
+enrolled or registered with it, or granted to it (``valle2 keys grant``).  Another key's voice
+answers 404, as a voice that does not exist.
 
 - ``POST /v1/audio/speech``: OpenAI's speech request; streams WAV sentence by sentence.
 - ``POST /v1/voices/phrases``, ``POST /v1/voices``, ``POST /v1/voices/{id}/revoke``,
-  ``POST /v1/voices/research`` (API key), ``GET /v1/voices``: the consent protocol and voices.
+  ``POST /v1/voices/research``, ``GET /v1/voices``: the consent protocol and the key's voices.
 - ``POST /v1/detect``: the watermark and synthesized-speech classifier report on an uploaded file.
-- ``GET /health``; ``GET /`` the web page (``static/``).
+- ``GET /v1/keys``, ``POST /v1/keys``, ``POST /v1/keys/{id}/revoke``: key management (admin keys).
+- ``GET /health``; ``GET /`` the web page (``static/``): no key.
 
 CPU-heavy work (synthesis, enrolment, detection) runs in the bounded :class:`WorkQueue`.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
@@ -30,13 +35,15 @@ from ..safety.command import classifier_report, verdict
 from ..safety.deployment import Deployment
 from ..synthesis import MAX_PROMPT_SECONDS, VallE2
 from ..text import split_sentences
-from .auth import AuthError, verify_key
+from .access import KeyAuth, Principal, principal_of
 from .encoding import MEDIA_TYPES, encode_whole, pcm16, wav_stream_header
-from .errors import BadRequest, NotFound, install_error_handlers
+from .errors import BadRequest, NotFound, PermissionDenied, install_error_handlers
+from .keys import ApiKey, KeyStore, KeyStoreError
 from .limits import BodySizeLimit
 from .queue import Slot, WorkQueue
-from .schemas import (ClassifierReport, DetectResponse, ErrorResponse, Health, PhraseRequest, PhraseResponse, RevokeRequest,
-                      RevokeResponse, SpeechRequest, Voice, VoiceList, WatermarkReport)
+from .schemas import (ApiKeyCreate, ApiKeyCreated, ApiKeyInfo, ApiKeyList, ClassifierReport, DetectResponse,
+                      ErrorResponse, Health, PhraseRequest, PhraseResponse, RevokeRequest, RevokeResponse,
+                      SpeechRequest, Voice, VoiceList, WatermarkReport)
 from .settings import ServerSettings
 from .voices import StoredVoice, VoiceStore
 
@@ -48,16 +55,35 @@ def _errors(*codes: int) -> dict:
     return {c: {"model": ErrorResponse} for c in codes}
 
 
-COMMON_ERRORS = _errors(400, 413, 422, 429, 500, 503)
+COMMON_ERRORS = _errors(400, 401, 413, 422, 429, 500, 503)
 
 
 class Service:
-    """What the routes share: model, deployment, voice store, queue and limits."""
+    """What the routes share: model, deployment, voice store, key store, queue and limits."""
 
-    def __init__(self, model: VallE2, deployment: Deployment, settings: ServerSettings):
-        self.model, self.deployment, self.settings = model, deployment, settings
+    def __init__(self, model: VallE2, deployment: Deployment, settings: ServerSettings, keys: KeyStore):
+        self.model, self.deployment, self.settings, self.keys = model, deployment, settings, keys
         self.store = VoiceStore(deployment.home)
         self.queue = WorkQueue(settings.max_workers, settings.max_queue, settings.retry_after_s)
+
+    def voice_for(self, who: Principal, voice_id: str) -> StoredVoice:
+        """``voice_id`` if ``who`` may use it; another key's voice is :class:`NotFound`, as one
+        that does not exist, so a key cannot learn which voices others have."""
+        if not who.local and not self.keys.owns(who.key_id, voice_id):
+            raise NotFound(f"voice {voice_id!r} does not exist on this server")
+        return self.store.get(voice_id)
+
+    def voices_of(self, who: Principal) -> list[StoredVoice]:
+        voices = self.store.all()
+        if who.local:
+            return voices
+        mine = self.keys.voices_of(who.key_id)
+        return [v for v in voices if v.voice_id in mine]
+
+    def audit_key(self, event: str, key: ApiKey, by: Principal | None, **fields) -> None:
+        """Log a key-management event (never the key, only its id and prefix)."""
+        self.deployment.audit.append(event, key_id=key.id, key_prefix=key.prefix, key_name=key.name,
+                                     admin=key.admin, by=(by.key_id if by else "http"), **fields)
 
     def voice_info(self, v: StoredVoice) -> Voice:
         """The public description of a stored voice, with its revocation read from the registry now."""
@@ -118,19 +144,26 @@ def _audio_stream(svc: Service, slot: Slot, first: np.ndarray, rest: list[str], 
     return body()
 
 
-def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings | None = None):
+def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings | None = None,
+               keys: KeyStore | None = None):
     """The FastAPI app serving ``model`` under ``deployment``'s safeguards; ``app.state.service``
-    holds the shared :class:`Service`.
+    holds the shared :class:`Service`.  ``keys``: the API key store (default
+    ``<home>/api_keys.db``).
 
     ``deployment.registry.transcriber`` is what enrolment uses to hear the consent phrase; tests
     replace it because their fixture recordings cannot say a freshly issued phrase."""
     settings = settings or ServerSettings()
-    svc = Service(model, deployment, settings)
-    bearer = HTTPBearer(auto_error=False, description="an API key of this server")
+    svc = Service(model, deployment, settings, keys or KeyStore(deployment.home / "api_keys.db"))
+    # KeyAuth checks the key; this only declares the scheme in the OpenAPI document
+    bearer = HTTPBearer(auto_error=False, description="an API key of this server (`valle2 keys create`)")
 
-    def require_key(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if creds is None or not verify_key(creds.credentials, settings.api_key_hashes):
-            raise AuthError("this call needs a valid API key: send 'Authorization: Bearer <key>'")
+    def caller(request: Request, _=Depends(bearer)) -> Principal:
+        return principal_of(request)
+
+    def admin(who: Principal = Depends(caller)) -> Principal:
+        if not who.admin:
+            raise PermissionDenied("managing API keys needs an admin key")
+        return who
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -143,7 +176,6 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
     app.state.service = svc
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    keyed = [Depends(require_key)]
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -157,14 +189,14 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
 
     @app.post("/v1/audio/speech", response_class=StreamingResponse, responses={
         200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "the audio"}, **_errors(403, 404)})
-    async def speech(req: SpeechRequest) -> StreamingResponse:
+    async def speech(req: SpeechRequest, who: Principal = Depends(caller)) -> StreamingResponse:
         """Speak ``input`` in ``voice``.  The text is split into sentences, each synthesized in turn
         and checked by the consent gate; ``wav`` streams each sentence as soon as it is ready (a
         header with unknown length, then 16-bit PCM), flac/mp3/opus come once the whole is done.
         ``speed`` (0.25-4) changes the tempo with the pitch kept, before the watermark.
-        429 + Retry-After when the worker queue is full."""
+        429 + Retry-After when the worker queue is full or the key is over its rate."""
         sentences = _check_speech(svc, req)
-        voice = svc.store.get(req.voice)
+        voice = svc.voice_for(who, req.voice)
         slot = svc.queue.acquire()
         try:
             first = await slot.run(svc.synthesize, sentences[0], voice, req.speed)
@@ -175,9 +207,8 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
                                  media_type=MEDIA_TYPES[req.response_format], background=BackgroundTask(slot.release),
                                  headers={"X-Sentences": str(len(sentences))})
 
-    @app.post("/v1/voices/phrases", response_model=PhraseResponse, status_code=201, dependencies=keyed,
-              responses=_errors(401))
-    def issue_phrase(req: PhraseRequest) -> PhraseResponse:
+    @app.post("/v1/voices/phrases", response_model=PhraseResponse, status_code=201)
+    def issue_phrase(req: PhraseRequest, _who: Principal = Depends(caller)) -> PhraseResponse:
         """Issue a one-time consent phrase for ``name``: the speaker reads it aloud, then enrols."""
         try:
             name = validate_name(req.name)
@@ -186,10 +217,12 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
         p = deployment.registry.issue_phrase(name)
         return PhraseResponse(phrase_id=p.id, name=p.name, text=p.text, expires=p.expires)
 
-    @app.post("/v1/voices", response_model=Voice, status_code=201, dependencies=keyed, responses=_errors(401, 403))
+    @app.post("/v1/voices", response_model=Voice, status_code=201, responses=_errors(403))
     async def enroll(name: str = Form(max_length=100), phrase_id: str = Form(max_length=64),
-                     file: UploadFile = File(description="recording of the speaker reading the phrase")) -> Voice:
-        """Enrol a voice from a recording of its consent phrase; the recording becomes the voice's prompt."""
+                     file: UploadFile = File(description="recording of the speaker reading the phrase"),
+                     who: Principal = Depends(caller)) -> Voice:
+        """Enrol a voice from a recording of its consent phrase; the recording becomes the voice's
+        prompt, and the voice belongs to the calling key."""
         try:
             clean = validate_name(name)
         except ConsentError as e:
@@ -199,36 +232,54 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
         def work() -> Voice:
             wav, sr = svc.load_upload(data, max_seconds=min(settings.max_audio_seconds, MAX_PROMPT_SECONDS))
             record = deployment.registry.enroll(clean, wav, sr, phrase_id)
-            return svc.voice_info(svc.store.add_consent(record, wav, sr))
+            voice = svc.store.add_consent(record, wav, sr)
+            if not who.local:
+                svc.keys.grant(who.key_id, voice.voice_id)
+            return svc.voice_info(voice)
         async with svc.queue.acquire() as slot:
             return await slot.run(work)
 
-    @app.post("/v1/voices/research", response_model=Voice, status_code=201, dependencies=keyed,
-              responses=_errors(401, 403))
+    @app.post("/v1/voices/research", response_model=Voice, status_code=201, responses=_errors(403))
     async def add_research_voice(transcript: str = Form(max_length=1000),
-                                 file: UploadFile = File(description="a file of an attested research corpus")) -> Voice:
-        """Register an attested research-corpus file (by its own file name) as a voice."""
+                                 file: UploadFile = File(description="a file of an attested research corpus"),
+                                 who: Principal = Depends(caller)) -> Voice:
+        """Register an attested research-corpus file (by its own file name) as a voice of the
+        calling key.  A file another key registered already, sent byte for byte, is shared."""
         data = await file.read()
         svc.load_upload(data)
-        return svc.voice_info(svc.store.add_research(file.filename or "", data, transcript, deployment.registry))
+        name = Path(file.filename or "").name
+        try:
+            existing = svc.store.get(name)
+        except NotFound:
+            existing = None
+        if existing is not None and existing.kind == "research" and not who.local \
+                and not svc.keys.owns(who.key_id, name) and svc.store.audio_path(existing).is_file() \
+                and hashlib.sha256(svc.store.audio_path(existing).read_bytes()).digest() == hashlib.sha256(data).digest():
+            svc.keys.grant(who.key_id, name)
+            return svc.voice_info(existing)
+        voice = svc.store.add_research(file.filename or "", data, transcript, deployment.registry)
+        if not who.local:
+            svc.keys.grant(who.key_id, voice.voice_id)
+        return svc.voice_info(voice)
 
     @app.get("/v1/voices", response_model=VoiceList)
-    def list_voices() -> VoiceList:
-        """Every voice of this server, revoked ones marked."""
-        return VoiceList(voices=[svc.voice_info(v) for v in svc.store.all()])
+    def list_voices(who: Principal = Depends(caller)) -> VoiceList:
+        """The calling key's voices, revoked ones marked."""
+        return VoiceList(voices=[svc.voice_info(v) for v in svc.voices_of(who)])
 
-    @app.post("/v1/voices/{voice_id}/revoke", response_model=RevokeResponse, dependencies=keyed,
-              responses=_errors(401, 404))
-    def revoke(voice_id: str, req: RevokeRequest) -> RevokeResponse:
-        """Revoke a voice at once and delete its stored recording (a research voice is unregistered)."""
-        voice = svc.store.get(voice_id)
+    @app.post("/v1/voices/{voice_id}/revoke", response_model=RevokeResponse, responses=_errors(404))
+    def revoke(voice_id: str, req: RevokeRequest, who: Principal = Depends(caller)) -> RevokeResponse:
+        """Revoke one of the key's voices at once and delete its stored recording (a research
+        voice is unregistered)."""
+        voice = svc.voice_for(who, voice_id)
         if voice.kind == "consent":
             deployment.registry.revoke(voice_id, req.reason)
         svc.store.remove_audio(voice)
         return RevokeResponse(voice_id=voice_id, revoked=True)
 
     @app.post("/v1/detect", response_model=DetectResponse)
-    async def detect_file(file: UploadFile = File(description="an audio file to check")) -> DetectResponse:
+    async def detect_file(file: UploadFile = File(description="an audio file to check"),
+                          _who: Principal = Depends(caller)) -> DetectResponse:
         """Report whether an uploaded file carries this deployment's watermark and whether the
         synthesized-speech classifier calls it synthesized."""
         data = await file.read()
@@ -244,5 +295,35 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
         async with svc.queue.acquire() as slot:
             return await slot.run(work)
 
+    @app.get("/v1/keys", response_model=ApiKeyList, responses=_errors(403))
+    def list_keys(_who: Principal = Depends(admin)) -> ApiKeyList:
+        """Every API key (its prefix, never the key), revoked ones marked.  Admin keys only."""
+        return ApiKeyList(keys=[ApiKeyInfo(**k.public()) for k in svc.keys.list()])
+
+    @app.post("/v1/keys", response_model=ApiKeyCreated, status_code=201, responses=_errors(403))
+    def create_key(req: ApiKeyCreate, who: Principal = Depends(admin)) -> ApiKeyCreated:
+        """Create a key; the response holds the key, shown this once.  Admin keys only."""
+        try:
+            row, key = svc.keys.create(req.name, admin=req.admin, rate_limit=req.rate_limit)
+        except KeyStoreError as e:
+            raise BadRequest(str(e)) from None
+        svc.audit_key("api_key_create", row, who)
+        return ApiKeyCreated(**row.public(), key=key)
+
+    @app.post("/v1/keys/{key_id}/revoke", response_model=ApiKeyInfo, responses=_errors(403, 404))
+    def revoke_key(key_id: str, who: Principal = Depends(admin)) -> ApiKeyInfo:
+        """Revoke a key at once: its next request gets 401.  Admin keys only."""
+        try:
+            svc.keys.get(key_id)
+        except KeyStoreError:
+            raise NotFound(f"no API key {key_id!r}") from None
+        try:
+            row = svc.keys.revoke(key_id)
+        except KeyStoreError as e:
+            raise BadRequest(str(e)) from None
+        svc.audit_key("api_key_revoke", row, who)
+        return ApiKeyInfo(**row.public())
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(KeyAuth, keys=svc.keys, auth=settings.auth, default_rate=settings.rate_limit)
     return app

@@ -1,14 +1,14 @@
-"""API keys: stored as salted scrypt hashes, checked in constant time.
+"""API key hashing: keys are stored as salted scrypt hashes, checked in constant time.
 
-A stored hash reads ``scrypt$<salt hex>$<hash hex>``; a key file holds one per line (``#``
-comments allowed).  Clients send ``Authorization: Bearer <key>``.
+A stored hash reads ``scrypt$<salt hex>$<hash hex>``.  The key store (:mod:`valle2.server.keys`)
+holds them; an older key file (read by :func:`read_key_file`, imported by ``valle2 serve``)
+holds one per line (``#`` comments allowed).  Clients send ``Authorization: Bearer <key>``.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
-import secrets
 from pathlib import Path
 
 from ..errors import Valle2Error
@@ -17,7 +17,12 @@ SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 
 class AuthError(Valle2Error):
-    """A request for a protected operation without a valid API key."""
+    """A request without a valid API key; ``code`` is ``missing_api_key`` or ``invalid_api_key``
+    (wrong, unknown or revoked: the client is not told which)."""
+
+    def __init__(self, message: str, code: str = "invalid_api_key"):
+        super().__init__(message)
+        self.code = code
 
 
 def _scrypt(key: str, salt: bytes) -> bytes:
@@ -51,15 +56,3 @@ def read_key_file(path) -> tuple[str, ...]:
     """The hashes stored in ``path``, one per line."""
     lines = Path(path).read_text().splitlines()
     return tuple(s for s in (line.strip() for line in lines) if s and not s.startswith("#"))
-
-
-def create_key_file(path) -> str:
-    """Create ``path`` (mode 0600) holding the hash of a new random key; returns the key, which is
-    shown once and stored nowhere in clear."""
-    key = "v2k_" + secrets.token_urlsafe(24)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("# valle2 API key hashes (scrypt), one per line\n" + hash_key(key) + "\n")
-    return key

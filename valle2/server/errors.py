@@ -1,11 +1,17 @@
-"""Every error leaves as JSON ``{"error": {"type", "message"}}``; no traceback reaches a client.
+"""Every error leaves as JSON in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``;
+no traceback and no file-system path reaches a client.
 
-Valle2 errors map to 4xx (consent refusals 403, unknown voices 404, a full queue 429 with
-``Retry-After``), validation errors to 422, anything else to a generic 500 that is logged here.
+Valle2 errors map to 4xx (a missing, wrong or revoked API key 401, consent refusals and calls
+beyond a key's rights 403, unknown voices and other keys' voices 404, a key over its rate limit
+or a full queue 429 with ``Retry-After``), validation errors to 422, anything else to a generic
+500 that is logged here.  Absolute paths in messages (a consent refusal naming the server's copy
+of a file, say) are cut to the file's name.
 """
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,9 +34,36 @@ class NotFound(Valle2Error):
     """A voice or model the server does not have."""
 
 
-def error_response(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
-    """The JSON error body every failure uses."""
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
+class PermissionDenied(Valle2Error):
+    """A valid key asking for what it may not do (key management without an admin key)."""
+
+
+class RateLimited(Valle2Error):
+    """A key over its request rate; the client may retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# an absolute path: '/' then at least one more '/'-separated part, not inside a URL or a relative path
+_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/<>]+/)+([^\s'\"/<>]*)")
+
+
+def scrub_paths(message: str) -> str:
+    """``message`` with every absolute file-system path (one whose first part exists on this
+    machine, so URL paths such as ``/v1/voices`` stay) cut to its last part."""
+    def cut(m: re.Match) -> str:
+        first = m.group(0).split("/")[1]
+        return (m.group(1) or "<path>") if first and Path("/" + first).exists() else m.group(0)
+    return _PATH.sub(cut, message)
+
+
+def error_response(status: int, kind: str, message: str, headers: dict | None = None,
+                   code: str | None = None) -> JSONResponse:
+    """The JSON error body every failure uses (OpenAI's shape; ``param`` is always null here)."""
+    return JSONResponse({"error": {"message": scrub_paths(message), "type": kind, "param": None, "code": code}},
+                        status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -45,8 +78,13 @@ def _valle2_error(request: Request, exc: Valle2Error) -> JSONResponse:
     if isinstance(exc, Busy):
         status = 503 if exc.closed else 429
         return error_response(status, "server_busy", str(exc), {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, RateLimited):
+        return error_response(429, "rate_limit_exceeded", str(exc), {"Retry-After": str(exc.retry_after)},
+                              code="rate_limit_exceeded")
     if isinstance(exc, AuthError):
-        return error_response(401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
+        return error_response(401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"}, code=exc.code)
+    if isinstance(exc, PermissionDenied):
+        return error_response(403, "permission_denied", str(exc), code="insufficient_permissions")
     if isinstance(exc, ConsentError):
         return error_response(403, "consent_refused", str(exc))
     if isinstance(exc, NotFound):

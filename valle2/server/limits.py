@@ -1,11 +1,14 @@
-"""ASGI middleware that refuses request bodies over a byte limit with a JSON 413.
+"""Request limits: :class:`BodySizeLimit`, ASGI middleware that refuses request bodies over a
+byte limit with a JSON 413, and :class:`RateLimiter`, each API key's request rate.
 
-It checks ``Content-Length`` up front and counts the bytes of bodies sent without one (chunked),
-so a client cannot stream an unbounded upload into memory.
+The body limit checks ``Content-Length`` up front and counts the bytes of bodies sent without one
+(chunked), so a client cannot stream an unbounded upload into memory.
 """
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 
 class _TooLarge(Exception):
@@ -19,8 +22,8 @@ class BodySizeLimit:
         self.app, self.max_bytes = app, max_bytes
 
     async def _refuse(self, send) -> None:
-        body = json.dumps({"error": {"type": "request_too_large",
-                                     "message": f"request body is larger than {self.max_bytes} bytes"}}).encode()
+        body = json.dumps({"error": {"message": f"request body is larger than {self.max_bytes} bytes",
+                                     "type": "request_too_large", "param": None, "code": None}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
@@ -67,3 +70,28 @@ class BodySizeLimit:
                 raise
             if not state["refused"]:
                 await self._refuse(send)
+
+
+class RateLimiter:
+    """Per-key token buckets: ``rate`` requests a minute, bursts of up to ``rate`` requests (a
+    bucket holds a minute's worth, and at least one request).  :meth:`take` answers 0 when a
+    request may go now, else the seconds until it may (the ``Retry-After``)."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}   # key id -> (tokens, time of last update)
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str, rate: float) -> float:
+        if rate <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            capacity = max(rate, 1.0)
+            tokens, last = self._buckets.get(key_id, (capacity, now))
+            tokens = min(capacity, tokens + (now - last) * rate / 60.0)
+            if tokens >= 1.0:
+                self._buckets[key_id] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key_id] = (tokens, now)
+            return (1.0 - tokens) * 60.0 / rate

@@ -114,13 +114,52 @@ class Health(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    """``type``: a stable machine-readable code; ``message``: what is wrong, for people."""
+    """OpenAI's error shape: ``message`` says what is wrong, for people; ``type`` is a stable
+    machine-readable kind; ``code`` a finer one where there is one (``missing_api_key``,
+    ``invalid_api_key``, ``rate_limit_exceeded``, ...); ``param`` is always null here."""
 
-    type: str
     message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorResponse(BaseModel):
     """The body of every error response."""
 
     error: ErrorDetail
+
+
+class ApiKeyInfo(BaseModel):
+    """An API key as lists show it: never the key, only its ``prefix`` (``v2k-<12 hex>``).
+    ``rate_limit``: requests a minute (null: the server's default; 0: unlimited)."""
+
+    id: str
+    name: str
+    prefix: str
+    admin: bool
+    created: float
+    revoked: float | None = None
+    rate_limit: float | None = None
+
+
+class ApiKeyList(BaseModel):
+    """Every key of this server, oldest first, revoked ones marked."""
+
+    keys: list[ApiKeyInfo]
+
+
+class ApiKeyCreate(BaseModel):
+    """A new key: who or what it is for, whether it manages keys, its request rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    admin: bool = False
+    rate_limit: float | None = Field(None, ge=0, le=1e6, description="requests a minute; null: the server's default")
+
+
+class ApiKeyCreated(ApiKeyInfo):
+    """A just-created key: ``key`` is shown this once and stored nowhere in clear."""
+
+    key: str

@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 class ServerSettings:
     """Limits of one server.
 
-    ``api_key_hashes``: stored hashes (see :func:`valle2.server.auth.hash_key`) of the keys that may
-    issue phrases, enrol, revoke and register research voices.  ``max_workers`` syntheses run at
-    once; up to ``max_queue`` more wait; beyond that requests get 429 with ``Retry-After``.
-    ``model_names``: the ``model`` values a speech request may name (besides ``"valle2"``).
+    ``auth``: every ``/v1/`` call needs an API key of the key store (False only for
+    ``valle2 serve --no-auth`` on a loopback address).  ``rate_limit``: requests a minute each key
+    may make, unless the key has its own (0: unlimited); beyond it, 429 with ``Retry-After``.
+    ``max_workers`` syntheses run at once; up to ``max_queue`` more wait; beyond that requests get
+    429 with ``Retry-After``.  ``model_names``: the ``model`` values a speech request may name
+    (besides ``"valle2"``).
     """
 
-    api_key_hashes: tuple[str, ...] = ()
+    auth: bool = True
+    rate_limit: float = 60.0
     max_request_bytes: int = 10 * 2**20
     max_text_chars: int = 4096
     max_audio_seconds: float = 30.0

@@ -79,8 +79,10 @@ async function enroll() {
 }
 
 async function refreshVoices(select) {
-  const resp = await fetch("/v1/voices");
+  if (!$("api-key").value.trim()) { show("speak-status", "Enter an API key to see its voices.", true); return; }
+  const resp = await fetch("/v1/voices", { headers: authHeaders() });
   if (!resp.ok) { show("speak-status", await errorText(resp), true); return; }
+  show("speak-status", "");
   const { voices } = await resp.json();
   const menu = $("voice");
   menu.replaceChildren();
@@ -98,7 +100,7 @@ async function synthesize() {
   show("speak-status", "Synthesizing…");
   const resp = await fetch("/v1/audio/speech", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", ...authHeaders() },
     body: JSON.stringify({ model: "valle2", input: $("text").value, voice: $("voice").value, response_format: fmt }),
   });
   if (!resp.ok) { show("speak-status", await errorText(resp), true); return; }
@@ -130,7 +132,7 @@ async function detectFile() {
   const form = new FormData();
   form.append("file", file, file.name);
   show("detect-status", "Checking…");
-  const resp = await fetch("/v1/detect", { method: "POST", body: form });
+  const resp = await fetch("/v1/detect", { method: "POST", headers: authHeaders(), body: form });
   if (!resp.ok) { show("detect-status", await errorText(resp), true); return; }
   const report = await resp.json();
   const w = report.watermark;
@@ -152,4 +154,5 @@ $("refresh-voices").addEventListener("click", () => refreshVoices());
 $("revoke").addEventListener("click", revoke);
 $("synthesize").addEventListener("click", synthesize);
 $("detect").addEventListener("click", detectFile);
+$("api-key").addEventListener("change", () => refreshVoices());
 refreshVoices();
