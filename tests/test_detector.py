@@ -318,14 +318,14 @@ def test_cli_detect_reports_the_classifier(tmp_path, clips, offline, capsys, dep
     assert "watermark absent" in out and "classifier: real" in out and "no sign of synthesis" in out
     fake, sr = espeak("The quick brown fox jumps over the lazy dog near the river bank.", tmp_path)
     save_audio(tmp_path / "fake.wav", fake, sr)
-    assert main(["detect", str(tmp_path / "fake.wav"), "--json"]) == 0
+    assert main(["detect", str(tmp_path / "fake.wav"), "--json"]) == 1      # exit 1: synthesized
     report = json.loads(capsys.readouterr().out)
     assert report["watermark"]["present"] is False
     c = report["classifier"]
     assert c["synthesized"] is True and c["score"] >= c["threshold"] == DETECTOR_THRESHOLD and c["windows"]
     assert report["verdict"].startswith("likely synthesized")
     save_audio(tmp_path / "silent.wav", np.zeros(SR, np.float32), SR)
-    assert main(["detect", str(tmp_path / "silent.wav")]) == 0
+    assert main(["detect", str(tmp_path / "silent.wav")]) == 3          # exit 3: unknown
     assert "classifier: not scored: audio is silent" in capsys.readouterr().out
 
 
