@@ -28,7 +28,8 @@ def test_cli_output_carries_a_valid_manifest_tied_to_the_audit_log(tiny_model, c
 
     rc = main(["detect", str(out), "--json"])
     shown = json.loads(capsys.readouterr().out)
-    assert rc == 0 and shown["provenance"]["state"] == "Valid" and shown["provenance"]["synthesis"] == report["synthesis"]
+    assert rc == 1                                  # exit 1: synthesized (this deployment's watermark)
+    assert shown["provenance"]["state"] == "Valid" and shown["provenance"]["synthesis"] == report["synthesis"]
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3"])
