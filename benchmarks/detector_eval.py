@@ -12,7 +12,9 @@ resyntheses of its clips) and without one channel, at once.  A source's false-re
 on every clip of it (it was never trained on) by the run that left it out; a channel's on the real
 test clips of every other source passed through it, by the run that left the channel out.  Both at
 the shipped threshold (:data:`valle2.safety.detector.DETECTOR_THRESHOLD`).  Leaving two things out
-at once is harder than leaving out one, so these rates are if anything pessimistic.
+at once is harder than leaving out one, so these rates are if anything pessimistic.  The shipped
+threshold is calibrated on these same rates (:func:`calibrate`), so at it they are met by
+construction: they say how high the threshold must be for sources nobody has tried.
 
 **The shipped detector** is scored on the test split (speakers it never heard, of sources it did):
 real clips clean and through every channel, each generator's test clips, and flite, the generator
@@ -46,21 +48,22 @@ RUNS = (("arctic", "telephone"), ("librispeech", "mp3"), ("commonvoice", "opus")
         ("vcc2016", "reverb"), ("fsdd", "eq"), (None, "gain"), (None, "resample"))
 
 
-# DETECTOR_THRESHOLD is set by this rule on the shipped detector's test split (speakers it never
-# heard): the lowest grid value at which no source (clean) refuses more than CALIBRATION_FRR[0] % of
-# its real clips and no channel (all sources through it) more than CALIBRATION_FRR[1] %: half the
-# targets.  The leave-one-out rates then check it on sources and channels no run was trained on.
-CALIBRATION_GRID = tuple(float(t) for t in np.round(np.concatenate([np.arange(0.5, 0.95, 0.05), np.arange(0.95, 0.999, 0.005)]), 3))
-CALIBRATION_FRR = (0.5, 1.0)
+# DETECTOR_THRESHOLD is set by this rule, real people first: the lowest grid value at which every
+# leave-one-out run refuses at most CALIBRATION_FRR[0] % of the real source it never saw and at most
+# CALIBRATION_FRR[1] % of real speech through the channel it never saw (the issue's targets).  Those
+# rates are the best estimate here of a source or microphone nobody has tried yet; it also makes the
+# leave-one-out figures at the shipped threshold calibration figures, not an independent check.
+CALIBRATION_GRID = tuple(float(t) for t in np.round(np.concatenate([np.arange(0.5, 0.95, 0.05), np.arange(0.95, 0.985, 0.01),
+                                                                     np.arange(0.99, 0.9995, 0.001)]), 3))
+CALIBRATION_FRR = (1.0, 2.0)
 
 
-def calibrate(by_channel: dict[str, np.ndarray], src: np.ndarray) -> float | None:
-    """The threshold :data:`CALIBRATION_GRID` and :data:`CALIBRATION_FRR` give for real test-split
-    scores ``by_channel[channel] [clips]`` of sources ``src [clips]`` (None: no grid value does)."""
+def calibrate(held_out_sources: dict[str, np.ndarray], held_out_channels: dict[str, np.ndarray]) -> float | None:
+    """The threshold :data:`CALIBRATION_GRID` and :data:`CALIBRATION_FRR` give for the leave-one-out
+    runs' scores of the real sources and channels they never saw (None: no grid value does)."""
     for t in CALIBRATION_GRID:
-        worst_source = max(frr(by_channel["clean"][src == s], t) for s in set(src))
-        worst_channel = max(frr(v, t) for c, v in by_channel.items() if c != "clean")
-        if worst_source <= CALIBRATION_FRR[0] and worst_channel <= CALIBRATION_FRR[1]:
+        if (max(frr(v, t) for v in held_out_sources.values()) <= CALIBRATION_FRR[0]
+                and max(frr(v, t) for v in held_out_channels.values()) <= CALIBRATION_FRR[1]):
             return t
     return None
 
@@ -143,10 +146,6 @@ def main(argv=None) -> int:
         print(f"{s:<12} {int(m.sum()):>5} " + " ".join(f"{frr(v[m], thr):>9.2f}" for v in by_channel.values()))
     print(f"{'all':<12} {len(src):>5} " + " ".join(f"{frr(v, thr):>9.2f}" for v in by_channel.values()))
     figures["shipped_real_frr"] = {c: {s: frr(v[src == s], thr) for s in REAL_SOURCES} for c, v in by_channel.items()}
-    calibrated = calibrate(by_channel, src)
-    figures["calibrated_threshold"] = calibrated
-    print(f"calibration: the lowest threshold of the grid at which every source (clean) refuses <= {CALIBRATION_FRR[0]} % "
-          f"and every channel (all sources) <= {CALIBRATION_FRR[1]} % of real test clips: {calibrated}")
     print("highest real score per channel: " + ", ".join(f"{c} {np.nanmax(v):.3f}" for c, v in by_channel.items()))
 
     # ---- the shipped detector: synthesized test speech per generator (clean)
@@ -185,13 +184,14 @@ def main(argv=None) -> int:
     # ---- leave-one-out: each source and channel scored by the run that never saw it
     print(f"\nleave-one-out at threshold {thr}: each run trained without one source and one channel")
     print(f"{'run (left out)':<24} {'held-out source':>15} {'clips':>6} {'FRR %':>6}   {'held-out channel':>16} {'clips':>6} {'FRR %':>6}")
-    frr_src, frr_ch = {}, {}
+    frr_src, frr_ch, held_src, held_ch = {}, {}, {}, {}
     for source, channel in RUNS:
         run = load_detector(args.cache / "loso" / f"{run_name(source, channel)}.pt", threshold=thr)
         line = f"{source or '-'} + {channel}"
         if source:
             its = [it for it in items if it.label == 0 and it.source == source]
             s = scores(run, load(its, f"loading {source}"))
+            held_src[source] = s
             frr_src[source] = frr(s, thr)
             line = f"{line:<24} {source:>15} {len(its):>6} {frr_src[source]:>6.2f}"
         else:
@@ -199,9 +199,18 @@ def main(argv=None) -> int:
         keep = src != source
         others = [c for c, k in zip(real_clips, keep) if k]
         s = scores(run, channelled(channel, others, [it.id for it, k in zip(real_test, keep) if k]))
+        held_ch[channel] = s
         frr_ch[channel] = frr(s, thr)
         print(f"{line}   {channel:>16} {len(others):>6} {frr_ch[channel]:>6.2f}")
     figures.update(loso_source_frr=frr_src, loso_channel_frr=frr_ch, eer_unseen=eer_unseen)
+    print("\nleave-one-out false refusals % by threshold (the held-out source / channel of each run)")
+    print(f"{'threshold':>9} " + " ".join(f"{k[:11]:>11}" for k in list(held_src) + list(held_ch)))
+    for t in (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.996, 0.997, 0.998, 0.999):
+        print(f"{t:>9.3f} " + " ".join(f"{frr(v, t):>11.2f}" for v in list(held_src.values()) + list(held_ch.values())))
+    calibrated = calibrate(held_src, held_ch)
+    figures["calibrated_threshold"] = calibrated
+    print(f"calibration: the lowest grid threshold at which every run refuses <= {CALIBRATION_FRR[0]} % of its held-out "
+          f"source and <= {CALIBRATION_FRR[1]} % through its held-out channel: {calibrated} (shipped: {thr})")
 
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
