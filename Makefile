@@ -16,7 +16,8 @@ install: $(STAMP)
 
 demo: install
 	$(PYTHON) -m valle2.cli demo --out demo_out/demo.wav
-	$(PYTHON) -m valle2.cli detect demo_out/demo.wav
+	$(PYTHON) -m valle2.cli detect demo_out/demo.wav; rc=$$?; \
+	if [ $$rc -ne 1 ]; then echo "valle2 detect did not find demo_out/demo.wav synthesized (exit $$rc, expected 1)" >&2; exit 1; fi
 
 test: install
 	bash scripts/install_browser.sh
