@@ -29,7 +29,7 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
-from ..audio import load_audio
+from ..audio import AudioFile, load_audio
 from ..safety import ConsentError, detect, validate_name
 from ..safety.command import classifier_report, verdict
 from ..safety.deployment import Deployment
@@ -103,8 +103,9 @@ class Service:
         path = self.store.audio_path(voice)
         if not path.is_file():
             raise NotFound(f"voice {voice.voice_id!r} has no prompt recording on this server")
-        wav, sr = load_audio(path)
-        consent = {"voice_id": voice.voice_id} if voice.kind == "consent" else {"corpus_file": path}
+        prompt = AudioFile.read(path)          # read once: the gate hashes and decodes these same bytes
+        wav, sr = prompt.load()
+        consent = {"voice_id": voice.voice_id} if voice.kind == "consent" else {"corpus_file": prompt}
         out, _ = self.model.synthesize(text, wav, sr, prompt_text=voice.prompt_text, mode="cross", speed=speed,
                                        **consent)
         return out
