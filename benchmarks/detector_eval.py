@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
-from detector_data import DEFAULT_CACHE, DEFAULT_DATA, DEFAULT_MODEL, REAL_SOURCES, SR, UNSEEN_GENERATORS, build, eer, read_manifest  # noqa: E402
+from detector_data import (DEFAULT_CACHE, DEFAULT_DATA, DEFAULT_MODEL, PLAIN_TAG, REAL_SOURCES, SR, UNSEEN_GENERATORS, build,  # noqa: E402
+                           eer, read_manifest)
 from train_detector import CHANNEL_ORDER, load_clip, train_to  # noqa: E402
 
 # (source, channel) left out together by each leave-one-out run; the last two leave out a channel only
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
 
     # ---- valle2's own outputs, watermarked as the gate does, through every channel
     key = hashlib.sha256(b"detector_eval watermark key").digest()
-    v_items = [it for it in test if it.generator == "valle2" and "plain-" not in it.id]
+    v_items = [it for it in test if it.generator == "valle2" and PLAIN_TAG not in it.id]
     flagged = {}
     if v_items:
         from valle2.audio import load_audio

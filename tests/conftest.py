@@ -10,6 +10,16 @@ from valle2.recipe import CLIPS
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+class Said:
+    """A transcriber stand-in that returns ``text``."""
+
+    def __init__(self):
+        self.text = ""
+
+    def __call__(self, wav, sr):
+        return self.text
+
+
 @dataclass
 class Clip:
     id: str

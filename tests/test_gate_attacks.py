@@ -17,7 +17,7 @@ from valle2.safety import (AuditLog, ConsentError, ConsentGate, ConsentRegistry,
                            generate_operator_key, generate_watermark_key, watermark_liveness)
 from valle2.safety.gate import SPEAKER_THRESHOLD, SPEAKER_WINDOW_THRESHOLD, mark_output
 
-from conftest import CLIPS
+from conftest import CLIPS, Said
 
 CEILING = 10 ** (OUTPUT_PEAK_DBFS / 20)
 
@@ -33,14 +33,6 @@ def speech():
 def splice(first, second, sr):
     """1.3 s of ``first`` then 1.9 s of ``second``: the issue's spliced prompt."""
     return np.concatenate([first[: int(1.3 * sr)], second[: int(1.9 * sr)]])
-
-
-class Said:
-    def __init__(self):
-        self.text = ""
-
-    def __call__(self, wav, sr):
-        return self.text
 
 
 @pytest.fixture

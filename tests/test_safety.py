@@ -22,7 +22,7 @@ from valle2.safety.consent import check_wording
 from valle2.safety.gate import is_excerpt
 from valle2.safety.keys import key_id, sign
 
-from conftest import CLIPS
+from conftest import CLIPS, Said
 
 
 
@@ -33,16 +33,6 @@ def voices():
     b, _ = load_audio(CLIPS / "arctic_bdl_a0008.flac")
     c, _ = load_audio(CLIPS / "arctic_slt_a0015.flac")
     return {"consent": np.concatenate([a, b]), "bdl": b, "slt": c, "sr": sr}
-
-
-class Said:
-    """A transcriber stand-in that returns ``text``."""
-
-    def __init__(self):
-        self.text = ""
-
-    def __call__(self, wav, sr):
-        return self.text
 
 
 @pytest.fixture

@@ -48,7 +48,6 @@ P_CLEAN, P_TWO = 0.25, 0.25        # shares of bank crops with no channel and wi
 # outputs weigh most, as the detector is for them and resyntheses alone do not carry over to them
 FAKE_WEIGHTS = {"valle2": 0.30, "codec": 0.25, "espeak": 0.15, "festival": 0.10, "pulsenoise": 0.10, "griffinlim": 0.10}
 ENSEMBLE = 3         # networks per detector (seeds seed, seed + 1, ...); their probabilities are averaged
-NETWORK: dict = {}   # DetectorConfig fields the trained network overrides (none: the defaults)
 
 
 # ----------------------------------------------------------------------------------------- bank
@@ -76,7 +75,7 @@ def features(crops: list[np.ndarray], chunk: int = 256) -> np.ndarray:
     """LFCC of each crop, scaled to the detector's RMS first: ``[N, n_features, frames] float16``."""
     from valle2.safety.detector import LFCC, DetectorConfig, normalize_rms
 
-    cfg = DetectorConfig(**NETWORK)
+    cfg = DetectorConfig()
     lfcc = LFCC(cfg)
     out = []
     with torch.no_grad():
@@ -113,11 +112,11 @@ def build_bank(items: list[Item], cache: Path, seed: int = 0) -> dict[str, np.nd
             crops.append(clip[s:s + crop].astype(np.float32))
             owner.append(i)
     chains = [draw_chain(rng) for _ in crops]
-    for name in CHANNEL_ORDER:
+    for name in tqdm(CHANNEL_ORDER, desc="channels of the crops", unit="channel"):
         idx = [j for j, ch in enumerate(chains) if name in ch]
         if not idx:
             continue
-        done = apply_batched(name, [crops[j] for j in tqdm(idx, desc=f"channel {name}", unit="crop", leave=False)], rng)
+        done = apply_batched(name, [crops[j] for j in idx], rng)
         for j, y in zip(idx, done):
             crops[j] = np.clip(y, -1, 1)
     bank = {"feats": features(crops), "item": np.array(owner, np.int32), "chain": np.array(["+".join(c) for c in chains])}
@@ -185,7 +184,7 @@ def train_network(items: list[Item], bank: dict[str, np.ndarray], leave_out: tup
         raise SystemExit(f"--leave-out {unknown[0]}: not a real source ({', '.join(REAL_SOURCES)}) "
                          f"or a channel ({', '.join(CHANNEL_ORDER)})")
     torch.manual_seed(seed)
-    cfg = DetectorConfig(**NETWORK)
+    cfg = DetectorConfig()
     sampler = Sampler(items, bank, allowed_rows(items, bank, leave_out), seed)
     net = DetectorNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)

@@ -158,8 +158,7 @@ class TDNN(nn.Module):
 
     1-D convolutions over time (kernel 5, then kernel 3 at each of ``cfg.dilations``, then 1x1),
     each followed by ReLU and batch norm, then statistics pooling over time (mean and standard
-    deviation of every channel), dropout and a linear layer.  Works on any length of at least
-    :attr:`min_frames` frames."""
+    deviation of every channel), dropout and a linear layer.  Works on any number of frames."""
 
     def __init__(self, cfg: DetectorConfig):
         super().__init__()
@@ -171,7 +170,6 @@ class TDNN(nn.Module):
         layers += [nn.Conv1d(w, 2 * w, 1), nn.ReLU(), nn.BatchNorm1d(2 * w)]
         self.body = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(4 * w, 1))
-        self.min_frames = 2
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         h = self.body(feats)                                                   # [B, 2w, T]
