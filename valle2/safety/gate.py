@@ -13,6 +13,7 @@ import numpy as np
 
 from ..audio import OUTPUT_PEAK_DBFS, AudioFile, limit_peak, validate_waveform
 from ..memo import ContentMemo
+from ..metrics import SPEAKER_WINDOW_SECONDS
 from . import ConsentError
 from .audit import AuditLog
 from .consent import ConsentRegistry, LivenessCheck
@@ -36,7 +37,6 @@ SPEAKER_THRESHOLD = 0.7247
 # Reproduce with: python benchmarks/speaker_threshold.py --windows
 SPEAKER_WINDOW_THRESHOLD = 0.62
 WINDOW_HOP_SECONDS = 0.5
-WINDOW_SECONDS = 1.6
 MONITOR_LABEL = "training-monitor"   # the payload label of the training monitor's sample audio
 
 
@@ -119,11 +119,11 @@ def mark_output(wav, sr: int, payload: int, key: bytes) -> np.ndarray:
 
 def sliding_window_embeddings(embedder: Callable[[np.ndarray, int], np.ndarray], hop_seconds: float = WINDOW_HOP_SECONDS
                               ) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
-    """Window embeddings for an arbitrary ``embedder``: it embeds each ``WINDOW_SECONDS`` slice of
+    """Window embeddings for an arbitrary ``embedder``: it embeds each ``SPEAKER_WINDOW_SECONDS`` slice of
     the raw samples, every ``hop_seconds`` (the last ending at the end).  The default embedder
     uses :func:`valle2.metrics.speaker_window_embeddings` instead (one batch, silences skipped)."""
     def windows(wav: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-        n, hop = int(WINDOW_SECONDS * sr), max(1, int(hop_seconds * sr))
+        n, hop = int(SPEAKER_WINDOW_SECONDS * sr), max(1, int(hop_seconds * sr))
         starts = list(range(0, max(1, wav.size - n + 1), hop))
         if wav.size > n and starts[-1] != wav.size - n:
             starts.append(wav.size - n)
