@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..audio import OUTPUT_PEAK_DBFS, AudioFile, limit_peak, validate_waveform
+from ..audio import AudioFile, limit_peak, validate_waveform
 from ..memo import ContentMemo
 from ..metrics import SPEAKER_WINDOW_SECONDS
 from . import ConsentError
@@ -107,11 +107,7 @@ def mark_output(wav, sr: int, payload: int, key: bytes) -> np.ndarray:
     The watermark adds a little energy; should the marked clip still pass the ceiling it is scaled
     once more (a gain keeps the mark, which scales with the signal).  Raises ValueError if the
     result is not finite or not within range."""
-    marked = embed(limit_peak(wav), sr, payload, key)
-    ceiling = 10.0 ** (OUTPUT_PEAK_DBFS / 20.0)
-    peak = float(np.max(np.abs(marked))) if marked.size else 0.0
-    if peak > ceiling:
-        marked = (marked * np.float32(ceiling / peak)).astype(np.float32)
+    marked = limit_peak(embed(limit_peak(wav), sr, payload, key))
     if not np.all(np.isfinite(marked)) or (marked.size and float(np.max(np.abs(marked))) > 1.0):
         raise ValueError("the watermarked output is not finite or leaves [-1, 1]")
     return marked
