@@ -21,6 +21,11 @@ CODE0_SOURCES = ("auto", "ar", "nar", "table")
 PACE_RANGE = (0.5, 2.0)  # token_index: a prompt's pace (its frames over the table's) is clipped to this
 
 
+def option(default, doc: str):
+    """A :class:`DecodingOptions` field: its default and the one-line help the CLI shows for it."""
+    return field(default=default, metadata={"help": doc})
+
+
 @dataclass
 class DecodingOptions:
     """How the AR picks codebook 0.
@@ -59,22 +64,26 @@ class DecodingOptions:
     slow) and cost intelligibility (docs/demo_model.md), so the default is 1.0.
     """
 
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 0.8
-    ras: bool = True
-    ras_window: int = 10
-    ras_threshold: float = 0.1
-    use_kv_cache: bool = True
-    seed: int | None = None
-    length_slack: float = 2.5
-    max_seconds: float = 40.0
-    min_length_ratio: float = 0.5
-    match_voice: bool = True
-    code_choice: str = "auto"
-    nar_codebooks: int | None = None
-    code0: str = "auto"
-    pace: float | None = 1.0
+    temperature: float = option(1.0, "AR sampling temperature; 0 = greedy")
+    top_k: int = option(0, "AR: sample from the k most likely codes only; 0 = off")
+    top_p: float = option(0.8, "AR nucleus mass; 0 = greedy, 1 = off")
+    ras: bool = option(True, "AR: Repetition Aware Sampling (the paper); off = plain nucleus sampling")
+    ras_window: int = option(10, "K, the window of Repetition Aware Sampling")
+    ras_threshold: float = option(0.1, "t_r, the repetition ratio that triggers resampling")
+    use_kv_cache: bool = option(True, "AR: reuse keys and values; off = recompute the whole sequence each step (slow)")
+    seed: int | None = option(None, "random seed of the sampling; None = a fresh one each call")
+    length_slack: float = option(2.5, "AR: the most frames are the expected length times this, plus one second")
+    max_seconds: float = option(40.0, "AR: never generate more than this many seconds")
+    min_length_ratio: float = option(0.5, "AR: no end before this share of the expected length")
+    match_voice: bool = option(True, "match pitch level and timbre of the codes to the prompt before decoding")
+    code_choice: str = option("auto", "how the AR picks codebook 0: 'sample' (nucleus + RAS, the paper), 'mean' "
+                              "(the code nearest the mean codeword), 'auto' (mean where the codec has codewords)")
+    nar_codebooks: int | None = option(None, "codebooks the NAR fills, codebook 0 counted (8 = all, the paper); "
+                                       "None = the codec's choice; the codec completes the rest")
+    code0: str = option("auto", "where codebook 0 comes from: 'ar' (the paper), 'nar' (the NAR's stage 0), "
+                        "'table' (the context table), 'auto' (what the model has)")
+    pace: float | None = option(1.0, "table/stage 0: each token lasts its mean training duration times this; "
+                                "None = the prompt's pace")
 
     def __post_init__(self):
         if self.pace is not None and not (isinstance(self.pace, (int, float)) and 0.25 <= self.pace <= 4.0):
