@@ -38,34 +38,60 @@ def _model(key: str, factory):
 
 
 # ----------------------------------------------------------------------------------------- WER
-def normalize_text(text: str) -> str:
-    """English normalisation for WER: lowercase, strip accents and punctuation, keep digits as is.
+_CONTRACTIONS = [
+    (r"\bwon't\b", "will not"), (r"\bcan't\b", "can not"), (r"\bshan't\b", "shall not"), (r"\bain't\b", "is not"),
+    (r"n't\b", " not"), (r"'re\b", " are"), (r"'ll\b", " will"), (r"'ve\b", " have"), (r"'m\b", " am"),
+    (r"'d\b", " would"), (r"\blet's\b", "let us"),
+    (r"\b(it|that|what|there|here|he|she|who|where|how|when|why)'s\b", r"\1 is"),
+]
 
-    Apostrophes inside words are kept (``don't``), hyphens split words; whitespace is collapsed.
+
+def wer_normalize(text: str) -> str:
+    """The one English normaliser for WER, applied to reference and hypothesis alike.
+
+    Numbers, money, times and abbreviations are spelled out (:func:`valle2.text.normalize_text`:
+    ``"Dr. Smith paid $3"`` -> ``"doctor smith paid three dollars"``); then lowercase, accents
+    stripped, contractions expanded (``don't`` -> ``do not``, a pronoun's ``'s`` -> ``is``; a
+    possessive ``'s`` is kept), hyphens split words, other punctuation dropped, whitespace collapsed.
     """
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    text = text.replace("\u2019", "'").replace("-", " ")
-    text = re.sub(r"[^a-z0-9' ]+", " ", text)
+    from .text import normalize_text
+
+    text = unicodedata.normalize("NFKD", normalize_text(text))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower().replace("\u2019", "'")
+    for pattern, repl in _CONTRACTIONS:
+        text = re.sub(pattern, repl, text)
+    text = re.sub(r"[^a-z0-9' ]+", " ", text.replace("-", " "))
     text = re.sub(r"(?<![a-z0-9])'|'(?![a-z0-9])", " ", text)
     return " ".join(text.split())
 
 
-def wer(ref_texts: list[str] | str, hyp_texts: list[str] | str) -> float:
-    """Corpus word error rate (0..1+, not percent) of ``hyp_texts`` against ``ref_texts`` after
-    :func:`normalize_text`; errors are summed over all pairs and divided by all reference words."""
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """``(substitutions + deletions + insertions, reference words)`` after :func:`wer_normalize`;
+    raises ``ValueError`` when the reference has no words to score."""
     import jiwer
 
+    ref, hyp = wer_normalize(reference), wer_normalize(hypothesis)
+    n_ref = len(ref.split())
+    if not n_ref:
+        raise ValueError(f"reference text {reference!r} has no words to score")
+    if not hyp:
+        return n_ref, n_ref
+    out = jiwer.process_words(ref, hyp)
+    return int(out.substitutions + out.deletions + out.insertions), n_ref
+
+
+def wer(ref_texts: list[str] | str, hyp_texts: list[str] | str) -> float:
+    """Corpus word error rate (0..1+, not percent) of ``hyp_texts`` against ``ref_texts``: the
+    :func:`word_errors` of every pair summed and divided by all reference words.  References with
+    no words after :func:`wer_normalize` are left out."""
     refs = [ref_texts] if isinstance(ref_texts, str) else list(ref_texts)
     hyps = [hyp_texts] if isinstance(hyp_texts, str) else list(hyp_texts)
     if len(refs) != len(hyps):
         raise ValueError(f"wer needs as many hypotheses as references, got {len(hyps)} and {len(refs)}")
-    refs = [normalize_text(r) for r in refs]
-    hyps = [normalize_text(h) for h in hyps]
-    keep = [i for i, r in enumerate(refs) if r]
-    if not keep:
+    counts = [word_errors(r, h) for r, h in zip(refs, hyps) if wer_normalize(r)]
+    if not counts:
         raise ValueError("wer needs at least one non-empty reference text")
-    return float(jiwer.wer([refs[i] for i in keep], [hyps[i] for i in keep]))
+    return sum(e for e, _ in counts) / sum(n for _, n in counts)
 
 
 def _sphinx_decoder():
@@ -192,5 +218,5 @@ def dnsmos(wav, sr: int) -> float:
         return float(_dnsmos.run(audio, METRIC_RATE)["p808_mos"])
 
 
-__all__ = ["METRIC_RATE", "SPEAKER_WINDOW_SECONDS", "normalize_text", "wer", "transcribe", "speaker_embedding",
+__all__ = ["METRIC_RATE", "SPEAKER_WINDOW_SECONDS", "wer_normalize", "word_errors", "wer", "transcribe", "speaker_embedding",
            "speaker_window_embeddings", "speaker_similarity", "dnsmos"]

@@ -5,7 +5,7 @@ the RAS and group-size ablations, and Markdown reports with figures.
 >>> result = Evaluation(model, "eval/prefix3", EvalOptions(setting="prefix3"), scorer, gate).run(items)
 """
 from .ablate import ablate_group, ablate_ras
-from .backends import ASR_BACKENDS, SIM_BACKENDS, BackendUnavailable, load_asr, load_speaker_encoder, wer_normalize
+from .backends import ASR_BACKENDS, SIM_BACKENDS, BackendUnavailable, load_asr, load_speaker_encoder
 from .cli import add_evaluate_parsers
 from .runner import EvalOptions, EvalResult, Evaluation, select_trials
 from .safeguards import open_research_gate
@@ -15,4 +15,4 @@ from .testset import SETTINGS, EvalUtterance, Trial, build_trials, load_test_utt
 __all__ = ["ASR_BACKENDS", "SETTINGS", "SIM_BACKENDS", "BackendUnavailable", "EvalOptions", "EvalResult", "Evaluation",
            "Scorer", "Scores", "EvalUtterance", "Trial", "ablate_group", "ablate_ras", "add_evaluate_parsers",
            "best_of", "build_trials", "load_asr", "load_speaker_encoder", "load_test_utterances",
-           "open_research_gate", "rerank_key", "select_test_set", "select_trials", "summarize", "wer_normalize"]
+           "open_research_gate", "rerank_key", "select_test_set", "select_trials", "summarize"]

@@ -1,4 +1,5 @@
-"""Pluggable metric models: ASR for WER, speaker encoders for SIM, and WER text normalisation.
+"""Pluggable metric models: ASR for WER, speaker encoders for SIM.  WER itself (the one text
+normaliser and the word-error count) is :func:`valle2.metrics.word_errors`.
 
 Registries map a name to a loader: ``load_asr("pocketsphinx")``, ``load_speaker_encoder("resemblyzer")``.
 The offline defaults (pocketsphinx, Resemblyzer) ship with their packages.  The paper's models
@@ -16,7 +17,6 @@ what to install.
 from __future__ import annotations
 
 import importlib
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,6 @@ import numpy as np
 
 from ..errors import Valle2Error
 from ..metrics import METRIC_RATE, _as_16k
-from ..metrics import normalize_text as _strip_punctuation
 
 
 class BackendUnavailable(Valle2Error):
@@ -187,38 +186,3 @@ def load_speaker_encoder(name: str) -> SpeakerEncoder:
     if name not in SIM_BACKENDS:
         raise BackendUnavailable(f"unknown SIM backend '{name}': choose one of {', '.join(SIM_BACKENDS)}")
     return SIM_BACKENDS[name]()
-
-
-# ------------------------------------------------------------------------ WER normalising
-_CONTRACTIONS = [
-    (r"\bwon't\b", "will not"), (r"\bcan't\b", "can not"), (r"\bshan't\b", "shall not"), (r"\bain't\b", "is not"),
-    (r"n't\b", " not"), (r"'re\b", " are"), (r"'ll\b", " will"), (r"'ve\b", " have"), (r"'m\b", " am"),
-    (r"'d\b", " would"), (r"\blet's\b", "let us"),
-    (r"\b(it|that|what|there|here|he|she|who|where|how|when|why)'s\b", r"\1 is"),
-]
-
-
-def wer_normalize(text: str) -> str:
-    """The English WER normaliser: numbers, money, abbreviations spelled out
-    (:func:`valle2.text.normalize_text`), lowercase, contractions expanded (``don't`` -> ``do
-    not``; a pronoun's ``'s`` -> ``is``; possessive ``'s`` kept), punctuation stripped."""
-    from ..text import normalize_text as spell_out
-
-    text = spell_out(text).lower().replace("\u2019", "'")
-    for pattern, repl in _CONTRACTIONS:
-        text = re.sub(pattern, repl, text)
-    return _strip_punctuation(text)
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """``(substitutions + deletions + insertions, reference words)`` after :func:`wer_normalize`."""
-    import jiwer
-
-    ref, hyp = wer_normalize(reference), wer_normalize(hypothesis)
-    n_ref = len(ref.split())
-    if not n_ref:
-        raise ValueError(f"reference text {reference!r} has no words to score")
-    if not hyp:
-        return n_ref, n_ref
-    out = jiwer.process_words(ref, hyp)
-    return int(out.substitutions + out.deletions + out.insertions), n_ref

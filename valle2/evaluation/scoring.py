@@ -7,7 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from .backends import ASR, SpeakerEncoder, word_errors
+from ..metrics import word_errors
+from .backends import ASR, SpeakerEncoder
 
 SIM_CAP = 0.3
 """Best-of-N ranks by ``(min(SIM, SIM_CAP), -WER)``: above this similarity only WER counts."""

@@ -6,7 +6,7 @@ event.  :meth:`ConsentRegistry.verify_record` (which the gate calls on authorize
 refuses a voice revoked in either, and one whose ``enroll`` event is not in the verified log, so
 clearing the registry's column or restoring an older ``registry.db`` does not bring a voice back.
 
-Wording rule (``check_wording``), on the offline transcript after :func:`valle2.metrics.normalize_text`:
+Wording rule (``check_wording``), on the offline transcript after :func:`valle2.metrics.wer_normalize`:
 
 1. the three nonce words appear in the transcript in order (not necessarily adjacent);
 2. every word of the name appears in the transcript;
@@ -70,9 +70,9 @@ def validate_name(name: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    from ..metrics import normalize_text
+    from ..metrics import wer_normalize
 
-    return normalize_text(text).split()
+    return wer_normalize(text).split()
 
 
 def _edit_distance(ref: list[str], hyp: list[str]) -> int:
