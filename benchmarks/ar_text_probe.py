@@ -15,30 +15,33 @@ held-out sentence.  Printed:
 
 Last line: ``acc_right_text=<a> acc_wrong_text=<b> wer_real_code0=<w> wer_teacher_forced=<x>``.
 
-    python benchmarks/ar_text_probe.py --model /work/demo_run/train/model.pt --n 24
+    python -m benchmarks.ar_text_probe --n 24                    # the shipped demo model
+    python -m benchmarks.ar_text_probe --model MODEL.pt --n 24   # a model of `valle2 recipe demo`
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools import DEFAULT_DATA, speech_data
+from valle2.recipe import ASSETS
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, required=True, help="a valle2 model file from `valle2 recipe demo`")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--model", type=Path, default=ASSETS / "model.pt",
+                   help="a valle2 model file with the demo recipe's held-out lists (default: the shipped demo model)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder")
     p.add_argument("--n", type=int, default=24, help="held-out ARCTIC sentences")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--nar-codebooks", type=int, default=None, help="codebooks the NAR fills (default: the codec's predicted_codebooks)")
     args = p.parse_args(argv)
+    speech_data(args.data)
     torch.set_num_threads(args.threads)
 
     from valle2 import metrics
@@ -90,5 +93,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())

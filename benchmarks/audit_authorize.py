@@ -10,7 +10,7 @@ synthesis entries; then it times, in a new process's view of the deployment:
 - a check after one append (reads and verifies the one new line),
 - ``AuditLog.check()`` (the whole-chain verification of ``valle2 audit verify``).
 
-Reproduce with: python benchmarks/audit_authorize.py --lines 10000
+Reproduce with: python -m benchmarks.audit_authorize --lines 10000
 """
 from __future__ import annotations
 

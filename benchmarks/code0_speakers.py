@@ -14,20 +14,22 @@ asset, over the aligned frame pairs of the second half of the sentences:
 
 Last line: ``code0_gain[<asset path>]=<gain>`` for each asset.  About 3 minutes for 200 pairs.
 
-    python tools/train_offline_codec.py --stage1-size 256 --stage1-normalised --out /tmp/phonetic/offline_codec.npz
-    python benchmarks/code0_speakers.py --n 200 valle2/assets/codec/offline_codec.npz /tmp/phonetic/offline_codec.npz
+    python -m benchmarks.code0_speakers --n 200                  # the shipped codec asset alone
+    python -m tools.train_offline_codec --stage1-size 256 --stage1-normalised --out /tmp/phonetic/offline_codec.npz
+    python -m benchmarks.code0_speakers --n 200 valle2/assets/codec/offline_codec.npz /tmp/phonetic/offline_codec.npz
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools import DEFAULT_DATA, speech_data
+from valle2.codec.offline import ASSET_PATH
+
 SMOOTHING = 5.0  # pseudo-counts of the unigram in each conditional distribution
 
 
@@ -45,15 +47,16 @@ def cross_entropies(x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, float]
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("assets", type=Path, nargs="+", help="offline codec assets (.npz) to compare")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("assets", type=Path, nargs="*", default=[ASSET_PATH],
+                   help="offline codec assets (.npz) to compare (default: the shipped one)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder")
     p.add_argument("--n", type=int, default=200, help="ARCTIC a-set prompts read by both speakers")
     args = p.parse_args(argv)
+    speech_data(args.data)
 
     import librosa
     import soundfile as sf
 
-    sys.path.insert(0, str(ROOT))
     from valle2.audio import resample
     from valle2.codec.offline import OfflineCodec, analyse
 
@@ -85,4 +88,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

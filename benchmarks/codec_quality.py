@@ -1,10 +1,10 @@
 """Codec resynthesis quality on clips held out from codec training.
 
-    python benchmarks/codec_quality.py                      # the shipped offline codec
-    python benchmarks/codec_quality.py --codec encodec --random-init
+    python -m benchmarks.codec_quality                      # the shipped offline codec
+    python -m benchmarks.codec_quality --codec encodec --random-init
 
 For each held-out clip (ARCTIC prompts b0440-b0539 of bdl and slt, which carry text, and
-LibriSpeech speakers never seen in training; see ``tools/train_offline_codec.py``) the clip is
+LibriSpeech speakers never seen in training; see ``tools.train_offline_codec.held_out``) the clip is
 encoded and decoded on one CPU thread and compared with the original:
 
 - Resemblyzer cosine between original and resynthesis;
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +30,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-for p in (REPO, REPO / "tools"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from train_offline_codec import Clip, held_out  # noqa: E402
-
+from tools import DEFAULT_DATA, speech_data  # noqa: E402
+from tools.train_offline_codec import Clip, held_out  # noqa: E402
 from valle2 import metrics  # noqa: E402
 from valle2.audio import load_audio, resample  # noqa: E402
 from valle2.codec import load_codec  # noqa: E402
@@ -99,13 +93,14 @@ def measure(codec, clips: list[Clip], result: SetResult, progress) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Codec resynthesis quality on held-out speech.")
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder with the data tables")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder")
     p.add_argument("--codec", default="offline", choices=["offline", "encodec"])
     p.add_argument("--random-init", action="store_true", help="encodec only: random weights instead of the published ones")
     p.add_argument("--path", type=Path, default=None, help="offline only: another trained codec asset")
     p.add_argument("--n-arctic", type=int, default=40, help="held-out ARCTIC clips (half bdl, half slt)")
     p.add_argument("--n-ls", type=int, default=20, help="held-out LibriSpeech clips")
     args = p.parse_args(argv)
+    speech_data(args.data)
     from tqdm import tqdm
 
     torch.set_num_threads(1)

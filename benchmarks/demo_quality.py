@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 import valle2
+from tools import DEFAULT_DATA, speech_data
 from valle2 import metrics
 from valle2.audio import load_audio, save_audio
 from valle2.cli import pace_arg
@@ -35,7 +36,6 @@ from valle2.evaluation.safeguards import open_research_gate
 from valle2.recipe import ASSETS
 from valle2.safety import ConsentError
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def rows(path: Path) -> list[dict]:
@@ -46,7 +46,7 @@ def rows(path: Path) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ASSETS / "model.pt")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder")
     p.add_argument("--sentences", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("--home", type=Path, default=None,
                    help="deployment whose gate the prompts pass (default: a temporary one)")
     args = p.parse_args()
+    speech_data(args.data)
     torch.set_num_threads(args.threads)
     home = args.home or Path(tempfile.mkdtemp(prefix="valle2_demo_quality_"))
     model = valle2.load_model(args.model, gate=open_research_gate(home, [], "demo quality prompts", None), int8=args.int8)

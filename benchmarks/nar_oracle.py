@@ -20,31 +20,34 @@ The transcript is the offline recogniser's (these clips ship without one).  Last
 ``sim_real=<x> sim_nar=<y> sim_nar_matched=<m> sim_completed=<c> sim_no_residual=<z> sim_diff_mean=<d>`` (the different-speaker mean of
 the same clips, the floor that issue 3's similarity margin is measured from).
 
-    python benchmarks/nar_oracle.py --model /work/demo_run/train/model.pt --n 20
+    python -m benchmarks.nar_oracle --n 20                       # the shipped demo model
+    python -m benchmarks.nar_oracle --model MODEL.pt --n 20      # a model of `valle2 recipe demo`
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import itertools
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools import DEFAULT_DATA, speech_data
+from valle2.recipe import ASSETS
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, required=True, help="a valle2 model file")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--model", type=Path, default=ASSETS / "model.pt",
+                   help="a valle2 model file with the demo recipe's held-out lists (default: the shipped demo model)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder")
     p.add_argument("--n", type=int, default=20, help="held-out LibriSpeech speakers (one clip each)")
     p.add_argument("--prompt-seconds", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    speech_data(args.data)
     torch.set_num_threads(args.threads)
 
     from valle2 import metrics
@@ -104,5 +107,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())

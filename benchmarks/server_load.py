@@ -8,7 +8,7 @@ audio byte of the served requests, the status counts, and the server's RSS befor
 Deliberate refusals (429/503 with Retry-After, from the bounded queue or the key's rate limit) are
 not errors.
 
-    python benchmarks/server_load.py [--requests 100] [--workers 1] [--queue 16] [--key-rate 0]
+    python -m benchmarks.server_load [--requests 100] [--workers 1] [--queue 16] [--key-rate 0]
 
 Last line: ``errors_5xx=<n> rss_growth_mb=<m>``.
 """

@@ -8,7 +8,7 @@ Trials, mirroring the gate (an enrolment recording against a later prompt of a f
 - CMU ARCTIC bdl and slt: ``--per-speaker`` utterances each; all pairs within a speaker are
   same-speaker trials, all pairs across speakers (with each other and LibriSpeech) impostors.
 
-Usage: ``python benchmarks/speaker_threshold.py [--data ../shared/data] [--per-speaker 60]``.
+Usage: ``python -m benchmarks.speaker_threshold [--data ../shared/data] [--per-speaker 60]``.
 The last line reads ``eer=<x> threshold=<t> target_trials=<n> impostor_trials=<m>``.
 
 ``--windows`` measures the gate's second check instead (``SPEAKER_WINDOW_THRESHOLD``): every
@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tools import DEFAULT_DATA, speech_data
 from valle2.audio import load_audio
 from valle2.metrics import speaker_embedding, speaker_window_embeddings
 
@@ -182,13 +183,14 @@ def window_benchmark(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder")
     ap.add_argument("--per-speaker", type=int, default=60, help="ARCTIC utterances per speaker (bdl, slt)")
     ap.add_argument("--windows", action="store_true", help="measure the window threshold (SPEAKER_WINDOW_THRESHOLD)")
     ap.add_argument("--margin", type=float, default=0.02,
                     help="--windows: how far below the lowest genuine dev window the threshold goes")
     ap.add_argument("--partners", type=int, default=3, help="--windows: other speakers spliced onto each held-out one")
     args = ap.parse_args()
+    speech_data(args.data)
     torch.set_num_threads(1)
     if args.windows:
         return window_benchmark(args)

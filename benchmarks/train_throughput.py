@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -65,7 +66,7 @@ def baseline_step(models, opt, batch: list[Utterance]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--config", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
     p.add_argument("--batch", type=int, default=8, help="utterances a batch")
     p.add_argument("--min-frames", type=int, default=150)
     p.add_argument("--max-frames", type=int, default=450)

@@ -112,15 +112,11 @@ def test_offline_postfilter_sharpens_the_envelope_and_keeps_the_level(offline, w
 
 
 def test_postnet_training_brings_decoding_closer(offline, wavs, tmp_path):
-    """A small post-net trained by tools/train_offline_postnet.py's loss on WORLD pairs of the
+    """A small post-net trained by tools.train_offline_postnet's loss on WORLD pairs of the
     fixture clips moves the codec's output towards the originals, and loads beside a codec copy."""
-    import sys
-
+    from tools.train_offline_postnet import batch, loss_fn
     from valle2.codec.offline import synthesise
     from valle2.codec.postnet import PostnetConfig, SpectralPostnet
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-    from train_offline_postnet import batch, loss_fn
 
     torch.manual_seed(0)
     pairs = []

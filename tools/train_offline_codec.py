@@ -1,6 +1,6 @@
 """Train the quantisers of the ``offline`` codec on ../shared/data and write the shipped asset.
 
-    python tools/train_offline_codec.py --data ../shared/data --out valle2/assets/codec/offline_codec.npz
+    python -m tools.train_offline_codec --data ../shared/data --out valle2/assets/codec/offline_codec.npz
 
 Steps: WORLD-analyse every training clip (see ``valle2.codec.offline.analyse``); fit a residual
 k-means quantiser (one stage per envelope codebook) to the mel-cepstral envelope of all frames,
@@ -14,7 +14,7 @@ frame minus its utterance's speech mean (coefficients 1..), and the later stages
 k-means of the envelope minus the stage-1 codewords, so they carry the speaker's mean and
 decoding is unchanged.
 
-Held out from training (``held_out``), so that ``benchmarks/codec_quality.py`` measures unseen
+Held out from training (``held_out``), so that ``python -m benchmarks.codec_quality`` measures unseen
 material: the ARCTIC prompts b0390-b0539 of both speakers (b0390-b0439 for design choices,
 b0440-b0539 for the benchmark), and every third LibriSpeech speaker in sorted order (84 speakers:
 positions 0, 6, 12, ... for the benchmark, 3, 9, 15, ... for design choices).
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from valle2.codec.offline import ASSET_PATH, OfflineCodec, OfflineCodecConfig, analyse, rvq_encode, stage1_input  # noqa: E402
+from tools import DEFAULT_DATA, speech_data
+from valle2.codec.offline import ASSET_PATH, OfflineCodec, OfflineCodecConfig, analyse, rvq_encode, stage1_input
 
 ARCTIC_HELD_OUT_FROM = 390  # b-set prompt number from which ARCTIC utterances are held out
 ARCTIC_TEST_FROM = 440  # b-set prompts >= this are the benchmark set, the rest of the held-out set is dev
@@ -194,7 +190,7 @@ def extract(clips: list[Clip], cfg: OfflineCodecConfig) -> tuple[np.ndarray, np.
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder with transcribed.tsv and untranscribed.tsv")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder (transcribed.tsv, untranscribed.tsv)")
     p.add_argument("--out", type=Path, default=ASSET_PATH, help="where to write the codec asset (.npz)")
     p.add_argument("--max-frames", type=int, default=200_000, help="frames sampled for k-means")
     p.add_argument("--iters", type=int, default=15, help="Lloyd iterations per codebook")
@@ -205,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stage1-normalised", action="store_true",
                    help="stage 1 quantises each frame minus its utterance's speech mean (a more phonetic codebook 0)")
     args = p.parse_args(argv)
+    speech_data(args.data, "untranscribed.tsv")
+    speech_data(args.data)
     torch.set_num_threads(args.threads)
     cfg = OfflineCodecConfig(stage1_size=args.stage1_size, stage1_normalised=args.stage1_normalised)
     clips = held_out(args.data)["train"]

@@ -1,7 +1,7 @@
 """Train the offline codec's spectral post-net (``valle2.codec.postnet``); by default it is written beside the
 shipped codebooks, where ``load_codec("offline")`` picks it up.
 
-    python tools/train_offline_postnet.py --data ../shared/data --pairs /tmp/postnet_pairs \\
+    python -m tools.train_offline_postnet --data ../shared/data --pairs /tmp/postnet_pairs \\
         --out valle2/assets/codec/offline_postnet.pt
 
 1. **Pairs.** Every clip of the codec's training split (``held_out(...)["train"]``, the same
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -30,14 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-for p in (REPO, REPO / "tools"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from train_offline_codec import Clip, held_out  # noqa: E402
-
-from valle2.codec.postnet import POSTNET_PATH, PostnetConfig, SpectralPostnet  # noqa: E402
+from tools import DEFAULT_DATA, speech_data
+from tools.train_offline_codec import Clip, held_out
+from valle2.codec.postnet import POSTNET_PATH, PostnetConfig, SpectralPostnet
 
 
 # ------------------------------------------------------------------------------------- pairs
@@ -123,7 +117,7 @@ def dev_loss(net: SpectralPostnet, pairs, consistent: bool) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder")
     p.add_argument("--pairs", type=Path, required=True, help="cache folder for the (original, WORLD) pairs")
     p.add_argument("--out", type=Path, default=POSTNET_PATH)
     p.add_argument("--logdir", type=Path, default=None, help="TensorBoard folder (default: <pairs>/tb)")
@@ -139,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    speech_data(args.data)
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 

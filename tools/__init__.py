@@ -1,0 +1,21 @@
+"""Tools that build the shipped assets: the offline codec's quantisers and post-net, the detector.
+
+Run each from the repository root as a module, ``python -m tools.<name> --help``; benchmarks import
+from here the same way (``from tools.train_offline_codec import held_out``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""The speech data folder read by default: ``shared/data`` beside the checkout (``../shared/data``
+from the repository root).  Its README describes ``transcribed.tsv``, ``untranscribed.tsv`` and
+``real-extra/``."""
+
+
+def speech_data(folder: Path, table: str = "transcribed.tsv") -> Path:
+    """``folder`` when it holds ``table``; otherwise exit with one line saying what to pass."""
+    if not (Path(folder) / table).is_file():
+        raise SystemExit(f"no {table} in '{folder}': pass --data FOLDER, the speech data folder "
+                         "(transcribed.tsv and untranscribed.tsv, 16 kHz FLAC; see docs/demo_model.md, 'Data')")
+    return Path(folder)
