@@ -16,7 +16,7 @@ codebook   content
 The envelope is coded as a 40-coefficient mel-cepstrum (WORLD's ``code_spectral_envelope``)
 before it is quantised; D4C runs on every second frame only (it is the slowest step) and the
 band aperiodicity is interpolated between.  The quantisers (k-means codebooks) are trained by
-``tools/train_offline_codec.py`` on ``../shared/data`` and shipped as
+``python -m tools.train_offline_codec`` on ``../shared/data`` and shipped as
 ``valle2/assets/codec/offline_codec.npz`` (float16, under 1 MB).  Decoding dequantises, interpolates
 the frames to 4 ms, sharpens the envelope with a cepstral post-filter and resynthesises with WORLD;
 then a learned post-net (``valle2.codec.postnet``), shipped beside the codebooks as
@@ -40,34 +40,20 @@ ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "codec" / "offl
 ASSET_FORMAT = 1
 # Decoder post-filter against the over-smoothing of quantised envelopes (the cepstral emphasis of
 # HTS-style vocoders): mel-cepstral coefficients from POSTFILTER_FROM on are scaled by
-# 1 + POSTFILTER_BETA, then each frame's energy is restored.  Measured on the 60 held-out clips of
-# benchmarks/codec_quality.py (beta, from: DNSMOS change, cosine): none -0.338, 0.917; (0.2, 2)
-# -0.235, 0.917; (0.3, 2) -0.216, 0.905; (0.2, 1) -0.249, 0.887; (0.3, 3) -0.213, 0.906; stronger
-# settings cost WER (0.5, 3: +13 points against +4.4).  It is decode-only: codes and the codec
-# fingerprint are unchanged.  On all 200 held-out ARCTIC clips (--n-arctic 200) the WER cost is +8.7
-# points (28.9 -> 37.5 %), as large as WORLD resynthesis without any quantisation costs (+8.7 to
-# +9.7, ../shared/notes/measured-facts.md): the 40-clip +4.4 was a small-sample low.
+# 1 + POSTFILTER_BETA, then each frame's energy is restored.  Decode-only: codes and the codec
+# fingerprint are unchanged.  The settings measured: docs/codec.md, "What set the constants".
 POSTFILTER_BETA = 0.2
 POSTFILTER_FROM = 2
 # Half-width (codes, about 5 cents each) of the window by which the NAR's F0 code is picked
 # (valle2.decoding.pick_codes): a frame is voiced if code 0 has probability < 0.5, and its code is
-# the weighted mean of the 21-code (about one semitone) window of highest probability.  With the
-# plain argmax the demo NAR left most frames unvoiced: given the real codebook 0,
-# `python benchmarks/nar_oracle.py --model M --n 20` gave similarity to the prompt 0.566 (argmax)
-# and 0.608 (this pick) on 18 held-out LibriSpeech speakers (real codes 0.780).
+# the weighted mean of the 21-code (about one semitone) window of highest probability.
 F0_PICK_WINDOW = 10
 # Voice match (OfflineCodec.match_voice): the output's mean log-F0 over voiced frames and its mean
 # mel-cepstrum (coefficients 1.., energy kept) over speech frames (c0 at or above this percentile
-# of the utterance) are set to the prompt's.  Given the real codebook 0, on 18 held-out
-# LibriSpeech speakers (benchmarks/nar_oracle.py), similarity to the prompt rose from 0.608 to
-# 0.670 (F0 alone about 0.65); pocketsphinx WER on 24 held-out ARCTIC sentences 24.0 -> 19.9 %.
+# of the utterance) are set to the prompt's.
 SPEECH_PERCENTILE = 30
 # Codebooks synthesis has the NAR fill by default (codebook 0 counted): envelope stage 1, F0,
 # aperiodicity and envelope stages 2-3; OfflineCodec.complete gives stages 4-6 a zero residual.
-# The demo NAR predicts those last stages at 0.2-1.4 % exact codes.  On 50 held-out sentences with
-# unseen prompts (benchmarks/demo_quality.py --nar-codebooks N, the same AR codes in every run), N = 8
-# (all, as the paper) gave WER ratio 3.97x, SIM margin +0.019, SIM seen 0.656, DNSMOS 2.88, real-time
-# factor 0.264; N = 5: 3.90x, +0.025, 0.661, 2.90, 0.234; N = 3: 3.97x, +0.003, 0.649, 2.91, 0.216.
 NAR_CODEBOOKS = 5
 
 
@@ -372,7 +358,7 @@ class OfflineCodec(Codec):
         path = Path(path) if path is not None else ASSET_PATH
         if not path.is_file():
             raise CodecError(f"offline codec weights not found at '{path}'. Reinstall valle2, or train them with "
-                             f"`python tools/train_offline_codec.py --data ../shared/data --out {path}`")
+                             f"`python -m tools.train_offline_codec --data ../shared/data --out {path}`")
         try:
             with np.load(path, allow_pickle=False) as data:
                 fmt = int(data["format"])
