@@ -8,7 +8,7 @@ post-net corrects it: a small non-causal convolutional network reads WORLD's log
 spectrogram and predicts a per-bin log-gain; the corrected magnitude is recombined with WORLD's
 phase and inverted (overlap-add iSTFT).  It is decode-only: the codes do not change.
 
-Trained by ``tools/train_offline_postnet.py`` on pairs (original clip, WORLD decoding of its
+Trained by ``python -m tools.train_offline_postnet`` on pairs (original clip, WORLD decoding of its
 codes) from the codec's training split, with an L1 loss on log-magnitudes; the package ships one
 (``valle2/assets/codec/offline_postnet.pt``), which takes the codec's pocketsphinx WER cost from
 +8.7 to +3.0 points (docs/codec.md).
@@ -131,7 +131,7 @@ class SpectralPostnet(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise CodecError(f"offline codec post-net not found at '{path}'. Reinstall valle2, or train it with "
-                             f"`python tools/train_offline_postnet.py --data ../shared/data --pairs <folder> --out {path}`")
+                             f"`python -m tools.train_offline_postnet --data ../shared/data --pairs <folder> --out {path}`")
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             raw = json.loads(blob["config"])

@@ -23,7 +23,7 @@ from .watermark import detect, embed
 # Resemblyzer cosine at the equal error rate of same- vs different-speaker trials on the shared
 # real speech (251 LibriSpeech speakers as 4 s halves of their 8 s clip, plus 60 ARCTIC utterances
 # each of bdl and slt): EER 0.61 % (FA 0.62 %, FR 0.61 %, 3,791 target / 189,340 impostor trials).
-# Reproduce with: python benchmarks/speaker_threshold.py
+# Reproduce with: python -m benchmarks.speaker_threshold
 SPEAKER_THRESHOLD = 0.7247
 
 # Every 1.6 s window of a prompt (hop 0.5 s) must reach this cosine against the reference too, so
@@ -34,7 +34,7 @@ SPEAKER_THRESHOLD = 0.7247
 # It adds no false refusal on dev nor on held-out LibriSpeech speakers, VCC2016, cathy or Common
 # Voice, and refuses 87.9 % of 1.3 s + 1.9 s splices of held-out speakers (the whole check alone:
 # 67.2 %); docs/safeguards.md has the sweep.
-# Reproduce with: python benchmarks/speaker_threshold.py --windows
+# Reproduce with: python -m benchmarks.speaker_threshold --windows
 SPEAKER_WINDOW_THRESHOLD = 0.62
 WINDOW_HOP_SECONDS = 0.5
 MONITOR_LABEL = "training-monitor"   # the payload label of the training monitor's sample audio
