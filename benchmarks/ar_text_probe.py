@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tools import DEFAULT_DATA, speech_data
+from tools import DEFAULT_DATA, run_main, speech_data
 from valle2.recipe import ASSETS
 
 
@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     n_nar = nar_codebooks(codec, nar.dims, args.nar_codebooks)
     with open(args.data / "transcribed.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not bundle.meta.get("heldout"):
+        raise SystemExit(f"{args.model} has no held-out lists in its metadata; train it with `valle2 recipe demo`")
     held = set(bundle.meta["heldout"]["sentences"])
     targets = [r for r in rows if r["id"].rsplit("_", 1)[1] in held][: args.n]
     acc, refs, hyp_real, hyp_tf = [], [], [], []
@@ -93,4 +95,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -30,7 +30,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tools import DEFAULT_DATA, speech_data  # noqa: E402
+from tools import DEFAULT_DATA, run_main, speech_data  # noqa: E402
 from tools.train_offline_codec import Clip, held_out  # noqa: E402
 from valle2 import metrics  # noqa: E402
 from valle2.audio import load_audio, resample  # noqa: E402
@@ -141,4 +141,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from tools import run_main
 from valle2.decoding import DecodingOptions, ar_generate
 from valle2.model import ARModel, ModelDims
 
@@ -76,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 import valle2
-from tools import DEFAULT_DATA, speech_data
+from tools import DEFAULT_DATA, run_main, speech_data
 from valle2 import metrics
 from valle2.audio import load_audio, save_audio
 from valle2.cli import pace_arg
@@ -155,4 +155,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

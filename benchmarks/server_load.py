@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from tools import run_main
 from valle2.recipe import CLIPS
 
 TEXT = "Will we ever forget it."
@@ -151,4 +152,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

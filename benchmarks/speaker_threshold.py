@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools import DEFAULT_DATA, speech_data
+from tools import DEFAULT_DATA, run_main, speech_data
 from valle2.audio import load_audio
 from valle2.metrics import speaker_embedding, speaker_window_embeddings
 
@@ -227,4 +227,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tools import run_main
 from valle2.config import OptimConfig, load_config
 from valle2.model import ModelDims
 from valle2.train import Trainer, Utterance
@@ -112,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

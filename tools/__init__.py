@@ -5,7 +5,9 @@ from here the same way (``from tools.train_offline_codec import held_out``).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Callable, NoReturn
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 """The speech data folder read by default: ``shared/data`` beside the checkout (``../shared/data``
@@ -19,3 +21,16 @@ def speech_data(folder: Path, table: str = "transcribed.tsv") -> Path:
         raise SystemExit(f"no {table} in '{folder}': pass --data FOLDER, the speech data folder "
                          "(transcribed.tsv and untranscribed.tsv, 16 kHz FLAC; see docs/demo_model.md, 'Data')")
     return Path(folder)
+
+
+def run_main(main: Callable[[], int | None]) -> NoReturn:
+    """Run a benchmark's or tool's ``main`` as its command: a valle2 error (a missing or bad model
+    or data file, a bad option) ends it with one line, ``error: ...``, and exit status 2."""
+    from valle2.errors import Valle2Error
+
+    try:
+        code = main()
+    except Valle2Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code or 0)

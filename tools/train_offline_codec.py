@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools import DEFAULT_DATA, speech_data
+from tools import DEFAULT_DATA, run_main, speech_data
 from valle2.codec.offline import ASSET_PATH, OfflineCodec, OfflineCodecConfig, analyse, rvq_encode, stage1_input
 
 ARCTIC_HELD_OUT_FROM = 390  # b-set prompt number from which ARCTIC utterances are held out
@@ -225,4 +225,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

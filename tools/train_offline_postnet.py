@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools import DEFAULT_DATA, speech_data
+from tools import DEFAULT_DATA, run_main, speech_data
 from tools.train_offline_codec import Clip, held_out
 from valle2.codec.postnet import POSTNET_PATH, PostnetConfig, SpectralPostnet
 
@@ -180,4 +180,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
