@@ -34,4 +34,7 @@ def test_a_missing_data_folder_is_named_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit, match=rf"no transcribed.tsv in '{tmp_path}': pass --data FOLDER"):
         speech_data(tmp_path)
     (tmp_path / "transcribed.tsv").write_text("id\tpath\tspeaker\tseconds\ttext\n")
+    with pytest.raises(SystemExit, match="no untranscribed.tsv"):
+        speech_data(tmp_path)
+    (tmp_path / "untranscribed.tsv").write_text("id\tpath\tspeaker\tseconds\n")
     assert speech_data(tmp_path) == tmp_path

@@ -15,11 +15,12 @@ from the repository root).  Its README describes ``transcribed.tsv``, ``untransc
 ``real-extra/``."""
 
 
-def speech_data(folder: Path, table: str = "transcribed.tsv") -> Path:
-    """``folder`` when it holds ``table``; otherwise exit with one line saying what to pass."""
-    if not (Path(folder) / table).is_file():
-        raise SystemExit(f"no {table} in '{folder}': pass --data FOLDER, the speech data folder "
-                         "(transcribed.tsv and untranscribed.tsv, 16 kHz FLAC; see docs/demo_model.md, 'Data')")
+def speech_data(folder: Path) -> Path:
+    """``folder`` when it holds the data tables; otherwise exit with one line saying what to pass."""
+    for table in ("transcribed.tsv", "untranscribed.tsv"):
+        if not (Path(folder) / table).is_file():
+            raise SystemExit(f"no {table} in '{folder}': pass --data FOLDER, the speech data folder "
+                             "(transcribed.tsv and untranscribed.tsv, 16 kHz FLAC; see docs/demo_model.md, 'Data')")
     return Path(folder)
 
 

@@ -201,7 +201,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stage1-normalised", action="store_true",
                    help="stage 1 quantises each frame minus its utterance's speech mean (a more phonetic codebook 0)")
     args = p.parse_args(argv)
-    speech_data(args.data, "untranscribed.tsv")
     speech_data(args.data)
     torch.set_num_threads(args.threads)
     cfg = OfflineCodecConfig(stage1_size=args.stage1_size, stage1_normalised=args.stage1_normalised)
