@@ -50,14 +50,14 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--code-choice", choices=CODE_CHOICES, default="auto",
+    p.add_argument("--code-choice", choices=CODE_CHOICES, default=None,
                    help="how the AR picks codebook 0 (valle2.DecodingOptions.code_choice)")
     p.add_argument("--nar-codebooks", type=int, default=None,
                    help="codebooks the NAR fills (valle2.DecodingOptions.nar_codebooks; default: the codec's "
                         "predicted_codebooks, the rest completed by the codec)")
-    p.add_argument("--code0", choices=CODE0_SOURCES, default="auto",
-                   help="where codebook 0 comes from (valle2.DecodingOptions.code0; default: the NAR's context table or stage 0 where the model has one)")
-    p.add_argument("--pace", type=pace_arg, default=1.0, metavar="X|prompt",
+    p.add_argument("--code0", choices=CODE0_SOURCES, default=None,
+                   help="where codebook 0 comes from (valle2.DecodingOptions.code0; default: the source the model file records)")
+    p.add_argument("--pace", type=pace_arg, default=None, metavar="X|prompt",
                    help="durations where the NAR or table gives codebook 0 (valle2.DecodingOptions.pace)")
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
                    help="int8 linear layers in the AR and NAR (valle2.load_model's default: on the CPU)")

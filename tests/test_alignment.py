@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from valle2.alignment import align, even_split, fit_emissions, viterbi
+from valle2.code0.pointer import TextPointer
 from valle2.decoding import DecodingOptions, ar_generate
 from valle2.model import N_ADVANCE, ARModel, ModelDims, group_alignment
 
@@ -83,9 +84,9 @@ def test_aligned_decoding_cache_matches_recomputation_and_ends_with_the_text(n_p
     text = [torch.randint(0, 20, (7,)), torch.randint(0, 20, (11,))]
     prompt = [torch.randint(0, 32, (9,)), torch.randint(0, 32, (14,))]
     lens = None if n_prompt_text is None else [n_prompt_text] * 2
-    a = ar_generate(ar, text, prompt, [200, 200], DecodingOptions(seed=3), keep_logits=True, prompt_text_lens=lens)
+    a = ar_generate(ar, text, prompt, [200, 200], DecodingOptions(seed=3), keep_logits=True, guide=TextPointer(ar, lens))
     b = ar_generate(ar, text, prompt, [200, 200], DecodingOptions(seed=3, use_kv_cache=False), keep_logits=True,
-                    prompt_text_lens=lens)
+                    guide=TextPointer(ar, lens))
     for la, lb in zip(a.step_logits, b.step_logits):
         torch.testing.assert_close(la, lb, atol=1e-4, rtol=1e-4)
     assert all(torch.equal(x, y) for x, y in zip(a.codes, b.codes))
@@ -99,7 +100,10 @@ def test_decoding_forces_eos_past_the_text_and_bars_it_before():
         ar.move_head.bias.fill_(-1e4)
         ar.move_head.bias[1] = 0.0  # always move one token: 5 tokens -> 5 frames, then EOS
         ar.head.bias[32] = 1e4  # the model wants EOS at once
-    res = ar_generate(ar, [torch.arange(5)], [torch.zeros(0, dtype=torch.long)], [50], DecodingOptions(seed=0))
+    with pytest.raises(ValueError, match="an aligned AR decodes with a text pointer"):
+        ar_generate(ar, [torch.arange(5)], [torch.zeros(0, dtype=torch.long)], [50], DecodingOptions(seed=0))
+    res = ar_generate(ar, [torch.arange(5)], [torch.zeros(0, dtype=torch.long)], [50], DecodingOptions(seed=0),
+                      guide=TextPointer(ar))
     assert res.codes[0].shape[0] == 4 and res.hit_limit == [False]  # EOS barred until the pointer is on the last token
 
 

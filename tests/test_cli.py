@@ -55,10 +55,10 @@ def test_pace_takes_a_number_or_the_prompts():
     else, or a factor out of 0.25..4, is refused by name."""
     from valle2.cli import pace_arg
 
-    assert pace_arg("1.5") == 1.5 and pace_arg("prompt") is None
+    assert pace_arg("1.5") == 1.5 and pace_arg("prompt") == 0.0
     with pytest.raises(argparse.ArgumentTypeError, match="--pace takes a number or 'prompt', not 'fast'"):
         pace_arg("fast")
-    with pytest.raises(ValueError, match="pace must be a number in 0.25..4 or None"):
+    with pytest.raises(ValueError, match="pace must be a number in 0.25..4, or 0"):
         valle2.DecodingOptions(pace=10.0)
 
 
@@ -188,14 +188,18 @@ def test_synthesis_matches_the_prompts_voice_unless_told_not_to(tiny_model, clip
     prompt = model.encode_prompt(wav, sr)
     calls = []
 
+    def codes(**options):
+        return model.generate_codes([clips[1].text], wav, sr, clips[0].text, corpus_file=clips[0].path,
+                                    options=valle2.DecodingOptions(**options))
+
     def shift(codes, reference):  # the tiny model's EnCodec keeps codes as they are; a visible stand-in
         calls.append(reference)
         return (codes + 1) % model.codec.codebook_size
 
     model.codec.match_voice = shift
-    plain = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0, match_voice=False))
+    plain = codes(seed=0, match_voice=False)
     assert not calls
-    matched = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0))
+    matched = codes(seed=0)
     assert len(calls) == 1 and torch.equal(calls[0], prompt)
     assert torch.equal(matched.codes[0][0], (plain.codes[0][0] + 1) % model.codec.codebook_size)
     p = argparse.ArgumentParser()
@@ -215,8 +219,13 @@ def test_the_nar_predicts_what_the_codec_does_not_complete(tiny_model, clips, mo
 
     path, _, _, _ = tiny_model
     model = valle2.load_model(path)
-    prompt = model.encode_prompt(*sf.read(clips[0].path, dtype="float32"))
+    wav, sr = sf.read(clips[0].path, dtype="float32")
     stages, completed = [], []
+
+    def codes(options):
+        return model.generate_codes([clips[1].text], wav, sr, clips[0].text, corpus_file=clips[0].path,
+                                    options=options).codes[0][0]
+
     real_nar = model.nar.forward
     monkeypatch.setattr(model.nar, "forward", lambda *a: stages.append(int(a[-1][0])) or real_nar(*a))
     codec = type(model.codec)
@@ -224,17 +233,17 @@ def test_the_nar_predicts_what_the_codec_does_not_complete(tiny_model, clips, mo
     monkeypatch.setattr(codec, "required_codebooks", property(lambda self: 3))
     monkeypatch.setattr(codec, "_complete", lambda self, c: completed.append(c.shape[0]) or torch.cat([c, c[-1:].repeat(8 - len(c), 1)]))
     opts = valle2.DecodingOptions(seed=0, match_voice=False)
-    short = model._generate([clips[1].text], prompt, clips[0].text, options=opts).codes[0][0]
+    short = codes(opts)
     assert stages == [1, 2] and completed == [3] and short.shape[0] == 8 and torch.equal(short[3], short[2])
     stages.clear()
-    full = model._generate([clips[1].text], prompt, clips[0].text, options=replace(opts, nar_codebooks=8)).codes[0][0]
+    full = codes(replace(opts, nar_codebooks=8))
     assert stages == list(range(1, 8)) and completed == [3] and torch.equal(full[:3], short[:3])
     stages.clear()
-    five = model._generate([clips[1].text], prompt, clips[0].text, options=replace(opts, nar_codebooks=5)).codes[0][0]
+    five = codes(replace(opts, nar_codebooks=5))
     assert stages == [1, 2, 3, 4] and completed == [3, 5] and torch.equal(five[:5], full[:5])
     for bad in (2, 9):
         with pytest.raises(ValueError, match=f"nar_codebooks must be between 3 .* and 8 .* got {bad}"):
-            model._generate([clips[1].text], prompt, clips[0].text, options=replace(opts, nar_codebooks=bad))
+            codes(replace(opts, nar_codebooks=bad))
     p = argparse.ArgumentParser()
     add_decoding_args(p)
     assert decoding_options(p.parse_args([])).nar_codebooks is None

@@ -198,8 +198,9 @@ def test_gate_refuses_unattested_corpus(tmp_path, libri):
 # --------------------------------------------------------------------- evaluation runs
 def test_evaluate_scores_watermarks_and_resumes(tmp_path, libri, model, gate, scorer, monkeypatch):
     calls = []
-    real_generate = type(model)._generate
-    monkeypatch.setattr(type(model), "_generate", lambda self, *a, **k: calls.append(a[0]) or real_generate(self, *a, **k))
+    real_generate = type(model).generate_codes
+    monkeypatch.setattr(type(model), "generate_codes",
+                        lambda self, *a, **k: calls.append(a[0]) or real_generate(self, *a, **k))
     items = load_test_utterances(libri)
     opts = EvalOptions(setting="reference", n_samples=2, limit=2, decoding=DecodingOptions(seed=0), **SHORT)
     out = tmp_path / "reference"

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from valle2.decoding import DecodingOptions, ar_generate, frame_bounds, nar_generate, pick_codes
-from valle2.model import (AUDIO, TEXT, ARModel, GuidedAttention, ModelDims, NARModel, attention_mask, group_codes,
-                          guided_attention_penalty, pack, segment_positions, soft_code_targets, ungroup_codes)
+from valle2.model import ARModel, ModelDims, NARModel, attention_mask, group_codes, pack, segment_positions, ungroup_codes
 
 
 def tiny_dims(g=1, **kw):
@@ -80,7 +79,7 @@ def test_posterior_mean_decoding_needs_codewords_and_agrees_with_recomputation()
         assert ca.numel() > 0 and torch.equal(ca, cb)
         assert bool((ca < 40).all())
     assert a.n_fallbacks == 0
-    # the default "auto" is "mean" given the codewords and "sample" without them
+    # unset, code_choice is "mean" given the codewords and "sample" without them
     auto = DecodingOptions(seed=1)
     for x, y in zip(ar_generate(ar, text, prompt, [30, 30], auto, code_vectors=vectors).codes, a.codes):
         assert torch.equal(x, y)
@@ -181,66 +180,18 @@ def test_nar_target_logits_match_the_whole_sequence_and_batching():
 
 
 def test_explicit_attention_weights_reproduce_sdpa():
+    """A ``weights`` list (attention maps, valle2.evaluation.attention) makes every block compute its
+    attention explicitly: the logits stay those of SDPA, and each block's weights sum to 1."""
     torch.manual_seed(5)
     ar = ARModel(tiny_dims(2)).eval()
     text, lens = torch.randint(1, 50, (2, 7)), torch.tensor([7, 4])
     codes = [torch.randint(0, 64, (13,)), torch.randint(0, 64, (6,))]
-    plain, _ = ar.loss(text, lens, codes)
-    guided, stats = ar.loss(text, lens, codes, GuidedAttention(weight=0.5, heads=2))
-    assert torch.allclose(guided, plain + 0.5 * stats["ar_guide"], atol=1e-5)
-    assert 0 < stats["ar_guide"] < 1
-
-
-def _seg(n_text, n_audio, pad=0):
-    return torch.tensor([[TEXT] * n_text + [AUDIO] * n_audio + [0] * pad])
-
-
-def _attention_over_text(n_text, n_audio, pick):
-    """Weights [1, 1, S, S] where audio query t puts all its mass on text key pick(t)."""
-    s = n_text + n_audio
-    att = torch.zeros(1, 1, s, s)
-    att[0, 0, :n_text, 0] = 1.0
-    for t in range(n_audio):
-        att[0, 0, n_text + t, pick(t)] = 1.0
-    return att
-
-
-def test_guided_attention_penalty_is_low_on_the_diagonal_and_high_off_it():
-    n_text, n_audio = 10, 40
-    seg = _seg(n_text, n_audio)
-    diagonal = _attention_over_text(n_text, n_audio, lambda t: t * n_text // n_audio)
-    backwards = _attention_over_text(n_text, n_audio, lambda t: n_text - 1 - t * n_text // n_audio)
-    stuck = _attention_over_text(n_text, n_audio, lambda t: 0)
-    uniform = torch.zeros(1, 1, n_text + n_audio, n_text + n_audio)
-    uniform[..., :n_text] = 1.0 / n_text
-    scores = {name: float(guided_attention_penalty([a], seg, 0.2))
-              for name, a in [("diagonal", diagonal), ("backwards", backwards), ("stuck", stuck), ("uniform", uniform)]}
-    assert scores["diagonal"] < 0.05
-    assert scores["uniform"] > 0.4 and scores["stuck"] > 0.5 and scores["backwards"] > 0.6
-    # mass on audio keys does not count: only the shape of the attention over the text matters
-    half = diagonal.clone()
-    half[0, 0, n_text:, n_text] = 1.0
-    assert abs(float(guided_attention_penalty([half / half.sum(-1, keepdim=True)], seg, 0.2)) - scores["diagonal"]) < 1e-6
-    # padding columns neither query nor key
-    padded = torch.nn.functional.pad(diagonal, (0, 3, 0, 3))
-    assert abs(float(guided_attention_penalty([padded], _seg(n_text, n_audio, pad=3), 0.2)) - scores["diagonal"]) < 1e-6
-
-
-def test_guided_attention_training_aligns_the_guided_heads():
-    torch.manual_seed(0)
-    ar = ARModel(tiny_dims(1))
-    text = torch.randint(1, 50, (4, 8))
-    lens = torch.tensor([8, 8, 6, 5])
-    codes = [torch.randint(0, 64, (n,)) for n in (24, 30, 18, 15)]
-    guide = GuidedAttention(weight=5.0, heads=2)
-    opt = torch.optim.Adam(ar.parameters(), lr=3e-3)
-    before = ar.loss(text, lens, codes, guide)[1]["ar_guide"]
-    for _ in range(60):
-        opt.zero_grad()
-        ar.loss(text, lens, codes, guide)[0].backward()
-        opt.step()
-    after = ar.loss(text, lens, codes, guide)[1]["ar_guide"]
-    assert after < 0.5 * before
+    weights = []
+    with torch.no_grad():
+        plain, _, _ = ar.teacher_forced(text, lens, codes)
+        explicit, _, _ = ar.teacher_forced(text, lens, codes, weights=weights)
+    torch.testing.assert_close(explicit, plain, atol=1e-5, rtol=1e-5)
+    assert len(weights) == 2 and torch.allclose(weights[0].sum(-1), torch.ones(1))
 
 
 def test_teacher_forced_logits_are_causal_and_read_the_text():
@@ -256,54 +207,6 @@ def test_teacher_forced_logits_are_causal_and_read_the_text():
     assert torch.allclose(changed[0, :7], logits[0, :7], atol=1e-5) and not torch.allclose(changed[0, 7:], logits[0, 7:])
     other, _, _ = ar.teacher_forced((text % 49) + 1, lens, [codes])
     assert not torch.allclose(other, logits)
-
-
-def test_history_dropout_hides_past_groups_as_eos_but_never_bos(monkeypatch):
-    torch.manual_seed(0)
-    dims = tiny_dims(2)
-    ar = ARModel(dims)
-    seen = []
-    embed = ar.embed_groups
-    monkeypatch.setattr(ar, "embed_groups", lambda groups, is_bos, phones=None: seen.append((groups, is_bos)) or embed(groups, is_bos))
-    text, lens = torch.randint(1, 50, (2, 7)), torch.tensor([7, 5])
-    codes = [torch.randint(0, 64, (400,)), torch.randint(0, 64, (400,))]  # equal lengths: no padded columns
-    ar.loss(text, lens, codes)
-    ar.loss(text, lens, codes, history_dropout=0.5)
-    (plain, bos), (dropped, _) = seen
-    audio = torch.zeros_like(bos)
-    audio[:, text.shape[1]:] = True  # packed audio columns follow the text columns
-    audio &= ~bos
-    hidden = (dropped == dims.eos_id).all(-1)
-    assert not (plain == dims.eos_id).any() and not (hidden & bos).any()
-    assert 0.4 < hidden[audio].float().mean() < 0.6
-    assert torch.equal(dropped[~hidden], plain[~hidden])
-
-
-def test_soft_code_targets_spread_over_near_codewords_and_enter_the_loss():
-    q = soft_code_targets(torch.tensor([[0.0], [1.0], [2.0], [10.0]]), 1.0, 6)
-    assert torch.allclose(q.sum(1), torch.ones(4)) and not q[:, 4:].any()  # codes without a codeword, and EOS
-    assert q[0, 0] > q[0, 1] > q[0, 2] > q[0, 3] and q[1, 0] == pytest.approx(q[1, 2].item())
-    assert soft_code_targets(torch.tensor([[0.0], [1.0]]), 0.1, 3)[0, 0] > 0.99  # a narrow width is the hard target
-    with pytest.raises(ValueError, match="width"):
-        soft_code_targets(torch.zeros(2, 1), 0.0, 3)
-    torch.manual_seed(0)
-    dims = tiny_dims(2)
-    ar = ARModel(dims).eval()
-    soft = soft_code_targets(torch.randn(40, 3), 1.0, dims.codebook_size + 1)  # codes 40..63 have no codeword
-    text, lens = torch.randint(1, 50, (2, 7)), torch.tensor([7, 5])
-    codes = [torch.randint(0, 64, (30,)), torch.randint(0, 64, (23,))]
-    plain = ar.loss(text, lens, codes)[1]["ar_loss"]
-    assert ar.loss(text, lens, codes, soft_targets=soft, soft_weight=0.0)[1]["ar_loss"] == pytest.approx(plain)
-    logits, tgt, _ = ar.teacher_forced(text, lens, codes)
-    logp, t = logits.reshape(-1, logits.shape[-1]).log_softmax(-1), tgt.reshape(-1)
-    keep = t != -100
-    hard = -logp[keep].gather(1, t[keep, None])[:, 0]
-    on_soft = t[keep] < 40
-    mixed = hard.clone()
-    mixed[on_soft] = 0.7 * hard[on_soft] + 0.3 * -(soft[t[keep][on_soft]] * logp[keep][on_soft]).sum(-1)
-    n_groups = (tgt[..., 0] != -100).sum()
-    got = ar.loss(text, lens, codes, soft_targets=soft, soft_weight=0.3)[1]["ar_loss"]
-    assert got == pytest.approx((mixed.sum() / n_groups).item(), rel=1e-5)
 
 
 def test_pick_codes_on_an_ordinal_codebook():
@@ -370,88 +273,3 @@ def test_a_nar_of_fewer_codebooks_learns_and_predicts_only_those():
             tiny_dims(2, nar_codebooks=bad)
 
 
-def test_place_in_token_counts_frames_within_each_run():
-    from valle2.model import place_in_token
-
-    assert place_in_token(torch.tensor([3, 3, 3, 4, 6, 6])).tolist() == [0, 1, 2, 0, 0, 1]
-    assert place_in_token(torch.tensor([], dtype=torch.long)).tolist() == []
-
-
-def test_nar_stage_0_predicts_codebook_0_from_the_token_of_each_frame():
-    """``nar_code0``: one more output layer (stage 0), its input is the token each target frame
-    reads, training draws stage 0 at ``nar_code0_share``, and it needs the aligned AR."""
-    import random
-
-    from valle2.config import OptimConfig
-    from valle2.train import Utterance, collate
-
-    with pytest.raises(ValueError, match="nar_code0 needs aligned"):
-        tiny_dims(2, nar_code0=True)
-    dims = tiny_dims(2, nar_code0=True, aligned=True, nar_codebooks=3)
-    torch.manual_seed(0)
-    nar = NARModel(dims).eval()
-    assert nar.first_stage == 0 and nar.head.shape == (3, 64, 64) and nar.token_frames.shape == (50,)
-    utts = [Utterance(torch.randint(1, 50, (5,)), torch.randint(0, 64, (8, 20)), "s")] * 400
-    stages = collate(utts, random.Random(0), OptimConfig(nar_code0_share=0.75), dims.nar_predicts, True).stage.tolist()
-    assert set(stages) == {0, 1, 2} and 0.68 < stages.count(0) / 400 < 0.82
-    text, prompt = torch.randint(1, 50, (1, 6)), [torch.randint(0, 64, (5, 8))]
-    target, index = [torch.zeros(7, 8, dtype=torch.long)], [torch.tensor([2, 2, 3, 3, 3, 4, 5])]
-    with pytest.raises(ValueError, match="needs the text token index"):
-        nar(text, torch.tensor([6]), prompt, target, torch.tensor([0]))
-    logits, _ = nar(text, torch.tensor([6]), prompt, target, torch.tensor([0]), index)
-    other, _ = nar(text, torch.tensor([6]), prompt, target, torch.tensor([0]), [torch.tensor([2, 2, 2, 3, 3, 4, 5])])
-    assert logits.shape == (1, 7, 64) and not torch.allclose(logits, other)  # it reads the index
-    # the loss trains it; stats report its accuracy
-    loss, stats = nar.train().loss(text, torch.tensor([6]), prompt, [torch.randint(0, 64, (7, 8))], torch.tensor([0]), index)
-    loss.backward()
-    assert nar.head.grad[0].abs().sum() > 0 and nar.place_emb.weight.grad.abs().sum() > 0 and "nar0_acc" in stats
-    with pytest.raises(ValueError, match="NAR stages run 1..7"):
-        NARModel(tiny_dims(2))(text, torch.tensor([6]), prompt, target, torch.tensor([0]), index)
-
-
-def test_nar_generate_takes_codebook_0_from_stage_0_given_the_token_index():
-    dims = tiny_dims(2, nar_code0=True, aligned=True)
-    torch.manual_seed(1)
-    nar = NARModel(dims).eval()
-    text, prompt = [torch.randint(1, 50, (6,))], [torch.randint(0, 64, (5, 8))]
-    index = [torch.tensor([1, 1, 2, 3, 3, 3, 4, 5, 5])]
-    codes = nar_generate(nar, text, prompt, None, n_codebooks=4, index=index)[0]
-    logits, _ = nar(text[0].unsqueeze(0), torch.tensor([6]), prompt, [torch.zeros(9, 8, dtype=torch.long)], torch.tensor([0]), index)
-    assert codes.shape == (4, 9) and torch.equal(codes[0], logits[0].argmax(-1))
-    # the rest are filled from that codebook 0 exactly as from a given one
-    assert torch.equal(codes, nar_generate(nar, text, prompt, [codes[0]], n_codebooks=4)[0])
-    vectors = torch.randn(64, 3)
-    by_mean = nar_generate(nar, text, prompt, None, n_codebooks=2, index=index, code_vectors=vectors)[0][0]
-    mean = logits[0].softmax(-1) @ vectors
-    assert torch.equal(by_mean, torch.cdist(mean, vectors).argmin(-1))
-    with pytest.raises(ValueError, match="either code0 or"):
-        nar_generate(nar, text, prompt, [codes[0]], index=index)
-
-
-def test_token_index_follows_the_table_at_the_prompts_pace():
-    from valle2.decoding import token_index
-
-    frames = torch.full((50,), 2.0)
-    frames[7] = 6.0
-    text = torch.tensor([1, 1, 5, 7, 5])                    # 2 prompt tokens (4 table frames), then 3
-    table = torch.zeros(50, 64)
-    # the prompt took 8 frames, twice the table's 4: every target token lasts twice its mean
-    assert token_index(frames, table, text, torch.zeros(8, dtype=torch.long), 2, 100).tolist() == \
-        [2] * 4 + [3] * 12 + [4] * 4
-    # a given pace holds whatever the prompt's: at 0.5 each token lasts half its mean
-    assert token_index(frames, table, text, torch.zeros(8, dtype=torch.long), 2, 100, pace=0.5).tolist() == \
-        [2] + [3] * 3 + [4]
-    assert token_index(frames, table, text, torch.zeros(8, dtype=torch.long), 2, 10).tolist() == [2] * 4 + [3] * 6
-    # a pace past the clip range is clipped to it (here 0.5), and every token keeps one frame at least
-    fast = token_index(frames, table, text, torch.zeros(1, dtype=torch.long), 2, 100)
-    assert fast.tolist() == [2, 3, 3, 3, 4]
-    # continuation: the table finds where the prompt ends (id 1 emits code 0, id 9 code 1, ids 5 and 7 code 2)
-    table = torch.full((50, 64), -9.0)
-    table[1, 0] = table[9, 1] = table[5, 2] = table[7, 2] = 0.0
-    cont = token_index(frames, table, torch.tensor([1, 9, 5, 7, 5]), torch.tensor([0, 0, 1, 1]), None, 100)
-    assert cont.tolist() == [2] * 2 + [3] * 6 + [4] * 2
-    # a caller that has the prompt's alignment already passes it instead: here one that ends on token 2,
-    # so the target starts at token 3, at the pace of 4 frames over 3 tokens of 2
-    given = token_index(frames, table, torch.tensor([1, 9, 5, 7, 5]), torch.tensor([0, 0, 1, 1]), None, 100,
-                        prompt_index=torch.tensor([0, 1, 2, 2]))
-    assert given.tolist() == [3] * 4 + [4]

@@ -34,9 +34,10 @@ def test_config_errors(tmp_path):
     ("model: {d_model: 64, colour: red}\n", "unknown key.*colour"),
     ("optim: {lr: fast}\ndata: {train: x}\nrun: {out_dir: y}\n", "optim.lr must be a number"),
     ("model: {d_model: 64}\n", "data.train"),
-    ("optim: {guided_attention: -1}\ndata: {train: x}\n", "guided_attention must be >= 0"),
-    ("optim: {ar_history_dropout: 1.0}\ndata: {train: x}\n", "ar_history_dropout must be in"),
-    ("optim: {ar_soft_targets: 1.5}\ndata: {train: x}\n", "ar_soft_targets must be in"),
+    # training options that did not help are gone (docs/history/2026-12-07-training-options-removed.md)
+    ("optim: {guided_attention: 1.0}\ndata: {train: x}\n", "unknown key.*guided_attention"),
+    ("optim: {ar_history_dropout: 0.5}\ndata: {train: x}\n", "unknown key.*ar_history_dropout"),
+    ("optim: {ar_soft_targets: 0.5}\ndata: {train: x}\n", "unknown key.*ar_soft_targets"),
     ("optim: {nar_code0_share: 1.0}\ndata: {train: x}\n", "nar_code0_share must be in"),
     ("model: {nar_codebooks: 1}\ndata: {train: x}\n", "nar_codebooks must be 0"),
     ("model: {nar_code0: true}\ndata: {train: x}\n", "nar_code0 needs aligned"),
@@ -47,37 +48,6 @@ def test_bad_config_values_are_named(tmp_path, text, message):
     bad.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(bad)
-
-
-def test_guided_heads_must_exist():
-    from valle2.config import OptimConfig
-    from valle2.model import ModelDims
-    from valle2.train import Trainer
-
-    dims = ModelDims(n_text_vocab=20, codebook_size=16, d_model=32, n_heads=2, n_ar_layers=2, n_nar_layers=1, d_ff=64)
-    with pytest.raises(ConfigError, match="guided_attention_heads is 4, the AR has 2 heads"):
-        Trainer(dims, OptimConfig(guided_attention=1.0, guided_attention_heads=4))
-
-
-def test_soft_targets_need_codewords_and_take_the_codecs(tmp_path, prepared, monkeypatch):
-    from valle2 import train as train_module
-    from valle2.config import OptimConfig
-    from valle2.model import ModelDims
-    from valle2.train import Trainer
-
-    dims = ModelDims(n_text_vocab=20, codebook_size=16, d_model=32, n_heads=2, n_ar_layers=1, n_nar_layers=1, d_ff=64)
-    with pytest.raises(ConfigError, match="codebook-0 codewords"):
-        Trainer(dims, OptimConfig(ar_soft_targets=0.5))
-    seen = []
-    real = train_module.soft_code_targets
-    monkeypatch.setattr(train_module, "soft_code_targets", lambda v, w, n: seen.append((v, w, n)) or real(v, w, n))
-    out = tmp_path / "soft"
-    run(load_config(write_config(tmp_path, prepared, out), ["optim.ar_soft_targets=0.5", "optim.ar_soft_target_width=2.0"]))
-    from valle2 import load_codec
-
-    (vectors, width, vocab), = seen
-    assert torch.equal(vectors, load_codec("encodec", pretrained=False).code0_vectors()) and width == 2.0 and vocab == 1025
-    assert (out / "model.pt").is_file()
 
 
 def test_run_refuses_a_codec_that_changed_since_preparation(tmp_path, prepared):
@@ -94,7 +64,7 @@ def test_run_refuses_a_codec_that_changed_since_preparation(tmp_path, prepared):
     (stale / "index.json").write_text(json.dumps(index))
     with pytest.raises(CodecError, match="prepared with codec .* prepare the data again"):
         load_prepared(stale).load_codec()
-    cfg = load_config(write_config(tmp_path, stale, tmp_path / "out"), ["optim.ar_soft_targets=0.5"])
+    cfg = load_config(write_config(tmp_path, stale, tmp_path / "out"), ["model.nar_codebooks=3"])
     with pytest.raises(CodecError, match="prepare the data again"):
         run(cfg)
 
@@ -121,7 +91,6 @@ def test_shipped_configs_load():
     demo = load_config("configs/demo.yaml", ["optim.steps=7", "optim.lr=2e-3"])
     assert demo.optim.steps == 7 and demo.run.device == "cpu"
     assert demo.optim.lr == 0.002   # YAML 1.1 reads 2e-3 as a string; a float setting takes it
-    assert paper.optim.guide is None  # the paper trains without it
 
 
 def test_run_writes_model_checkpoints_and_tensorboard(tmp_path, prepared):
@@ -224,17 +193,19 @@ def test_torchrun_ddp_two_ranks_stay_identical(tmp_path, prepared):
     assert len(digests) == 2 and digests[0] == digests[1]
 
 
-def test_a_fine_tune_adds_a_nar_stage_0_and_synthesis_takes_codebook_0_from_it(tmp_path, prepared, clips):
-    """``run.init_from`` starts a run from a model file; ``model.nar_code0`` adds the NAR's stage 0
-    (its output layer and token embeddings start fresh, the other stages' layers are the file's);
-    ``optim.train_ar: false`` keeps the AR as it was; the run fits the context table.  Synthesis
-    then takes codebook 0 from the table by default (no AR runs), from the network's stage 0 with
-    ``code0="nar"``, or from the AR with ``code0="ar"``."""
+def test_a_fine_tune_adds_codebook_0_without_the_ar_and_synthesis_takes_it_from_the_recorded_source(
+        tmp_path, prepared, clips):
+    """``run.init_from`` starts a run from a model file; ``model.nar_code0`` adds codebook 0 without
+    the AR (valle2.code0: the stage-0 network starts fresh, the NAR's layers are the file's);
+    ``optim.train_ar: false`` keeps the AR as it was; the run fits durations and the context table
+    and records "table" as the model's codebook-0 source.  Synthesis then takes codebook 0 from the
+    table (no AR runs), from the stage-0 network with ``code0="nar"``, or from the AR with
+    ``code0="ar"``; the model without them records and uses the AR."""
     import soundfile as sf
 
     import valle2
     from valle2.checkpoint import load_model_bundle
-    from valle2.errors import ModelError
+    from valle2.errors import DecodingError, ModelError
 
     base_path = run(load_config(write_config(tmp_path, prepared, tmp_path / "base"), ["model.aligned=true"]))
     base = load_model_bundle(base_path)
@@ -242,12 +213,14 @@ def test_a_fine_tune_adds_a_nar_stage_0_and_synthesis_takes_codebook_0_from_it(t
             "optim.nar_code0_share=0.9"]
     path = run(load_config(write_config(tmp_path, prepared, tmp_path / "ft"), over))
     ft = load_model_bundle(path)
-    assert ft.dims.nar_code0 and ft.nar.first_stage == 0 and ft.nar.head.shape[0] == 8
+    assert ft.dims.nar_code0 and ft.nar.head.shape[0] == 7 and ft.code0.network.head.shape == (1024, 64)
+    assert ft.code0_source == "table" and base.code0_source == "ar" and base.code0 is None
+    assert torch.load(path, weights_only=True)["version"] == 2
     ar_same = all(torch.equal(v, ft.ar.state_dict()[k]) for k, v in base.ar.state_dict().items())
     assert ar_same and torch.equal(ft.ar.log_emission, base.ar.log_emission)
-    assert ft.nar.token_frames.min() >= 1 and ft.nar.token_frames.std() > 0   # measured, not the initial ones
+    assert ft.code0.token_frames.min() >= 1 and ft.code0.token_frames.std() > 0   # measured, not the initial ones
     assert ft.meta["init_from"] == str(base_path) and ft.meta["steps"] == 4
-    assert ft.nar.context.n_voices == len(ft.meta["context_voices"]) >= 1 and len(ft.nar.context.ctx_keys) > 0
+    assert ft.code0.table.n_voices == len(ft.meta["context_voices"]) >= 1 and len(ft.code0.table.ctx_keys) > 0
     # a model file whose sizes differ, or that is no model, is refused by name
     with pytest.raises(ConfigError, match="run.init_from: the ar of .* does not fit this model"):
         run(load_config(write_config(tmp_path, prepared, tmp_path / "wide"), over + ["model.d_model=128"]))
@@ -256,27 +229,32 @@ def test_a_fine_tune_adds_a_nar_stage_0_and_synthesis_takes_codebook_0_from_it(t
 
     codec = valle2.load_codec("encodec", pretrained=False)
     wav, sr = sf.read(clips[0].path, dtype="float32")
+
+    def codes(model, **options):
+        return model.generate_codes([clips[1].text], wav, sr, clips[0].text, corpus_file=clips[0].path,
+                                    options=valle2.DecodingOptions(**options))
+
     for bundle_path, want_ar in ((path, False), (base_path, True)):
-        model = valle2.load_model(bundle_path, codec=codec)
-        prompt = model.encode_prompt(wav, sr)
-        gen = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0))
+        gen = codes(valle2.load_model(bundle_path, codec=codec), seed=0)
         assert (gen.ar_seconds > 0) == want_ar and gen.codes[0][0].shape[0] == 8
     model = valle2.load_model(path, codec=codec)
-    again = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=1))
-    assert torch.equal(again.codes[0][0], model._generate([clips[1].text], prompt, clips[0].text).codes[0][0])
-    by_ar = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(seed=0, code0="ar"))
-    assert by_ar.ar_seconds > 0
-    by_table = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0="table"))
-    by_nar = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0="nar"))
+    again = codes(model, seed=1)
+    assert torch.equal(again.codes[0][0], codes(model).codes[0][0]) and again.source == "table"
+    by_ar = codes(model, seed=0, code0="ar")
+    assert by_ar.ar_seconds > 0 and by_ar.source == "ar"
+    by_table, by_nar = codes(model, code0="table"), codes(model, code0="nar")
     assert torch.equal(by_table.codes[0][0], again.codes[0][0]) and by_nar.ar_seconds == 0
     assert by_nar.codes[0][0].shape == by_table.codes[0][0].shape
-    slow = model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(pace=2.0))
+    slow = codes(model, pace=2.0)
     assert slow.codes[0][0].shape[1] > 1.5 * by_table.codes[0][0].shape[1]   # each token lasts twice as long
     for source in ("table", "nar"):
-        with pytest.raises(ValueError, match=f"code0='{source}' does not sample: use code0='ar' to sample"):
-            model._generate([clips[1].text], prompt, clips[0].text,
-                            options=valle2.DecodingOptions(code_choice="sample", code0=source))
+        with pytest.raises(DecodingError, match=f"--code-choice( sample)? does not apply: .*--code0 {source}"):
+            codes(model, code_choice="sample", code0=source)
+    with pytest.raises(DecodingError, match="--top-p does not apply: this model's codebook 0 comes from the context table"):
+        codes(model, top_p=0.9)
     base_model = valle2.load_model(base_path, codec=codec)
     for source in ("nar", "table"):
-        with pytest.raises(ValueError, match=f"code0='{source}' needs a model trained with model.nar_code0"):
-            base_model._generate([clips[1].text], prompt, clips[0].text, options=valle2.DecodingOptions(code0=source))
+        with pytest.raises(DecodingError, match=f"--code0 {source} needs a model trained with model.nar_code0"):
+            codes(base_model, code0=source)
+    with pytest.raises(DecodingError, match="--pace does not apply: this model's codebook 0 comes from the AR"):
+        codes(base_model, pace=2.0)

@@ -82,20 +82,3 @@ def fit_emissions(pairs: Iterable[tuple[Tensor, Tensor]], n_text_vocab: int, cod
         paths = [viterbi(table[t][:, c]) for t, c in data]
     return torch.from_numpy(table.astype(np.float32))
 
-
-def mean_token_frames(n_vocab: int, pairs: Iterable[tuple[Tensor, Tensor]]) -> Tensor:
-    """Mean frames each text token id lasts in ``pairs`` of (text ids ``[N]``, the token index of
-    each frame ``[T]``, e.g. from :func:`align`); ids never seen get the mean over all tokens.
-    Returns FloatTensor ``[n_vocab]``.
-    """
-    frames, count = np.zeros(n_vocab), np.zeros(n_vocab)
-    for text, index in pairs:
-        if text.numel() == 0 or index.numel() == 0:
-            continue
-        runs = np.bincount(index.numpy(), minlength=text.numel())
-        np.add.at(frames, text.long().numpy(), runs)
-        np.add.at(count, text.long().numpy(), 1.0)
-    if not count.any():
-        raise ValueError("no (text, codes) pairs to measure token durations on")
-    mean = frames.sum() / count.sum()
-    return torch.from_numpy(np.where(count > 0, frames / np.maximum(count, 1), mean).astype(np.float32))

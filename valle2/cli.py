@@ -9,40 +9,44 @@ from .errors import Valle2Error
 
 
 def add_decoding_args(p: argparse.ArgumentParser) -> None:
-    """Sampling options shared by every command that decodes."""
+    """Decoding options shared by every command that decodes (:class:`valle2.DecodingOptions`; a flag
+    not given leaves its option unset, which a codebook-0 source it does not apply to accepts)."""
     from .decoding import CODE0_SOURCES, CODE_CHOICES
 
     g = p.add_argument_group("sampling")
-    g.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    g.add_argument("--top-k", type=int, default=0, help="0 = off")
-    g.add_argument("--top-p", type=float, default=0.8, help="nucleus mass; 0 = greedy, 1 = off")
-    g.add_argument("--no-ras", action="store_true", help="plain nucleus sampling, without Repetition Aware Sampling")
-    g.add_argument("--code-choice", choices=CODE_CHOICES, default="auto",
-                   help="how the AR picks codebook 0: 'sample' (nucleus sampling with RAS, as the paper), 'mean' (the "
-                        "code nearest the distribution's mean codeword), 'auto' (mean where the codec has codewords)")
-    g.add_argument("--ras-window", type=int, default=10, help="K, the window of Repetition Aware Sampling")
-    g.add_argument("--ras-threshold", type=float, default=0.1, help="t_r, the repetition ratio that triggers resampling")
-    g.add_argument("--no-kv-cache", action="store_true", help="recompute the whole sequence each step (slow; for comparison)")
+    g.add_argument("--temperature", type=float, default=None, help="AR: 0 = greedy (default 1.0)")
+    g.add_argument("--top-k", type=int, default=None, help="AR: 0 = off (default 0)")
+    g.add_argument("--top-p", type=float, default=None, help="AR nucleus mass; 0 = greedy, 1 = off (default 0.8)")
+    g.add_argument("--no-ras", action="store_true", help="AR: plain nucleus sampling, without Repetition Aware Sampling")
+    g.add_argument("--code-choice", choices=CODE_CHOICES, default=None,
+                   help="how codebook 0 is picked: 'sample' (nucleus sampling with RAS, as the paper), 'mean' (the "
+                        "code nearest the distribution's mean codeword); default mean where the codec has codewords")
+    g.add_argument("--ras-window", type=int, default=None, help="AR: K, the window of Repetition Aware Sampling (default 10)")
+    g.add_argument("--ras-threshold", type=float, default=None,
+                   help="AR: t_r, the repetition ratio that triggers resampling (default 0.1)")
+    g.add_argument("--no-kv-cache", action="store_true", help="AR: recompute the whole sequence each step (slow; for comparison)")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--no-voice-match", action="store_true",
                    help="decode the NAR's codes as they are, without matching pitch level and timbre to the prompt")
     g.add_argument("--nar-codebooks", type=int, default=None, metavar="N",
                    help="codebooks the NAR fills, codebook 0 counted (8: all, as the paper); the codec completes the "
                         "rest with no fine detail (default: the codec's choice, 5 of the offline codec's 8)")
-    g.add_argument("--code0", choices=CODE0_SOURCES, default="auto",
+    g.add_argument("--code0", choices=CODE0_SOURCES, default=None,
                    help="where codebook 0 comes from: 'ar' (the AR decodes it, as the paper); with models trained with "
-                        "model.nar_code0, 'nar' (the NAR's stage 0 network) or 'table' (its context table; both from "
-                        "per-token durations); 'auto' (table, else nar, else ar: what the model has)")
-    g.add_argument("--pace", type=pace_arg, default=1.0, metavar="X|prompt",
-                   help="where the NAR or table gives codebook 0: each token lasts its mean duration in the training "
-                        "voices times X (2 = twice as slow); 'prompt' follows the prompt's pace, measured against its "
-                        "transcript")
+                        "model.nar_code0, 'nar' (the NAR's stage 0 network) or 'table' (the context table); "
+                        "default: the source the model file records")
+    g.add_argument("--pace", type=pace_arg, default=None, metavar="X|prompt",
+                   help="where codebook 0 does not come from the AR: each token lasts its mean duration in the training "
+                        "voices times X (2 = twice as slow, default 1); 'prompt' follows the prompt's pace, measured "
+                        "against its transcript")
 
 
-def pace_arg(value: str) -> float | None:
-    """``--pace``: a number, or "prompt" (None: the prompt's pace)."""
+def pace_arg(value: str) -> float:
+    """``--pace``: a number, or "prompt" (0: the prompt's pace)."""
+    from .decoding import PROMPT_PACE
+
     if value == "prompt":
-        return None
+        return PROMPT_PACE
     try:
         return float(value)
     except ValueError:
@@ -52,9 +56,10 @@ def pace_arg(value: str) -> float | None:
 def decoding_options(args: argparse.Namespace):
     from .decoding import DecodingOptions
 
-    return DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ras=not args.no_ras,
-                           ras_window=args.ras_window, ras_threshold=args.ras_threshold,
-                           use_kv_cache=not args.no_kv_cache, seed=args.seed, match_voice=not args.no_voice_match, code_choice=args.code_choice,
+    return DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           ras=False if args.no_ras else None, ras_window=args.ras_window,
+                           ras_threshold=args.ras_threshold, use_kv_cache=False if args.no_kv_cache else None,
+                           seed=args.seed, match_voice=not args.no_voice_match, code_choice=args.code_choice,
                            nar_codebooks=args.nar_codebooks, code0=args.code0, pace=args.pace)
 
 

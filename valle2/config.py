@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .errors import Valle2Error
-from .model import GuidedAttention, ModelSize
+from .model import ModelSize
 
 
 class ConfigError(Valle2Error, ValueError):
@@ -39,33 +39,12 @@ class OptimConfig:
     nar_prompt_min: float = 0.25
     nar_prompt_max: float = 0.5
     seed: int = 0
-    guided_attention: float = 0.0  # weight of the AR's guided-attention loss (valle2.model.GuidedAttention); 0 = off, as the paper
-    guided_attention_sigma: float = 0.2
-    guided_attention_heads: int = 2
-    ar_history_dropout: float = 0.0  # chance that each past group the AR reads in training is hidden (ARModel.loss); 0 = off, as the paper
-    ar_soft_targets: float = 0.0  # weight of geometry-aware codebook-0 targets (valle2.model.soft_code_targets); 0 = off, as the paper
-    ar_soft_target_width: float = 1.0  # their spread, in mean squared nearest-codeword distances
     train_ar: bool = True  # false: the AR is frozen and its loss skipped (a NAR-only fine-tune, with run.init_from)
-    nar_code0_share: float = 0.5  # model.nar_code0: the share of NAR examples drawn for stage 0 (codebook 0)
+    nar_code0_share: float = 0.5  # model.nar_code0: the share of NAR examples drawn for codebook 0 (valle2.code0)
 
     def __post_init__(self):
         if not 0 < self.nar_code0_share < 1:
             raise ValueError(f"nar_code0_share must be in (0, 1), got {self.nar_code0_share}")
-        if not 0 <= self.ar_history_dropout < 1:
-            raise ValueError(f"ar_history_dropout must be in [0, 1), got {self.ar_history_dropout}")
-        if not 0 <= self.ar_soft_targets <= 1 or self.ar_soft_target_width <= 0:
-            raise ValueError("ar_soft_targets must be in [0, 1] and ar_soft_target_width > 0, "
-                             f"got {self.ar_soft_targets}, {self.ar_soft_target_width}")
-        if self.guided_attention < 0 or self.guided_attention_sigma <= 0 or self.guided_attention_heads < 1:
-            raise ValueError("guided_attention must be >= 0, guided_attention_sigma > 0 and guided_attention_heads >= 1, "
-                             f"got {self.guided_attention}, {self.guided_attention_sigma}, {self.guided_attention_heads}")
-
-    @property
-    def guide(self) -> GuidedAttention | None:
-        """The AR's guided-attention loss, or None when its weight is 0."""
-        if not self.guided_attention:
-            return None
-        return GuidedAttention(self.guided_attention, self.guided_attention_sigma, self.guided_attention_heads)
 
 
 @dataclass

@@ -15,9 +15,10 @@ Text and audio have separate sinusoidal positions, each with a learned scale.
   is causal.  :class:`KVCache` makes step-by-step decoding cost O(S) a step.
 - :class:`NARModel` predicts codebook ``j`` in ``1 .. n_codebooks-1`` from the text, a prompt
   whose frames sum the embeddings of all codebooks, the target's codebooks ``< j`` summed, and
-  a code-ID (stage) embedding.  Attention is bidirectional.  With ``dims.nar_code0`` it also has a
-  stage 0: codebook 0 from the text token each target frame reads (durations from a per-token
-  table scaled to the prompt's pace, :func:`valle2.decoding.token_index`), in place of the AR.
+  a code-ID (stage) embedding.  Attention is bidirectional.
+
+Codebook 0 from elsewhere than the AR (the NAR's stage 0, the context table) is not the paper's:
+:mod:`valle2.code0` holds it; the NAR's ``forward`` takes stage 0's inputs and output layer from there.
 """
 from __future__ import annotations
 
@@ -29,12 +30,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .alignment import align
-from .phonetic import ContextTable
 
 PAD, TEXT, AUDIO = 0, 1, 2
 NO_PHONE, END_PHONE = -1, -2  # phone ids of the aligned AR's audio columns: none given, past the last token
 N_ADVANCE = 8  # the aligned AR predicts a move of 0 .. N_ADVANCE - 1 tokens a group
-MAX_TOKEN_FRAMES = 32  # the NAR's stage 0 embeds a frame's place within its token up to this
 
 
 @dataclass
@@ -53,9 +52,8 @@ class ModelSize:
     # paper.  Synthesis fills Codec.predicted_codebooks and the codec completes the rest
     # (Codec.complete), so a NAR of that many puts all its training where synthesis uses it.
     nar_codebooks: int = 0
-    # The NAR also predicts codebook 0 (stage 0) from the text token each frame reads, given
-    # durations (NARModel.token_frames); synthesis can then skip the AR (DecodingOptions.code0).
-    # Needs ``aligned``: its training alignments are the aligned AR's.
+    # The model also learns codebook 0 without the AR (valle2.code0): the NAR's stage 0 network,
+    # durations and the context table.  Needs ``aligned``: its training alignments are the aligned AR's.
     nar_code0: bool = False
 
     def __post_init__(self):
@@ -267,22 +265,6 @@ def pack(text: Tensor, text_lens: Tensor, audio: Tensor, audio_lens: Tensor) -> 
     return text_ids, audio_full, seg
 
 
-def soft_code_targets(vectors: Tensor, width: float, vocab: int) -> Tensor:
-    """Geometry-aware training targets for codebook 0: ``[K, vocab]``, row ``c`` a distribution
-    over the codes near code ``c``'s codeword, ``softmax_k(-||v_k - v_c||^2 / tau)`` over the
-    ``K`` codes that have one (zero elsewhere and at EOS), where ``tau`` is ``width`` times the
-    mean squared distance from a codeword to its nearest neighbour.  ``vectors [K, D]`` as
-    :meth:`valle2.codec.Codec.code0_vectors`.  A code sounds like its neighbours; hard targets
-    treat them as unrelated as any other code."""
-    if width <= 0:
-        raise ValueError(f"width must be > 0, got {width}")
-    d2 = torch.cdist(vectors.float(), vectors.float()).pow(2)
-    tau = width * d2.masked_fill(torch.eye(len(d2), dtype=torch.bool), float("inf")).min(1).values.mean()
-    out = torch.zeros(len(d2), vocab)
-    out[:, : len(d2)] = (-d2 / tau).softmax(-1)
-    return out
-
-
 def group_codes(codes: Tensor, group_size: int, eos_id: int) -> Tensor:
     """Codebook-0 codes ``[T]`` -> groups ``[ceil((T+1)/G), G]`` ending with EOS.
 
@@ -300,44 +282,6 @@ def ungroup_codes(groups: Tensor, eos_id: int) -> Tensor:
     return flat[: int(ends[0])] if len(ends) else flat
 
 
-@dataclass(frozen=True)
-class GuidedAttention:
-    """Guided-attention loss on the AR (Tachibana et al. 2018, "Efficiently trainable text-to-speech
-    ... with guided attention"; ESPnet's Transformer-TTS applies it to a few heads): the first
-    ``heads`` heads of every AR block but the first are pushed to attend, from audio group ``t``
-    of ``M``, to text tokens ``n`` of ``N`` near the diagonal ``n / N = t / M``.  A training aid
-    only (decoding is unchanged); it makes the text-audio alignment emerge in a few hundred
-    steps on small data, where a plain decoder-only AR stays unaligned.
-    """
-
-    weight: float = 1.0
-    sigma: float = 0.2
-    heads: int = 2
-
-
-def guided_attention_penalty(weights: list[Tensor], seg: Tensor, sigma: float) -> Tensor:
-    """Mean expected off-diagonal penalty of audio queries' attention over text keys.
-
-    weights: attention ``[B, H, S, S]`` per block; seg ``[B, S]``.  Each audio query's weights
-    over the text keys are renormalised to sum to 1 and scored against
-    ``W = 1 - exp(-(n/N - t/M)^2 / (2 sigma^2))`` (0 on the diagonal, near 1 far from it);
-    the result, in ``[0, 1)``, is averaged over audio queries, heads and blocks.
-    """
-    is_text, is_audio = seg == TEXT, seg == AUDIO
-    pos = segment_positions(seg).float() + 0.5
-    rel = torch.where(is_text, pos / is_text.sum(1, keepdim=True).clamp(min=1),
-                      pos / is_audio.sum(1, keepdim=True).clamp(min=1))               # [B, S]
-    w = 1.0 - torch.exp(-(rel.unsqueeze(2) - rel.unsqueeze(1)) ** 2 / (2 * sigma**2))  # [B, S_q, S_k]
-    w = w * is_text.unsqueeze(1)
-    total = seg.new_zeros((), dtype=torch.float32)
-    for att in weights:
-        on_text = att * is_text[:, None, None, :]
-        att_text = on_text / on_text.sum(-1, keepdim=True).clamp(min=1e-6)
-        per_query = (att_text * w.unsqueeze(1)).sum(-1)                                 # [B, H, S_q]
-        total = total + (per_query * is_audio.unsqueeze(1)).sum() / (is_audio.sum() * att.shape[1]).clamp(min=1)
-    return total / len(weights)
-
-
 def group_alignment(index: Tensor, n_tokens: int, group_size: int, n_groups: int) -> tuple[Tensor, Tensor]:
     """Token pointer and move of each AR group, from the token index of each frame ``[T]``.
 
@@ -351,15 +295,6 @@ def group_alignment(index: Tensor, n_tokens: int, group_size: int, n_groups: int
     pos = ptr[starts]
     move = (ptr[starts + group_size] - pos).clamp(max=N_ADVANCE - 1)
     return pos, torch.where(pos == n_tokens, torch.full_like(move, -100), move)
-
-
-def place_in_token(index: Tensor) -> Tensor:
-    """Each frame's place within its token: ``index [T]`` (non-decreasing token index of each
-    frame) -> ``[T]``, 0 at the first frame of each run of one token, then 1, 2, ..."""
-    t = torch.arange(index.shape[0], device=index.device)
-    starts = torch.ones_like(index, dtype=torch.bool)
-    starts[1:] = index[1:] != index[:-1]
-    return t - torch.where(starts, t, torch.zeros_like(t)).cummax(0).values
 
 
 class ARModel(nn.Module):
@@ -434,22 +369,20 @@ class ARModel(nn.Module):
             cache.length += seg.shape[1]
         return h
 
-    def teacher_forced(self, text: Tensor, text_lens: Tensor, codes: list[Tensor], history_dropout: float = 0.0,
+    def teacher_forced(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
                        weights: list[Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Next-group logits given the real history of codebook 0.
 
         text ``[B, Tt]`` right-padded ids with ``text_lens [B]``; codes: B LongTensors ``[T_i]``
-        of codebook 0.  ``history_dropout``: the chance that each input group (a past group,
-        not BOS) is hidden, read as EOS codes, which never occur in a real history; the model
-        then has to predict from the text what it cannot copy from the audio before (the
-        discrete analogue of Tacotron's pre-net dropout).  ``weights`` as in :meth:`forward`.
-        An aligned AR reads the phones of the Viterbi alignment under its emission table.
+        of codebook 0.  ``weights`` as in :meth:`forward` (attention maps,
+        :mod:`valle2.evaluation.attention`).  An aligned AR reads the phones of the Viterbi
+        alignment under its emission table.
         Returns ``(logits [B, M, G, V], targets [B, M, G] (-100 at padding), seg [B, Tt + M])``.
         """
-        h, tgt, seg, _ = self._teacher_forced_hidden(text, text_lens, codes, history_dropout, weights)
+        h, tgt, seg, _ = self._teacher_forced_hidden(text, text_lens, codes, weights)
         return self.logits(h), tgt, seg
 
-    def _teacher_forced_hidden(self, text: Tensor, text_lens: Tensor, codes: list[Tensor], history_dropout: float,
+    def _teacher_forced_hidden(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
                                weights: list[Tensor] | None, alignments: list[Tensor] | None = None
                                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """:meth:`teacher_forced` up to the hidden states of the audio columns ``[B, M, d]``; also
@@ -463,9 +396,6 @@ class ARModel(nn.Module):
         inp = torch.cat([tgt.new_zeros(tgt.shape[0], 1, g), tgt[:, :-1].clamp(min=0)], dim=1)
         is_bos_a = torch.zeros(inp.shape[:2], dtype=torch.bool, device=text.device)
         is_bos_a[:, 0] = True
-        if history_dropout > 0:
-            hide = (torch.rand(inp.shape[:2], device=text.device) < history_dropout) & ~is_bos_a
-            inp = inp.masked_fill(hide.unsqueeze(-1), eos)
         text_ids, groups, seg = pack(text, text_lens, inp, lens)
         _, is_bos, _ = pack(text, text_lens, is_bos_a, lens)
         phones = move = None
@@ -483,40 +413,23 @@ class ARModel(nn.Module):
         return h[:, text.shape[1]:], tgt, seg, move
 
     def loss(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
-             guide: GuidedAttention | None = None, history_dropout: float = 0.0,
-             soft_targets: Tensor | None = None, soft_weight: float = 0.0,
              alignments: list[Tensor] | None = None) -> tuple[Tensor, dict]:
         """Teacher-forced loss (:meth:`teacher_forced`): sum over the G codes of each group of the
-        mean NLL, plus ``guide.weight`` times the guided-attention penalty when ``guide`` is given,
-        plus (aligned AR) the mean NLL of the pointer's moves.  With ``soft_targets`` ``[K, V]``
-        (:func:`soft_code_targets`) a code ``c < K`` is scored ``(1 - soft_weight)`` times its NLL
-        plus ``soft_weight`` times the cross-entropy against row ``c``.  ``alignments`` as
+        mean NLL, plus (aligned AR) the mean NLL of the pointer's moves.  ``alignments`` as
         :meth:`_teacher_forced_hidden`.
-        Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_guide"][, "ar_move", "ar_move_acc"]})``.
+        Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_move", "ar_move_acc"]})``.
         """
-        weights: list[Tensor] | None = [] if guide is not None and guide.weight > 0 and len(self.backbone.blocks) > 1 else None
-        h, tgt, seg, move = self._teacher_forced_hidden(text, text_lens, codes, history_dropout, weights, alignments)
+        h, tgt, _, move = self._teacher_forced_hidden(text, text_lens, codes, None, alignments)
         logits = self.logits(h)
         flat_t = tgt.reshape(-1)
         keep = flat_t != -100
-        if soft_targets is not None and soft_weight > 0:
-            t = flat_t[keep]
-            target = F.one_hot(t, logits.shape[-1]).float()
-            soft = t < soft_targets.shape[0]
-            target[soft] = (1 - soft_weight) * target[soft] + soft_weight * soft_targets[t[soft]]
-            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1])[keep].float(), target, reduction="sum")
-        else:
-            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=-100, reduction="sum")
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=-100, reduction="sum")
         n_groups = (tgt[..., 0] != -100).sum().clamp(min=1)
         top10 = logits.reshape(-1, logits.shape[-1])[keep].topk(10, dim=-1).indices
         stats = {"ar_acc": (top10[:, 0] == flat_t[keep]).float().mean().item(),
                  "ar_top10": (top10 == flat_t[keep].unsqueeze(1)).any(1).float().mean().item()}
         loss = nll / n_groups
         stats["ar_loss"] = loss.item()
-        if weights:
-            penalty = guided_attention_penalty([w[:, : guide.heads] for w in weights[1:]], seg, guide.sigma)
-            stats["ar_guide"] = penalty.item()
-            loss = loss + guide.weight * penalty
         if move is not None:
             m_logits = self.move_logits(h)
             m_loss = F.cross_entropy(m_logits.reshape(-1, N_ADVANCE), move.reshape(-1), ignore_index=-100)
@@ -528,29 +441,21 @@ class ARModel(nn.Module):
 
 
 class NARModel(nn.Module):
-    """Non-autoregressive decoder for codebooks ``first_stage .. dims.nar_predicts - 1``.
+    """Non-autoregressive decoder for codebooks ``1 .. dims.nar_predicts - 1``, one output layer
+    (``head [nar_predicts - 1, V, d]``) a codebook.
 
-    ``first_stage`` is 1, as the paper, or 0 with ``dims.nar_code0``: stage 0 predicts codebook 0
-    from no audio of the target but the text token each target frame reads (its embedding plus
-    that of the frame's place within the token); ``token_frames [n_text_vocab]`` holds the mean
-    frames each token lasts in the training alignments, from which synthesis sets durations;
-    ``context`` (:class:`~valle2.phonetic.ContextTable`) drafts codebook 0 from the same
-    alignments without the network (``DecodingOptions.code0="table"``).
+    A row at stage 0 (codebook 0 without the AR, :mod:`valle2.code0.network`) is run when the
+    caller gives stage 0's frame inputs and output layer (``frame_inputs``, ``head0``).
     """
 
     def __init__(self, dims: ModelDims):
         super().__init__()
         self.dims = dims
         n_q, v, d = dims.n_codebooks, dims.codebook_size, dims.d_model
-        self.first_stage = 0 if dims.nar_code0 else 1
         self.backbone = Backbone(dims, dims.n_nar_layers)
         self.code_emb = nn.Embedding(n_q * v, d)  # codebook c's code x at row c*V + x
         self.stage_emb = nn.Embedding(n_q, d)
-        self.head = nn.Parameter(torch.randn(dims.nar_predicts - self.first_stage, v, d) * d**-0.5)  # one output layer a stage
-        if dims.nar_code0:
-            self.place_emb = nn.Embedding(MAX_TOKEN_FRAMES, d)
-            self.register_buffer("token_frames", torch.ones(dims.n_text_vocab))
-            self.context = ContextTable(dims.n_text_vocab)
+        self.head = nn.Parameter(torch.randn(dims.nar_predicts - 1, v, d) * d**-0.5)  # stage j's output layer at row j - 1
 
     def embed_audio(self, codes: Tensor, n_used: Tensor, stage: Tensor) -> Tensor:
         """codes ``[B, S, n_q]``, n_used ``[B, S]`` (how many leading codebooks each column sums:
@@ -561,26 +466,22 @@ class NARModel(nn.Module):
         use = (torch.arange(n_q, device=codes.device) < n_used.unsqueeze(-1)).unsqueeze(-1)
         return (e * use).sum(2) + self.stage_emb(stage).unsqueeze(1)
 
-    def embed_tokens(self, text: Tensor, index: Tensor) -> Tensor:
-        """Stage 0's input of each target frame: text ids ``[L]``, the token index each frame reads
-        ``[T]`` -> the token's embedding plus that of the frame's place within the token ``[T, d]``."""
-        return self.backbone.text_emb(text[index]) + self.place_emb(place_in_token(index).clamp(max=MAX_TOKEN_FRAMES - 1))
-
     def forward(self, text: Tensor, text_lens: Tensor, prompt: list[Tensor], target: list[Tensor], stage: Tensor,
-                index: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+                frame_inputs: list[Tensor | None] | None = None, head0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Logits for codebook ``stage[b]`` of each target.
 
         text ``[B, Tt]`` with ``text_lens``; prompt: B LongTensors ``[P_i, n_q]``; target: B
         LongTensors ``[T_i, n_q]`` (only codebooks ``< stage`` are read); stage ``[B]`` in
-        ``first_stage .. nar_predicts - 1``; index (needed where a stage is 0): B LongTensors
-        ``[T_i]``, the text token (an index into row b of ``text``) each target frame reads.
+        ``1 .. nar_predicts - 1``, or 0 for rows with ``frame_inputs[b]`` ``[T_b, d]`` (added to
+        the target frames' inputs) given, which ``head0 [V, d]`` scores.
         Returns ``(logits [B, T, V], valid [B, T])`` over the target frames (``T = max T_i``;
         ``logits[b, t]`` is frame ``t`` of target ``b`` where ``valid``): the last block and the
         output layer skip the text's and the prompt's columns.
         """
         n_q = self.dims.n_codebooks
-        if int(stage.min()) < self.first_stage or int(stage.max()) >= self.dims.nar_predicts:
-            raise ValueError(f"NAR stages run {self.first_stage}..{self.dims.nar_predicts - 1}, got {stage.tolist()}")
+        low = 0 if head0 is not None else 1
+        if int(stage.min()) < low or int(stage.max()) >= self.dims.nar_predicts:
+            raise ValueError(f"NAR stages run {low}..{self.dims.nar_predicts - 1}, got {stage.tolist()}")
         audio = [torch.cat([p, t]) for p, t in zip(prompt, target)]
         lens = torch.tensor([a.shape[0] for a in audio], device=text.device)
         codes = nn.utils.rnn.pad_sequence(audio, batch_first=True)  # [B, Ta, n_q]
@@ -590,12 +491,12 @@ class NARModel(nn.Module):
         n_used = torch.where(is_target, stage.unsqueeze(1), torch.full_like(cols, n_q))
         audio_e = self.embed_audio(codes, n_used, stage)
         if bool((stage == 0).any()):
-            if index is None:
-                raise ValueError("NAR stage 0 needs the text token index of each target frame (index)")
             extra = torch.zeros_like(audio_e)
             for i in (stage == 0).nonzero()[:, 0].tolist():
+                if frame_inputs is None or frame_inputs[i] is None:
+                    raise ValueError("a NAR row at stage 0 needs its frame inputs (valle2.code0.network)")
                 p = prompt[i].shape[0]
-                extra[i, p:p + target[i].shape[0]] = self.embed_tokens(text[i, : int(text_lens[i])], index[i])
+                extra[i, p:p + target[i].shape[0]] = frame_inputs[i]
             audio_e = audio_e + extra
         text_ids, audio_e, seg = pack(text, text_lens, audio_e, lens)
         x = self.backbone.embed(text_ids, audio_e, seg, segment_positions(seg))
@@ -603,13 +504,16 @@ class NARModel(nn.Module):
         frames = torch.arange(int(t_lens.max()), device=text.device).unsqueeze(0)             # [1, T]
         rows = text.shape[1] + (p_lens + frames).clamp(max=codes.shape[1] - 1)               # [B, T]
         h = self.backbone.run(x, attention_mask(seg, seg, 0, causal=False), rows=rows)         # [B, T, d]
-        return torch.einsum("bsd,bvd->bsv", h, self.head[stage - self.first_stage]), frames < t_lens.unsqueeze(1)
+        heads = self.head[(stage - 1).clamp(min=0)]                                           # [B, V, d]
+        if head0 is not None:
+            heads = torch.where((stage == 0)[:, None, None], head0.unsqueeze(0), heads)
+        return torch.einsum("bsd,bvd->bsv", h, heads), frames < t_lens.unsqueeze(1)
 
     def loss(self, text: Tensor, text_lens: Tensor, prompt: list[Tensor], target: list[Tensor], stage: Tensor,
-             index: list[Tensor] | None = None) -> tuple[Tensor, dict]:
+             frame_inputs: list[Tensor | None] | None = None, head0: Tensor | None = None) -> tuple[Tensor, dict]:
         """Mean NLL of codebook ``stage[b]`` over target frames (arguments as :meth:`forward`).
-        Returns ``(loss, stats)``; with stage 0 in the batch, stats add ``nar0_acc`` (its top-1)."""
-        logits, valid = self.forward(text, text_lens, prompt, target, stage, index)
+        Returns ``(loss, stats)``; with stage 0 in the batch, stats add ``code0_acc`` (its top-1)."""
+        logits, valid = self.forward(text, text_lens, prompt, target, stage, frame_inputs, head0)
         labels = torch.full(valid.shape, -100, dtype=torch.long, device=text.device)
         for b, t in enumerate(target):
             labels[b, : t.shape[0]] = t[:, stage[b]]
@@ -620,5 +524,5 @@ class NARModel(nn.Module):
                  "nar_top10": (top10 == labels[keep].unsqueeze(1)).any(1).float().mean().item()}
         first = keep & (stage == 0).unsqueeze(1)
         if bool(first.any()):
-            stats["nar0_acc"] = (logits[first].argmax(-1) == labels[first]).float().mean().item()
+            stats["code0_acc"] = (logits[first].argmax(-1) == labels[first]).float().mean().item()
         return loss, stats

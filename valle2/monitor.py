@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .decoding import DecodingOptions, frame_bounds, generate
+from . import code0 as code0_sources
+from .decoding import DecodingOptions, frame_bounds
 from .plots import spectrogram_figure
 from .synthesis import nar_codebooks
 
@@ -57,8 +58,10 @@ class Monitor:
         return self._codec
 
     @torch.no_grad()
-    def sample(self, ar, nar, frames_per_token: float, step: int) -> None:
-        """Continue the first 3 s of a held-out utterance with its own text; log audio and spectrograms."""
+    def sample(self, ar, nar, code0, frames_per_token: float, step: int) -> None:
+        """Continue the first 3 s of a held-out utterance with its own text, codebook 0 from the
+        source the model would record (``code0``: its :class:`valle2.code0.Code0` or None, the AR);
+        log audio and spectrograms."""
         ar.eval()
         nar.eval()
         u = self.example
@@ -68,9 +71,11 @@ class Monitor:
         opts = DecodingOptions(seed=step)
         floor, limit = frame_bounds(u.text_ids.shape[0], frames_per_token, rate, opts, given_frames=p)
         text = u.text_ids.long().to(device)
-        gen = generate(ar, nar, [text], [u.codes[:, :p].long().to(device)], [limit], opts, min_frames=[floor],
-                       ordinal=self.codec.ordinal_codebooks,
-                       code_vectors=self.codec.code0_vectors(), n_codebooks=nar_codebooks(self.codec, nar.dims)).codes[0]
+        source = "ar" if code0 is None else code0.source
+        gen = code0_sources.generate(ar, nar, code0, source, [text], [u.codes[:, :p].long().to(device)], [limit], opts,
+                                     min_frames=[floor], ordinal=self.codec.ordinal_codebooks,
+                                     code_vectors=self.codec.code0_vectors(),
+                                     n_codebooks=nar_codebooks(self.codec, nar.dims)).codes[0]
         gen = self.codec.match_voice(self.codec.complete(gen), u.codes[:, :p].long())
         sr = self.codec.sample_rate
         out = self.mark(self.codec.decode(torch.cat([u.codes[:, :p].long(), gen], 1)).numpy(), sr)

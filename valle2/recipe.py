@@ -10,10 +10,10 @@ Steps (each resumable: a rerun reuses what is done):
 3. Optional synthetic speakers (espeak-ng, flite, festival) reading the training sentences.
 4. A speaker-disjoint validation split, ``valle2 prepare`` shards with the offline codec.
 5. Training with ``configs/demo.yaml`` (``OUT/train``).
-6. A NAR-only fine-tune (``--code0-steps``, ``OUT/code0``) that adds the NAR's stage 0: codebook 0
-   from the text token of each frame (``model.nar_code0``; :data:`CODE0_FINE_TUNE`), the AR frozen;
-   the run also fits the NAR's context table (:class:`valle2.phonetic.ContextTable`), from which
-   synthesis takes codebook 0 by default.  400 steps (10.8 min) keep the recipe within 2 hours.
+6. A NAR-only fine-tune (``--code0-steps``, ``OUT/code0``) that adds codebook 0 without the AR
+   (``model.nar_code0``; :data:`CODE0_FINE_TUNE`; :mod:`valle2.code0`), the AR frozen: the NAR's
+   stage-0 network, token durations and the context table, which the model file then records as
+   its codebook-0 source.  400 steps (10.8 min) keep the recipe within 2 hours.
    Export to ``OUT/.../model.pt`` (fp16) and, with ``--ship``, into the package beside the demo
    voice (``assets/demo``).
 

@@ -12,8 +12,9 @@ Every synthesis passes the deployment's consent gate (:mod:`valle2.safety`): the
 covered by a consent record (``voice_id``) or come from a file of an attested research corpus
 (``corpus_file``), its speaker must match as a whole and in every 1.6 s window, and every output
 is peak-limited to -1 dBFS, watermarked and logged before it is returned.  The gate binds these
-methods; the model's internals (``_generate``, ``codec.decode``) are not gated (README, "What the
-gate does not cover").
+methods; :meth:`VallE2.generate_codes` authorizes the prompt and hands back codes with the
+authorization that ``gate.finalize`` needs for each output decoded from them.  The networks and
+``codec.decode`` themselves are not gated (README, "What the gate does not cover").
 """
 from __future__ import annotations
 
@@ -24,28 +25,38 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import code0
+from .audio import MAX_SPEED, MIN_SPEED, change_speed, validate_waveform
 from .checkpoint import ModelBundle, load_model_bundle
 from .codec import Codec, load_codec
-from .decoding import DecodingOptions, frame_bounds, generate
+from .decoding import DecodingOptions, frame_bounds
 from .errors import AudioError, DecodingError, ModelError, TextError
 from .memo import ContentMemo
-from .audio import MAX_SPEED, MIN_SPEED, change_speed, validate_waveform
-from .safety import ConsentGate
+from .safety import Authorization, ConsentGate
 
 MODES = ("cross", "continuation")
 
 
 @dataclass
 class Generation:
-    """``codes[i][s]``: LongTensor ``[n_codebooks, T]`` of text i, sample s (prompt excluded; the
+    """What :meth:`VallE2.generate_codes` returns.
+
+    ``codes[i][s]``: LongTensor ``[n_codebooks, T]`` of text i, sample s (prompt excluded; the
     codebooks the NAR left out completed by the codec; voice matched to the prompt unless the
-    options say otherwise);
-    ``hit_limit[i][s]``: the AR stopped at its length limit, not at EOS; wall seconds of each model."""
+    options say otherwise); ``hit_limit[i][s]``: decoding stopped at its length limit, not at EOS;
+    wall seconds of each model; ``prompt_codes [n_codebooks, P]``; ``source``: where codebook 0
+    came from (``"ar"``, ``"nar"``, ``"table"``); ``authorization``: the gate's, which
+    ``gate.finalize`` takes for each output decoded from these codes."""
 
     codes: list[list[torch.Tensor]]
     hit_limit: list[list[bool]]
     ar_seconds: float
     nar_seconds: float
+    prompt_codes: torch.Tensor
+    source: str
+    authorization: Authorization
+
+
 MAX_PROMPT_SECONDS = 30.0
 
 
@@ -98,16 +109,30 @@ class VallE2:
         t_ids = self.tokenizer.encode(text)
         return torch.tensor(p_ids + t_ids), len(t_ids), len(p_ids)
 
-    def _generate(self, texts: list[str], prompt_codes: torch.Tensor, prompt_text: str | None = None,
-                  mode: str = "cross", options: DecodingOptions | None = None, n_samples: int = 1,
-                  progress: bool = False) -> Generation:
-        """Codes for each text, ``n_samples`` samples each, decoded in one batch (no audio: the
-        public methods decode and pass every output through the gate).  prompt_codes
-        ``[n_codebooks, P]``."""
+    @property
+    def code0_source(self) -> str:
+        """Where this model's codebook 0 comes from, as its file records it: ``"ar"`` (the AR, as
+        the paper), ``"nar"`` (the NAR's stage 0) or ``"table"`` (the context table)."""
+        return self.bundle.code0_source
+
+    def generate_codes(self, texts: list[str], prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
+                       voice_id: str | None = None, corpus_file=None, mode: str = "cross",
+                       options: DecodingOptions | None = None, n_samples: int = 1, n_outputs: int | None = None,
+                       progress: bool = False) -> Generation:
+        """Codes for each of ``texts``, ``n_samples`` samples each, decoded in one batch, once the
+        gate has authorized the prompt (consent arguments as :meth:`synthesize_batch`) for
+        ``n_outputs`` outputs (default one a sample).  No audio: decode what you keep and pass
+        each output through ``self.gate.finalize(wav, sr, generation.authorization, text)``.
+        DecodingError for an option that does not apply to the codebook-0 source in use
+        (:func:`valle2.code0.choose_source`)."""
         options = options or DecodingOptions()
+        source = code0.choose_source(options, self.code0_source, self.bundle.code0)
+        read = [self._text_ids(text, prompt_text, mode) for text in texts]  # bad text is refused before the gate
+        n_outputs = len(texts) * n_samples if n_outputs is None else n_outputs
+        auth = self.gate.authorize(voice_id, prompt_wav, prompt_sr, corpus_file, n_outputs=n_outputs)
+        prompt_codes = self.encode_prompt(prompt_wav, prompt_sr)
         ids, limits, floors, given_text = [], [], [], []
-        for text in texts:
-            t, n_target, n_prompt = self._text_ids(text, prompt_text, mode)
+        for t, n_target, n_prompt in read:
             p = prompt_codes.shape[1]
             fpt = p / n_prompt if n_prompt else self.bundle.frames_per_token
             floor, limit = frame_bounds(n_target, fpt, self.codec.frame_rate, options,
@@ -117,20 +142,20 @@ class VallE2:
             floors += [floor] * n_samples
             given_text += [n_prompt if mode == "cross" else None] * n_samples  # continuation: the text starts with the prompt's
         bar = tqdm(total=max(limits), desc="AR decoding", unit="frame", leave=False,
-                   disable=not progress or options.code0_source(self.nar) != "ar")  # no AR runs: nothing to show
+                   disable=not progress or source != "ar")  # no AR runs: nothing to show
         g = self.bundle.dims.group_size
-        gen = generate(self.ar, self.nar, ids, [prompt_codes] * len(ids), limits, options,
-                       progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
-                       ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text,
-                       code_vectors=self.codec.code0_vectors(),
-                       n_codebooks=nar_codebooks(self.codec, self.bundle.dims, options.nar_codebooks))
+        gen = code0.generate(self.ar, self.nar, self.bundle.code0, source, ids, [prompt_codes] * len(ids), limits, options,
+                             progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
+                             ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text,
+                             code_vectors=self.codec.code0_vectors(),
+                             n_codebooks=nar_codebooks(self.codec, self.bundle.dims, options.nar_codebooks))
         bar.close()
-        gen.codes = [self.codec.complete(c) for c in gen.codes]
+        codes = [self.codec.complete(c) for c in gen.codes]
         if options.match_voice:
-            gen.codes = [self.codec.match_voice(c, prompt_codes) for c in gen.codes]
+            codes = [self.codec.match_voice(c, prompt_codes) for c in codes]
         per_text = range(0, len(ids), n_samples)
-        return Generation([gen.codes[i:i + n_samples] for i in per_text],
-                          [gen.hit_limit[i:i + n_samples] for i in per_text], gen.ar_seconds, gen.nar_seconds)
+        return Generation([codes[i:i + n_samples] for i in per_text], [gen.hit_limit[i:i + n_samples] for i in per_text],
+                          gen.ar_seconds, gen.nar_seconds, prompt_codes, source, auth)
 
     def synthesize_batch(self, texts: list[str], prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
                          voice_id: str | None = None, corpus_file=None, mode: str = "cross",
@@ -149,17 +174,16 @@ class VallE2:
         """
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise AudioError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
-        auth = self.gate.authorize(voice_id, prompt_wav, prompt_sr, corpus_file, n_outputs=len(texts) * n_samples)
-        prompt_codes = self.encode_prompt(prompt_wav, prompt_sr)
-        codes = self._generate(texts, prompt_codes, prompt_text, mode, options, n_samples, progress).codes
+        gen = self.generate_codes(texts, prompt_wav, prompt_sr, prompt_text, voice_id=voice_id, corpus_file=corpus_file,
+                                  mode=mode, options=options, n_samples=n_samples, progress=progress)
         out = []
-        for text, samples in zip(texts, codes):
+        for text, samples in zip(texts, gen.codes):
             wavs = []
             for c in samples:
                 if include_prompt:
-                    c = torch.cat([prompt_codes, c], dim=1)
+                    c = torch.cat([gen.prompt_codes, c], dim=1)
                 wav = change_speed(self.codec.decode(c).numpy(), self.sample_rate, speed)
-                wavs.append(self.gate.finalize(wav, self.sample_rate, auth, text))
+                wavs.append(self.gate.finalize(wav, self.sample_rate, gen.authorization, text))
             out.append(wavs)
         return out
 
@@ -179,11 +203,16 @@ class VallE2:
 
 def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation, in place, of every ``nn.Linear`` of ``module`` (weights int8,
-    activations quantised per call): CPU inference only.  On 2 AVX2 cores it cut the real-time
-    factor of ``benchmarks/demo_quality.py`` with a demo-size model from 0.314 to 0.255
-    (``docs/demo_model.md``).  PyTorch 2.13 warns that its quantized tensor constructors are
-    deprecated (pyproject pins that version); the warning is kept out of every model load."""
+    activations quantised per call): CPU inference only, faster at the same quality
+    (``docs/demo_model.md``).
+
+    PyTorch 2.13 (pinned in pyproject) deprecates ``torch.ao.quantization`` and its quantized
+    tensor constructors in favour of the separate torchao package, and warns on every call.  The
+    warnings are filtered here, at their one source, and not moved to torchao: it is not a
+    dependency, and its int8 kernels would change the int8 outputs that ``load_model`` gives by
+    default on the CPU.  The filter covers this call only."""
     with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
         return torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 

@@ -31,10 +31,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .alignment import align, fit_emissions, mean_token_frames
+from .alignment import align, fit_emissions
 from .audio import atomic_write_bytes
+from .code0 import Code0
+from .code0.durations import mean_token_frames
 from .config import Config, ConfigError, OptimConfig, load_config
-from .model import ARModel, GuidedAttention, ModelDims, NARModel, soft_code_targets
+from .model import ARModel, ModelDims, NARModel
 
 
 @dataclass
@@ -65,7 +67,8 @@ class Batch:
 
 def collate(utts: list[Utterance], rng: random.Random, cfg: OptimConfig, nar_predicts: int, nar_code0: bool = False) -> Batch:
     """Pad the text and draw each utterance's NAR split and stage from ``rng``: ``1 .. nar_predicts - 1``,
-    or with ``nar_code0`` stage 0 at the rate ``cfg.nar_code0_share`` and the others evenly."""
+    or with ``nar_code0`` stage 0 (codebook 0, :mod:`valle2.code0.network`) at the rate
+    ``cfg.nar_code0_share`` and the others evenly."""
     splits = [min(u.codes.shape[1] - 1, max(1, int(u.codes.shape[1] * rng.uniform(cfg.nar_prompt_min, cfg.nar_prompt_max))))
               for u in utts]
     return Batch(text=nn.utils.rnn.pad_sequence([u.text_ids.long() for u in utts], batch_first=True),
@@ -105,31 +108,32 @@ def frames_per_token(data: list[Utterance]) -> float:
 
 
 class VallE2Loss(nn.Module):
-    """Both networks behind one ``forward`` so that DDP/FSDP see every parameter."""
+    """Both networks (and a :class:`~valle2.code0.Code0`, with ``model.nar_code0``) behind one
+    ``forward`` so that DDP/FSDP see every parameter."""
 
-    def __init__(self, ar: ARModel, nar: NARModel, guide: GuidedAttention | None = None, history_dropout: float = 0.0,
-                 soft_targets: Tensor | None = None, soft_weight: float = 0.0, train_ar: bool = True):
+    def __init__(self, ar: ARModel, nar: NARModel, code0: Code0 | None = None, train_ar: bool = True):
         super().__init__()
-        self.ar, self.nar, self.guide, self.history_dropout, self.soft_weight = ar, nar, guide, history_dropout, soft_weight
-        self.train_ar = train_ar
-        self.register_buffer("soft_targets", soft_targets, persistent=False)  # [K, V] or None
+        self.ar, self.nar, self.code0, self.train_ar = ar, nar, code0, train_ar
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict]:
         """Sum of the AR's loss (unless ``train_ar`` is off) and the NAR's.  An aligned AR's Viterbi
-        alignments are computed once and serve both (the NAR's stage 0 reads them)."""
+        alignments are computed once and serve both (the NAR's stage-0 rows read them)."""
         device = next(self.parameters()).device
         text, lens = batch.text.to(device), batch.text_lens.to(device)
         codes = [c.to(device) for c in batch.codes]
         index = None
-        if self.ar.dims.aligned and (self.train_ar or self.nar.first_stage == 0):
+        if self.ar.dims.aligned and (self.train_ar or self.code0 is not None):
             index = [align(self.ar.log_emission, text[i, : int(lens[i])], c[0]) for i, c in enumerate(codes)]
         loss, stats = text.new_zeros((), dtype=torch.float32), {}
         if self.train_ar:
-            loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], self.guide, self.history_dropout if self.training else 0.0,
-                                       self.soft_targets, self.soft_weight, alignments=index)
-        split = batch.nar_split
-        nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, split)], [c[:, p:].T for c, p in zip(codes, split)],
-                                            batch.stage.to(device), None if index is None else [x[p:] for x, p in zip(index, split)])
+            loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], alignments=index)
+        split, stage = batch.nar_split, batch.stage.to(device)
+        inputs = head0 = None
+        if self.code0 is not None:
+            net = self.code0.network
+            inputs, head0 = net.loss_inputs(self.nar, text, lens, stage, [x[p:] for x, p in zip(index, split)]), net.head
+        nar_loss, nar_stats = self.nar.loss(text, lens, [c[:, :p].T for c, p in zip(codes, split)],
+                                            [c[:, p:].T for c, p in zip(codes, split)], stage, inputs, head0)
         stats.update(nar_stats)
         return loss + nar_loss, stats
 
@@ -137,22 +141,13 @@ class VallE2Loss(nn.Module):
 class Trainer:
     """Both models, one AdamW optimiser and the schedule; :meth:`step` runs one update."""
 
-    def __init__(self, dims: ModelDims, cfg: OptimConfig, device: str = "cpu", distributed: bool = False, fsdp: bool = False,
-                 code_vectors: Tensor | None = None):
-        """``code_vectors [K, D]``: the codec's codebook-0 codewords, needed when ``cfg.ar_soft_targets > 0``."""
+    def __init__(self, dims: ModelDims, cfg: OptimConfig, device: str = "cpu", distributed: bool = False, fsdp: bool = False):
         self.dims, self.cfg, self.device = dims, cfg, torch.device(device)
         torch.manual_seed(cfg.seed)
         self.ar, self.nar = ARModel(dims).to(self.device), NARModel(dims).to(self.device)
+        self.code0 = Code0(dims).to(self.device) if dims.nar_code0 else None
         self.ar.requires_grad_(cfg.train_ar)
-        if cfg.guide is not None and cfg.guided_attention_heads > dims.n_heads:
-            raise ConfigError(f"optim.guided_attention_heads is {cfg.guided_attention_heads}, the AR has {dims.n_heads} heads")
-        soft = None
-        if cfg.ar_soft_targets > 0:
-            if code_vectors is None:
-                raise ConfigError("optim.ar_soft_targets needs the codec's codebook-0 codewords; this codec has none")
-            soft = soft_code_targets(code_vectors, cfg.ar_soft_target_width, dims.codebook_size + 1).to(self.device)
-        self.module: nn.Module = VallE2Loss(self.ar, self.nar, cfg.guide, cfg.ar_history_dropout, soft, cfg.ar_soft_targets,
-                                            cfg.train_ar)
+        self.module: nn.Module = VallE2Loss(self.ar, self.nar, self.code0, cfg.train_ar)
         if fsdp:
             from torch.distributed.fsdp import fully_shard
 
@@ -218,13 +213,15 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything exact resume needs (the sampler's position is added by the caller)."""
         return {"step": self.step_count, "ar": self.ar.state_dict(), "nar": self.nar.state_dict(),
-                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "rng_python": self.rng.getstate(),
+                "code0": None if self.code0 is None else self.code0.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "rng_python": self.rng.getstate(),
                 "rng_torch": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
     def load_state_dict(self, state: dict) -> None:
         self.ar.load_state_dict(state["ar"])
         self.nar.load_state_dict(state["nar"])
+        if self.code0 is not None:
+            self.code0.load_state_dict(state["code0"])
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.rng.setstate(state["rng_python"])
@@ -236,8 +233,8 @@ class Trainer:
     def weights_digest(self) -> str:
         """SHA-256 over every parameter: equal on all DDP ranks when they are in sync."""
         h = hashlib.sha256()
-        for m in (self.ar, self.nar):
-            for k, v in m.state_dict().items():
+        for m in (self.ar, self.nar, self.code0):
+            for k, v in ({} if m is None else m.state_dict()).items():
                 h.update(k.encode())
                 h.update(v.detach().float().cpu().numpy().tobytes())
         return h.hexdigest()
@@ -247,9 +244,10 @@ def init_weights(trainer: Trainer, path: str, tokenizer, codec: dict) -> tuple[l
     """Start a new run from the weights of model file ``path`` (``run.init_from``, a fine-tune).
 
     The file's tokenizer and codec must be the prepared corpus's, and each tensor it holds must fit
-    this model by name and shape; what it lacks (a NAR stage 0, say) keeps its initialisation.  The
-    NAR's output layers are matched stage by stage.  Raises ConfigError naming what does not fit.
-    Returns the names of the tensors the file lacked (``"ar.<name>"``, ``"nar.<name>"``) and its metadata.
+    this model by name and shape; what it lacks (a stage-0 network, say) keeps its initialisation,
+    and durations and the context table are fitted anew.  Raises ConfigError naming what does not
+    fit.  Returns the names of the tensors the file lacked (``"ar.<name>"``, ``"nar.<name>"``,
+    ``"code0.network.<name>"``) and its metadata.
     """
     from .checkpoint import load_model_bundle
 
@@ -259,14 +257,11 @@ def init_weights(trainer: Trainer, path: str, tokenizer, codec: dict) -> tuple[l
     for key in ("name", "n_codebooks", "codebook_size", "frame_rate", "fingerprint"):
         if bundle.codec.get(key) != codec.get(key):
             raise ConfigError(f"run.init_from: '{path}' was trained with another codec than this prepared corpus ({key} differs)")
-    for name, own, theirs in (("ar", trainer.ar, bundle.ar), ("nar", trainer.nar, bundle.nar)):
-        state, mine = theirs.state_dict(), own.state_dict()
-        if name == "nar" and theirs.first_stage != own.first_stage:  # row k of a head is stage k + first_stage
-            head = mine["head"].clone()
-            for j in range(max(own.first_stage, theirs.first_stage), min(own.dims.nar_predicts, theirs.dims.nar_predicts)):
-                head[j - own.first_stage] = state["head"][j - theirs.first_stage]
-            state["head"] = head
-        state = {k: v for k, v in state.items() if not k.startswith("context.")}  # a new run fits its own table
+    pairs = [("ar", trainer.ar, bundle.ar), ("nar", trainer.nar, bundle.nar)]
+    if trainer.code0 is not None:
+        pairs.append(("code0.network", trainer.code0.network, None if bundle.code0 is None else bundle.code0.network))
+    for name, own, theirs in pairs:
+        state, mine = ({} if theirs is None else theirs.state_dict()), own.state_dict()
         bad = [k for k, v in state.items() if k not in mine or mine[k].shape != v.shape]
         if bad:
             raise ConfigError(f"run.init_from: the {name} of '{path}' does not fit this model ({', '.join(bad[:4])})")
@@ -274,20 +269,20 @@ def init_weights(trainer: Trainer, path: str, tokenizer, codec: dict) -> tuple[l
     return fresh, bundle.meta
 
 
-def fit_stage0_tables(nar: NARModel, log_emission: Tensor, data: list[Utterance], code_vectors: Tensor | None,
-                      frame_rate: float, min_voice_seconds: float = 600.0, progress: bool = True) -> list[str]:
-    """Set what the NAR's stage 0 reads from the training alignments under the AR's emission
-    table ``log_emission`` (one Viterbi pass over ``data``): each token's mean frames
-    (``nar.token_frames``) and, given the codec's codewords ``code_vectors``, the context table
-    (:class:`valle2.phonetic.ContextTable`), whose voices are the speakers with at least
+def fit_code0(code0: Code0, log_emission: Tensor, data: list[Utterance], code_vectors: Tensor | None,
+              frame_rate: float, min_voice_seconds: float = 600.0, progress: bool = True) -> list[str]:
+    """Fit what codebook 0 without the AR reads from the training alignments under the AR's
+    emission table ``log_emission`` (one Viterbi pass over ``data``): each token's mean frames
+    (``code0.token_frames``) and, given the codec's codewords ``code_vectors``, the context table
+    (:class:`valle2.code0.table.ContextTable`), whose voices are the speakers with at least
     ``min_voice_seconds`` of audio.  Returns the voices' names ([] without codewords: no table)."""
-    index = [align(log_emission, u.text_ids, u.codes[0]) for u in tqdm(data, desc="aligning for stage 0", disable=not progress)]
-    frames = mean_token_frames(nar.token_frames.shape[0], ((u.text_ids, ix) for u, ix in zip(data, index)))
-    nar.token_frames.copy_(frames.to(nar.token_frames.device))
-    if code_vectors is None:  # a codec without codewords gives no table (code0="table" is refused)
+    index = [align(log_emission, u.text_ids, u.codes[0]) for u in tqdm(data, desc="aligning for codebook 0", disable=not progress)]
+    frames = mean_token_frames(code0.token_frames.shape[0], ((u.text_ids, ix) for u, ix in zip(data, index)))
+    code0.token_frames.copy_(frames.to(code0.token_frames.device))
+    if code_vectors is None:  # a codec without codewords gives no table (--code0 table is refused)
         return []
     items = ((u.speaker, u.text_ids, u.codes[0], ix) for u, ix in zip(data, index))
-    return nar.context.fit(items, code_vectors, min_voice_frames=int(min_voice_seconds * frame_rate))
+    return code0.table.fit(items, code_vectors, min_voice_frames=int(min_voice_seconds * frame_rate))
 
 
 def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
@@ -369,10 +364,7 @@ def run(cfg: Config) -> Path:
         if dims.nar_predicts < required:
             raise ConfigError(f"model.nar_codebooks is {dims.nar_codebooks}, but codec '{train.codec['name']}' "
                               f"completes codes from no fewer than {required} codebooks")
-    # the codec's codebook-0 codewords, for geometry-aware AR targets and the NAR's context table
-    vectors = train.load_codec().code0_vectors() if cfg.optim.ar_soft_targets > 0 or dims.nar_code0 else None
-    trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp,
-                      code_vectors=vectors)
+    trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp)
     sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
                                       num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=False,
                                       seed=cfg.optim.seed, world_size=world, rank=rank)
@@ -399,8 +391,9 @@ def run(cfg: Config) -> Path:
             table = fit_emissions(((u.text_ids, u.codes[0]) for u in data), dims.n_text_vocab, dims.codebook_size,
                                   progress=rank == 0)
             trainer.ar.log_emission.copy_(table.to(trainer.ar.log_emission.device))
-        if dims.nar_code0:
-            voices = fit_stage0_tables(trainer.nar, trainer.ar.log_emission, data, vectors, frame_rate, progress=rank == 0)
+        if trainer.code0 is not None:  # the codec's codebook-0 codewords: the context table's
+            voices = fit_code0(trainer.code0, trainer.ar.log_emission, data, train.load_codec().code0_vectors(), frame_rate,
+                               progress=rank == 0)
             if voices:
                 meta["context_voices"] = voices
     valid_batches = []
@@ -452,7 +445,7 @@ def run(cfg: Config) -> Path:
             if monitor is not None:
                 monitor.scalars("valid", vstats, step)
         if monitor is not None and step % cfg.run.sample_every == 0:
-            monitor.sample(trainer.ar, trainer.nar, fpt, step)
+            monitor.sample(trainer.ar, trainer.nar, trainer.code0, fpt, step)
         if step % cfg.run.checkpoint_every == 0 or step == cfg.optim.steps:
             if rank == 0:
                 save_checkpoint()
@@ -465,7 +458,8 @@ def run(cfg: Config) -> Path:
     model_path = out / "model.pt"
     if rank == 0:
         bundle = ModelBundle(dims, trainer.ar, trainer.nar, train.tokenizer, train.codec, fpt,
-                             {**meta, "steps": trainer.step_count, "config": asdict(cfg)})
+                             {**meta, "steps": trainer.step_count, "config": asdict(cfg)}, trainer.code0,
+                             "ar" if trainer.code0 is None else trainer.code0.source)
         save_model(model_path, bundle, half=cfg.run.export_half)
         summary = {"step": trainer.step_count, "world_size": world, "rank_weight_digests": digests}
         atomic_write_bytes(out / "final_state.json", json.dumps(summary, indent=2).encode())

@@ -2,9 +2,8 @@
 
 One utterance is teacher forced through the AR (:meth:`ARModel.teacher_forced`: text ids, BOS
 and code groups) with a ``weights`` list, so that each block computes its attention
-explicitly and hands its weights back (the path the guided-attention loss uses).  Teacher-forcing
-the codes the AR generated reproduces the attention it had while decoding them (the AR is causal
-and deterministic given its inputs).
+explicitly and hands its weights back.  Teacher-forcing the codes the AR generated reproduces the
+attention it had while decoding them (the AR is causal and deterministic given its inputs).
 """
 from __future__ import annotations
 

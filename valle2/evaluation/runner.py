@@ -12,8 +12,8 @@ Nothing unwatermarked that decodes to speech is written: no codes are kept (they
 the output without its watermark); the report's attention figure re-encodes the watermarked
 output (:func:`valle2.evaluation.report.trial_figures`).
 
-Each trial: the prompt passes the consent gate (research attestation of its source file), the
-model samples ``n_samples`` outputs in one batch, each is scored (WER against the target text,
+Each trial: the prompt passes the consent gate (research attestation of its source file) in
+:meth:`valle2.synthesis.VallE2.generate_codes`, the model samples ``n_samples`` outputs in one batch, each is scored (WER against the target text,
 SIM against the prompt); the best by ``(min(SIM, 0.3), -WER)`` is watermarked by the gate and
 scored again, with DNSMOS, SIM against the original, as it is written.
 """
@@ -108,6 +108,8 @@ class Evaluation:
 
     def __init__(self, model: VallE2, out: str | Path, options: EvalOptions, scorer: Scorer, gate: ConsentGate,
                  model_id: str = ""):
+        if gate is not model.gate:  # the trial's authorization comes from the model's gate and goes back to it
+            raise Valle2Error("the evaluation's gate must be the model's: load the model with load_model(..., gate=gate)")
         self.model, self.out, self.options, self.scorer, self.gate = model, Path(out), options, scorer, gate
         self.plan = {**options.plan(), "model": model_id, "asr": scorer.asr.name, "sim": scorer.encoder.name}
 
@@ -145,14 +147,13 @@ class Evaluation:
         p_wav, p_sr, p_text, p_source = prompt_audio(trial)
         if p_source == "asr":
             p_text = sc.asr.transcribe(p_wav, p_sr)
-        auth = self.gate.authorize(None, p_wav, p_sr, corpus_file=trial.prompt.path)
+        dec = model.generate_codes([text], p_wav, p_sr, p_text, corpus_file=trial.prompt.path, mode=trial.mode,
+                                   options=o.decoding, n_samples=o.n_samples, n_outputs=1)  # only the best is kept
         target, t_sr = trial.target.load()
         p_emb, t_emb = sc.embed(p_wav, p_sr), sc.embed(target, t_sr)
-        prompt_codes = model.encode_prompt(p_wav, p_sr)
-        dec = model._generate([text], prompt_codes, p_text, trial.mode, o.decoding, o.n_samples)
         codes, hit_limit = dec.codes[0], dec.hit_limit[0]
         sr = model.sample_rate
-        wavs = [model.codec.decode(torch.cat([prompt_codes, c], 1) if trial.mode == "continuation" else c).numpy()
+        wavs = [model.codec.decode(torch.cat([dec.prompt_codes, c], 1) if trial.mode == "continuation" else c).numpy()
                 for c in codes]
         candidates = []
         if o.n_samples > 1:
@@ -160,7 +161,7 @@ class Evaluation:
                 s = sc.score(w, sr, text, p_emb, None)
                 candidates.append({"wer": s.wer, "sim_prompt": s.sim_prompt, "hypothesis": s.hypothesis})
         best = best_of([(c["sim_prompt"], c["wer"]) for c in candidates]) if candidates else 0
-        final = self.gate.finalize(wavs[best], sr, auth, text)
+        final = self.gate.finalize(wavs[best], sr, dec.authorization, text)
         save_audio(self.out / "audio" / f"{trial.id}.wav", final, sr)
         row = sc.score(final, sr, text, p_emb, t_emb, with_mos=o.dnsmos).to_dict()
         row.update(hit_limit=hit_limit[best], ar_seconds=dec.ar_seconds, nar_seconds=dec.nar_seconds,

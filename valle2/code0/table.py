@@ -1,4 +1,4 @@
-"""Codebook 0 from context-dependent phone statistics: the table source of the NAR's stage 0.
+"""The context table: codebook 0 from context-dependent phone statistics (source ``"table"``).
 
 For each training *voice* (a speaker with enough transcribed audio; the pool of all speakers
 where none has enough) and each text token in context -- (previous token, token, next token, place), the
@@ -7,9 +7,8 @@ holds the code nearest the mean codeword of the training frames aligned there: t
 context-dependent means of HMM-based (HTS-style) synthesis, with codebook 0's codewords as the
 parameters.  A context seen fewer than ``min_count`` times backs off to (token, place), then to
 the token, then to the voice's mean.  A draft for new text reads each frame's context from a
-token index (:func:`valle2.decoding.token_index`); synthesis drafts with the voice whose draft
-of the prompt's own transcript lies nearest the prompt's codes.  On the demo model this was
-far more intelligible than the small NAR's learned stage 0 (docs/demo_model.md).
+token index (:func:`valle2.code0.durations.token_index`); synthesis drafts with the voice whose
+draft of the prompt's own transcript lies nearest the prompt's codes.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .sampling import nearest_codes
+from ..sampling import nearest_codes
 
 N_PLACES = 3
 BUFFERS = ("ctx_keys", "ctx_codes", "place_codes", "token_codes", "voice_codes")

@@ -1,9 +1,9 @@
-"""The context table: codebook 0 drafted from context-dependent phone statistics (valle2.phonetic)."""
+"""The context table: codebook 0 drafted from context-dependent phone statistics (valle2.code0.table)."""
 import numpy as np
 import pytest
 import torch
 
-from valle2.phonetic import N_PLACES, ContextTable, frame_contexts
+from valle2.code0.table import N_PLACES, ContextTable, frame_contexts
 
 N_VOCAB = 6
 VECTORS = torch.eye(16) * 4.0  # 16 codewords far apart: the nearest code of a mean is its majority
