@@ -20,8 +20,10 @@ resampled back, so content above 8 kHz is never touched):
   correlation to its target, with larger log changes in quieter cells (gain ~ energy^-3, clipped),
   each pass scaled to a share of the energy budget; it re-measures and corrects once, and the final
   mark is scaled to stay at least :data:`TARGET_SNR_DB` below the signal.
-- Detection searches speed factors (resample) and tempo factors (frame positions; each changed
-  hypothesis pays a small prior handicap), slides the sync pattern over every half-hop offset,
+- Detection searches speed factors (resample), tempo factors (frame positions) and pitch shifts
+  (frequency scale factors: band energies read at scaled band edges of the same spectrum; a
+  librosa-style pitch shift of up to +-1 semitone keeps the timing and scales the spectrum), each
+  changed hypothesis paying a small prior handicap; it slides the sync pattern over every half-hop offset,
   and chains block scores along the clip with a dynamic program that lets the alignment drift
   by up to :data:`JITTER` half hops per block.  The score is the chained sync correlation as a
   z-score; each payload half is the cyclic shift with the largest correlation summed along the
@@ -86,8 +88,18 @@ FINE = 64                       # detection analyses frames every FINE samples, 
 TEMPOS = tuple(float(t) for t in np.round(np.exp(np.arange(-7, 8) * 0.03), 4))   # 0.81..1.23, 3 % steps
 SPEEDS = (0.8, 0.9, 1.1, 1.25)  # resampling speed changes undone before the tempo search (+-1 %)
 HYPOTHESES = tuple([(1.0, t) for t in TEMPOS] + [(s, 1.0) for s in SPEEDS])     # (speed, tempo)
-OFF_PRIOR = 1.0                 # z-score handicap of every hypothesis but unchanged speed and tempo: most audio
-                                # is not time-scaled, and the search over 18 others lifts unmarked scores.
+PITCHES = (-1.0, -0.75, -0.5, -0.25, 0.25, 0.5, 0.75, 1.0)   # semitones searched at unchanged speed and tempo: a
+                                # mismatch of 1/8 semitone (the grid's worst) costs about 0.3 of a pitch-shifted
+                                # mark's score, 1/6 about 0.5 (one 8 s LibriSpeech clip, +1 semitone)
+SMEAR = 0.5                     # under a pitch hypothesis, each pair is expected to carry minus SMEAR times its two
+                                # neighbours' pattern too: librosa's phase vocoder (128 ms windows, 32 ms hops)
+                                # spreads each 32 ms cell over its neighbours.  10 tuning clips (not the
+                                # benchmark's), AUC at -1 / -0.5 / +0.5 / +1 semitone: 0 -> 0.90 / 0.96 / 0.73 /
+                                # 0.77, 0.3 -> 0.93 / 1.00 / 0.80 / 0.78, 0.5 -> 0.94 / 1.00 / 0.84 / 0.78,
+                                # 0.8 -> 0.94 / 0.96 / 0.88 / 0.78 (without the pitch search 0.74 / 0.84 / 0.69 /
+                                # 0.60); the same template at unchanged pitch gained nothing (noise, crop, codec)
+OFF_PRIOR = 1.0                 # z-score handicap of every hypothesis but unchanged speed, tempo and pitch: most audio
+                                # is not time-scaled or pitch-shifted, and the search over 26 others lifts unmarked scores.
                                 # benchmarks/watermark_robustness.py --clips 20 (GAMMA 2.0): mean AUC 0.966 ->
                                 # 0.978 on the 8 weakest attacks, white noise 0.885 -> 0.953, pink 0.935 -> 0.965,
                                 # codec 0.948 -> 0.945; time-scaled marks still score 12-16
@@ -102,7 +114,7 @@ class Detection:
     N(0, 1) plus the bias of the search on unmarked audio), less :data:`OFF_PRIOR` when the best
     match needed a speed or tempo change.  payload: the decoded 16-bit payload
     (``None`` when not present).  marked_seconds: ``(start, end)`` spans of the input, in seconds,
-    whose blocks carry the mark.  speed, tempo: the hypothesis that matched best.
+    whose blocks carry the mark.  speed, tempo, pitch: the hypothesis that matched best (pitch in semitones).
     """
 
     present: bool
@@ -111,6 +123,7 @@ class Detection:
     marked_seconds: list[tuple[float, float]] = field(default_factory=list)
     speed: float = 1.0
     tempo: float = 1.0
+    pitch: float = 0.0
 
 
 def _patterns(key: bytes) -> np.ndarray:
@@ -134,6 +147,12 @@ def _to_bands(pats: np.ndarray) -> np.ndarray:
     return np.repeat(pats, BAND_GROUP, axis=-2)
 
 
+def _smeared(pats: np.ndarray) -> np.ndarray:
+    """Patterns ``[..., N_GROUPS, N_PAIRS]`` as a pitch shift leaves them (see :data:`SMEAR`),
+    scaled back to unit mean square; blocks repeat, so the neighbours wrap around."""
+    return (pats - SMEAR * (np.roll(pats, 1, axis=-1) + np.roll(pats, -1, axis=-1))) / np.sqrt(1 + 2 * SMEAR ** 2)
+
+
 def _grouped(z: np.ndarray) -> np.ndarray:
     """Band features ``z [N_BANDS, K]`` summed over each group: ``[N_GROUPS, K]``, scaled by
     1/sqrt(BAND_GROUP) (unit variance for independent bands)."""
@@ -143,14 +162,36 @@ def _grouped(z: np.ndarray) -> np.ndarray:
 def _frames(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Windowed frames ``[K, N_FFT]`` of ``x`` centred at sample positions ``centers [K]``."""
     pad = np.pad(x, (N_FFT, N_FFT))
-    idx = centers[:, None].astype(np.int64) + N_FFT // 2 + np.arange(N_FFT)[None, :]
-    return pad[np.clip(idx, 0, pad.size - 1)] * _WINDOW
+    starts = np.clip(centers.astype(np.int64) + N_FFT // 2, 0, pad.size - N_FFT)
+    return np.lib.stride_tricks.sliding_window_view(pad, N_FFT)[starts] * _WINDOW
+
+
+def _bin_power(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Power spectrum ``[K, N_FFT/2+1]`` of frames centred at ``centers [K]``."""
+    spec = np.fft.rfft(_frames(x, centers), axis=1)
+    return spec.real ** 2 + spec.imag ** 2
+
+
+def _bands(power: np.ndarray) -> np.ndarray:
+    """Band energies ``[K, N_BANDS]`` (bands of GROUP bins) from a power spectrum ``[K, N_FFT/2+1]``."""
+    return power[:, LOW_BIN:HIGH_BIN].reshape(power.shape[0], N_BANDS, GROUP).sum(axis=2)
 
 
 def _power(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Band energies ``[K, N_BANDS]`` (bands of GROUP bins) of frames centred at ``centers [K]``."""
-    spec = np.fft.rfft(_frames(x, centers), axis=1)[:, LOW_BIN:HIGH_BIN]
-    return (spec.real ** 2 + spec.imag ** 2).reshape(len(centers), N_BANDS, GROUP).sum(axis=2)
+    return _bands(_bin_power(x, centers))
+
+
+def _scaled_bands(power: np.ndarray, scale: float) -> np.ndarray:
+    """Band energies ``[K, N_BANDS]`` of a power spectrum ``[K, N_FFT/2+1]`` whose frequencies were
+    multiplied by ``scale`` (a pitch shift): each band's edges are scaled and the energy between them
+    read from the cumulative spectrum, bins split linearly at the edges (``scale`` 1 gives :func:`_bands`)."""
+    cum = np.concatenate([np.zeros((power.shape[0], 1)), np.cumsum(power, axis=1)], axis=1)   # [K, bins+1]
+    edges = np.clip((LOW_BIN - 0.5 + GROUP * np.arange(N_BANDS + 1)) * scale + 0.5, 0, power.shape[1])
+    lo = np.floor(edges).astype(np.int64)
+    frac = edges - lo
+    at = cum[:, lo] * (1 - frac) + cum[:, np.minimum(lo + 1, power.shape[1])] * frac
+    return np.maximum(np.diff(at, axis=1), 0.0)
 
 
 def _row_median(a: np.ndarray, empty: float) -> np.ndarray:
@@ -323,15 +364,17 @@ class _Scan:
     centers: np.ndarray       # [steps] sample positions of the half-hop frames
     speed: float
     tempo: float
+    pitch: float = 0.0
 
 
-def _scan(fine: np.ndarray, n: int, sync: np.ndarray, speed: float, tempo: float) -> _Scan:
-    """Chained sync z-score under one (speed, tempo) hypothesis, from the band energies
-    ``fine [frames, N_BANDS]`` of an ``n``-sample signal analysed every FINE samples, against the
+def _scan(fine: np.ndarray, n: int, sync: np.ndarray, speed: float, tempo: float, step: int = FINE,
+          pitch: float = 0.0) -> _Scan:
+    """Chained sync z-score under one (speed, tempo, pitch) hypothesis, from the band energies
+    ``fine [frames, N_BANDS]`` of an ``n``-sample signal analysed every ``step`` samples, against the
     group pattern ``sync [N_GROUPS, N_PAIRS]``."""
     n_steps = int(n * tempo / HALF) + 1
     centers = np.arange(n_steps) * HALF / tempo
-    z = _grouped(_features(fine[np.minimum(np.round(centers / FINE).astype(np.int64), fine.shape[0] - 1)])[0])
+    z = _grouped(_features(fine[np.minimum(np.round(centers / step).astype(np.int64), fine.shape[0] - 1)])[0])
     var = float(np.sum(z ** 2) / max(np.count_nonzero(z), 1))
     span = BLOCK - PAIR                                              # pad so partial blocks count
     zp = np.pad(z, ((0, 0), (span, span)))
@@ -342,12 +385,13 @@ def _scan(fine: np.ndarray, n: int, sync: np.ndarray, speed: float, tempo: float
         c += sync[:, j] @ zp[:, j * PAIR:j * PAIR + n_off]
     n = np.lib.stride_tricks.sliding_window_view(np.pad(np.count_nonzero(z, axis=0), span), span + 1)[:, ::PAIR].sum(axis=1)
     score, path = _chain(c / np.sqrt(max(var, 1e-6)), n)
-    return _Scan(score, path, windows, var, centers, speed, tempo)
+    return _Scan(score, path, windows, var, centers, speed, tempo, pitch)
 
 
 def _decode(best: _Scan, base: np.ndarray) -> int:
     """Payload from the pairs along the best path: each half is the cyclic shift of its base
-    pattern with the largest circular cross-correlation (via 2-D FFT) with the summed windows."""
+    pattern ``base [N_SEQ, N_GROUPS, N_PAIRS]`` with the largest circular cross-correlation (via
+    2-D FFT) with the summed windows."""
     total = best.windows[:, best.path, :].sum(axis=1)                       # [N_GROUPS, N_PAIRS]
     payload = 0
     for i, pattern in enumerate(base[1:]):
@@ -379,26 +423,35 @@ def _spans(best: _Scan, sync: np.ndarray, duration: float) -> list[tuple[float, 
 def detect(wav, sr: int, key: bytes, always_decode: bool = False) -> Detection:
     """Look for a mark made with ``key`` in mono ``wav [samples]`` at rate ``sr``.
 
-    Tries every (speed, tempo) pair of :data:`HYPOTHESES` and keeps the best sync score.
-    ``always_decode`` decodes a payload even when no mark is found (for measuring bit accuracy)."""
+    Tries every (speed, tempo) pair of :data:`HYPOTHESES` and every pitch shift of :data:`PITCHES`,
+    and keeps the best sync score.  ``always_decode`` decodes a payload even when no mark is found
+    (for measuring bit accuracy)."""
     x = validate_waveform(wav, sr, allow_silent=True)
     base = _patterns(key)
     x16 = resample(x, sr, RATE).astype(np.float64)
     if x16.size < N_FFT:
         raise AudioError(f"audio is too short to hold a watermark: {x.size / sr:.3f} s")
-    best, fine = None, {}
+    power = _bin_power(x16, np.arange(x16.size // FINE + 1) * FINE)     # unchanged speed, every FINE samples
+    scans = []
     for speed, tempo in HYPOTHESES:
-        if speed not in fine:
-            xs = x16 if speed == 1.0 else resample(x16, RATE, int(round(RATE * speed))).astype(np.float64)
-            fine[speed] = (_power(xs, np.arange(xs.size // FINE + 1) * FINE), xs.size)
-        found = _scan(*fine[speed], base[0], speed, tempo)
-        if (speed, tempo) != (1.0, 1.0):
+        if speed == 1.0:
+            scans.append(_scan(_bands(power), x16.size, base[0], speed, tempo))
+        else:     # only unchanged tempo is tried after a speed change: half-hop frames suffice
+            xs = resample(x16, RATE, int(round(RATE * speed))).astype(np.float64)
+            scans.append(_scan(_power(xs, np.arange(xs.size // HALF + 1) * HALF), xs.size, base[0], speed, tempo, HALF))
+    smeared = _smeared(base)
+    for pitch in PITCHES:
+        bands = _scaled_bands(power[::HALF // FINE], 2.0 ** (pitch / 12))
+        scans.append(_scan(bands, x16.size, smeared[0], 1.0, 1.0, HALF, pitch))
+    for found in scans:
+        if (found.speed, found.tempo, found.pitch) != (1.0, 1.0, 0.0):
             found.score -= OFF_PRIOR
-        if best is None or found.score > best.score:
-            best = found
+    best = max(scans, key=lambda found: found.score)
+    hypothesis = (best.speed, best.tempo, best.pitch)
+    expected = base if best.pitch == 0.0 else smeared
     if best.score < THRESHOLD:
-        return Detection(False, best.score, _decode(best, base) if always_decode else None, [], best.speed, best.tempo)
-    return Detection(True, best.score, _decode(best, base), _spans(best, base[0], x.size / sr), best.speed, best.tempo)
+        return Detection(False, best.score, _decode(best, expected) if always_decode else None, [], *hypothesis)
+    return Detection(True, best.score, _decode(best, expected), _spans(best, expected[0], x.size / sr), *hypothesis)
 
 
 __all__ = ["Detection", "embed", "detect", "PAYLOAD_BITS", "THRESHOLD", "RATE"]
