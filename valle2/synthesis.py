@@ -96,8 +96,10 @@ class VallE2:
         """Prompt waveform ``[samples]`` -> codes ``LongTensor[n_codebooks, P]`` (memoised per content)."""
         return self._memo(self.codec.encode, validate_waveform(wav, sr, max_seconds=MAX_PROMPT_SECONDS), sr).clone()
 
-    def _text_ids(self, text: str, prompt_text: str | None, mode: str) -> tuple[torch.Tensor, int, int]:
-        """Token ids of what the model reads, with (#target tokens, #prompt tokens)."""
+    def text_ids(self, text: str, prompt_text: str | None, mode: str) -> tuple[torch.Tensor, int, int]:
+        """Token ids ``[L]`` of what the model reads for ``text`` (in "cross" mode the prompt's
+        transcript ``prompt_text`` first), with (#target tokens, #prompt tokens); TextError or
+        DecodingError naming what is wrong."""
         if mode not in MODES:
             raise DecodingError(f"mode must be one of {MODES}, got '{mode}'")
         if mode == "continuation":
@@ -127,7 +129,7 @@ class VallE2:
         (:func:`valle2.code0.choose_source`)."""
         options = options or DecodingOptions()
         source = code0.choose_source(options, self.code0_source, self.bundle.code0)
-        read = [self._text_ids(text, prompt_text, mode) for text in texts]  # bad text is refused before the gate
+        read = [self.text_ids(text, prompt_text, mode) for text in texts]  # bad text is refused before the gate
         n_outputs = len(texts) * n_samples if n_outputs is None else n_outputs
         auth = self.gate.authorize(voice_id, prompt_wav, prompt_sr, corpus_file, n_outputs=n_outputs)
         prompt_codes = self.encode_prompt(prompt_wav, prompt_sr)

@@ -313,9 +313,8 @@ def _cutset(data: list[Utterance], frame_rate: float):
 def release_free_memory() -> bool:
     """Hand the heap memory that glibc keeps after frees back to the OS (``malloc_trim``).
 
-    Batches of varying shapes leave the CPU allocator's heap fragmented: on the demo recipe the
-    resident size grew by about 8 MB a step (2.4 -> 3.7 GB in 150 steps), and one
-    ``malloc_trim`` brought it back to 1.3 GB.  Returns False where the C library has none
+    Batches of varying shapes leave the CPU allocator's heap fragmented, and the resident size
+    grows step by step until the heap is trimmed.  Returns False where the C library has none
     (not glibc), True once the heap was trimmed."""
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
     if trim is None:

@@ -74,8 +74,7 @@ class ContextTable(nn.Module):
         token index of each frame ``[T]``, e.g. :func:`valle2.alignment.align`), with the codec's
         codewords ``code_vectors [V, D]``.  The voices are the ``max_voices`` speakers with the
         most frames among those with at least ``min_voice_frames``; with none, the pool of every
-        speaker (a pool of voices blurs them: on the demo model, drafts from the pool of its two
-        voices were less intelligible than either voice's own).  Returns the voices' names."""
+        speaker (a pool blurs the voices, so it is only the fallback).  Returns the voices' names."""
         items = [(s, t.long().numpy(), c.long(), i.long().numpy()) for s, t, c, i in items if c.numel()]
         if not items:
             raise ValueError("no (text, codes) pairs to fit the context table on")

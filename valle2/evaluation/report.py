@@ -123,7 +123,7 @@ def trial_figures(model: VallE2, trial: Trial, setting_dir: Path, fig_dir: Path,
     out0 = model.codec.encode(out_wav, out_sr)[0]
     if record["mode"] == "continuation":
         out0 = out0[prompt0.shape[0]:]
-    ids = model._text_ids(record["text"], record["prompt_text"], record["mode"])[0]
+    ids = model.text_ids(record["text"], record["prompt_text"], record["mode"])[0]
     layer = layer % len(model.ar.backbone.blocks)
     g = model.ar.dims.group_size
     prompt0 = prompt0[prompt0.shape[0] % g:]  # the groups decoding saw: prompt trimmed at the start,
