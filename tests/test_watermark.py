@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from valle2.audio import load_audio, resample
-from valle2.safety.watermark import (PAYLOAD_BITS, THRESHOLD, _bands, _bin_power, _row_median, _scaled_bands,
-                                     detect, embed)
+from valle2.safety.watermark import (PAYLOAD_BITS, THRESHOLD, _bands, _bin_power, _cumulative, _row_median,
+                                     _scaled_bands, detect, embed)
 
 from conftest import CLIPS
 
@@ -119,8 +119,8 @@ def test_pitch_shifted_marks_rank_above_unmarked(speech):
 def test_scaled_bands_at_unit_scale_are_the_bands():
     x = np.random.default_rng(3).standard_normal(8_000)
     power = _bin_power(x, np.arange(0, 8_000, 128))
-    np.testing.assert_allclose(_scaled_bands(power, 1.0), _bands(power), rtol=1e-9, atol=1e-9)
-    shifted = _scaled_bands(power, 2 ** (1 / 12))
+    np.testing.assert_allclose(_scaled_bands(_cumulative(power), 1.0), _bands(power), rtol=1e-9, atol=1e-9)
+    shifted = _scaled_bands(_cumulative(power), 2 ** (1 / 12))
     assert shifted.shape == _bands(power).shape and np.all(shifted >= 0)
 
 

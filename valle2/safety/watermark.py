@@ -182,15 +182,21 @@ def _power(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return _bands(_bin_power(x, centers))
 
 
-def _scaled_bands(power: np.ndarray, scale: float) -> np.ndarray:
-    """Band energies ``[K, N_BANDS]`` of a power spectrum ``[K, N_FFT/2+1]`` whose frequencies were
-    multiplied by ``scale`` (a pitch shift): each band's edges are scaled and the energy between them
-    read from the cumulative spectrum, bins split linearly at the edges (``scale`` 1 gives :func:`_bands`)."""
-    cum = np.concatenate([np.zeros((power.shape[0], 1)), np.cumsum(power, axis=1)], axis=1)   # [K, bins+1]
-    edges = np.clip((LOW_BIN - 0.5 + GROUP * np.arange(N_BANDS + 1)) * scale + 0.5, 0, power.shape[1])
+def _cumulative(power: np.ndarray) -> np.ndarray:
+    """Cumulative power spectrum ``[K, N_FFT/2+2]``: entry m sums the bins below m of ``power [K, N_FFT/2+1]``."""
+    return np.concatenate([np.zeros((power.shape[0], 1)), np.cumsum(power, axis=1)], axis=1)
+
+
+def _scaled_bands(cum: np.ndarray, scale: float) -> np.ndarray:
+    """Band energies ``[K, N_BANDS]`` of a spectrum, given as its cumulative power ``cum``
+    (:func:`_cumulative`), whose frequencies were multiplied by ``scale`` (a pitch shift): each
+    band's edges are scaled and the energy between them read from ``cum``, bins split linearly at
+    the edges (``scale`` 1 gives :func:`_bands`)."""
+    bins = cum.shape[1] - 1
+    edges = np.clip((LOW_BIN - 0.5 + GROUP * np.arange(N_BANDS + 1)) * scale + 0.5, 0, bins)
     lo = np.floor(edges).astype(np.int64)
     frac = edges - lo
-    at = cum[:, lo] * (1 - frac) + cum[:, np.minimum(lo + 1, power.shape[1])] * frac
+    at = cum[:, lo] * (1 - frac) + cum[:, np.minimum(lo + 1, bins)] * frac
     return np.maximum(np.diff(at, axis=1), 0.0)
 
 
@@ -216,14 +222,14 @@ def _features(power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     per-band robust z-score, clipped at +-CLIP, minus its mean over the bands at that offset (zero
     for inactive bands and floor-level pairs); and ``d [N_BANDS, K-6]``, the raw differences in
     natural-log units."""
-    cell = power[:-2] + power[2:]
-    level = np.median(cell, axis=0) + 1e-30
+    cell = np.ascontiguousarray((power[:-2] + power[2:]).T)                 # [N_BANDS, K-2]: rows contiguous
+    level = np.median(cell, axis=1) + 1e-30
     active = level >= level.max() * 10 ** (-ACTIVE_DB / 10) if cell.size else np.zeros(N_BANDS, bool)
-    cell = cell / level
-    floor = cell.max(axis=0) * 10 ** (-FLOOR_DB / 10) + 1e-30 if cell.size else np.full(N_BANDS, 1e-30)
-    logc = np.log(cell + floor)
-    d = (logc[:-CELL] - logc[CELL:]).T
-    energy = (cell[:-CELL] + cell[CELL:]).T
+    cell = cell / level[:, None]
+    floor = cell.max(axis=1) * 10 ** (-FLOOR_DB / 10) + 1e-30 if cell.size else np.full(N_BANDS, 1e-30)
+    logc = np.log(cell + floor[:, None])
+    d = logc[:, :-CELL] - logc[:, CELL:]
+    energy = cell[:, :-CELL] + cell[:, CELL:]
     valid = active[:, None] & (energy > 2 * floor[:, None])
     masked = np.where(valid, d, np.nan)
     med = _row_median(masked, empty=0.0)
@@ -432,17 +438,18 @@ def detect(wav, sr: int, key: bytes, always_decode: bool = False) -> Detection:
     if x16.size < N_FFT:
         raise AudioError(f"audio is too short to hold a watermark: {x.size / sr:.3f} s")
     power = _bin_power(x16, np.arange(x16.size // FINE + 1) * FINE)     # unchanged speed, every FINE samples
+    bands = _bands(power)
     scans = []
     for speed, tempo in HYPOTHESES:
         if speed == 1.0:
-            scans.append(_scan(_bands(power), x16.size, base[0], speed, tempo))
+            scans.append(_scan(bands, x16.size, base[0], speed, tempo))
         else:     # only unchanged tempo is tried after a speed change: half-hop frames suffice
             xs = resample(x16, RATE, int(round(RATE * speed))).astype(np.float64)
             scans.append(_scan(_power(xs, np.arange(xs.size // HALF + 1) * HALF), xs.size, base[0], speed, tempo, HALF))
-    smeared = _smeared(base)
+    smeared, cum = _smeared(base), _cumulative(power[::HALF // FINE])
     for pitch in PITCHES:
-        bands = _scaled_bands(power[::HALF // FINE], 2.0 ** (pitch / 12))
-        scans.append(_scan(bands, x16.size, smeared[0], 1.0, 1.0, HALF, pitch))
+        scaled = _scaled_bands(cum, 2.0 ** (pitch / 12))
+        scans.append(_scan(scaled, x16.size, smeared[0], 1.0, 1.0, HALF, pitch))
     for found in scans:
         if (found.speed, found.tempo, found.pitch) != (1.0, 1.0, 0.0):
             found.score -= OFF_PRIOR
