@@ -102,17 +102,18 @@ def test_time_scaled_marks_are_found_under_their_hypothesis(speech):
 
 
 def test_pitch_shifted_marks_rank_above_unmarked(speech):
-    """librosa's pitch shift by -1 and +1 semitone: the pitch search finds the applied shift and the
-    marked clip outscores the same clip shifted unmarked.  On 7 s of ARCTIC the scores stay below
-    the threshold (benchmarks/watermark_robustness.py measures how often they pass it)."""
+    """librosa's pitch shift by -1 and +1 semitone on 21 s of speech (the ARCTIC fixture three
+    times): the pitch search finds the applied shift and the marked clip outscores the same clip
+    shifted unmarked by more than 1.  The scores stay below the threshold; how often pitch-shifted
+    marks pass it is measured by benchmarks/watermark_robustness.py."""
     import librosa
 
-    x = speech[0]
+    x = np.tile(speech[0], 3)
     y = embed(x, 16_000, 0x2468, KEY)
     for semitones in (-1.0, 1.0):
         marked = detect(librosa.effects.pitch_shift(y, sr=16_000, n_steps=semitones), 16_000, KEY)
         unmarked = detect(librosa.effects.pitch_shift(x, sr=16_000, n_steps=semitones), 16_000, KEY)
-        assert marked.pitch == semitones and marked.score > unmarked.score + 0.5, (semitones, marked, unmarked)
+        assert marked.pitch == semitones and marked.score > unmarked.score + 1.0, (semitones, marked, unmarked)
         assert not unmarked.present
 
 
