@@ -1,7 +1,7 @@
 """The synthesized-speech detector on real speech it never heard: false refusals per held-out source
 and per channel, valle2 outputs flagged, EER on a generator left out of training.
 
-    python benchmarks/detector_eval.py --data ../shared/data       # builds what is missing, then scores
+    python -m benchmarks.detector_eval --data ../shared/data       # builds what is missing, then scores
 
 One command does everything; what it builds is cached under ``--cache`` (default /tmp/valle2_detector):
 the data set (``tools/detector_data.py``, about 40 min the first time), the training bank and the
@@ -36,13 +36,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT))
-
-from detector_data import (DEFAULT_CACHE, DEFAULT_DATA, DEFAULT_MODEL, PLAIN_TAG, REAL_SOURCES, SR, UNSEEN_GENERATORS, build,  # noqa: E402
-                           eer, read_manifest)
-from train_detector import CHANNEL_ORDER, load_clip, train_to  # noqa: E402
+from tools import run_main
+from tools.detector_data import (DEFAULT_CACHE, DEFAULT_DATA, DEFAULT_MODEL, PLAIN_TAG, REAL_SOURCES, SR, UNSEEN_GENERATORS, build,
+                                eer, read_manifest)
+from tools.train_detector import CHANNEL_ORDER, load_clip, train_to
 
 # (source, channel) left out together by each leave-one-out run; the last two leave out a channel only
 RUNS = (("arctic", "telephone"), ("librispeech", "mp3"), ("commonvoice", "opus"), ("cathy", "noise"),
@@ -224,4 +221,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -235,13 +235,9 @@ def test_offline_codec_resynthesis_scores_above_its_original(det, offline, clips
 def test_training_data_decodes_both_ways(offline, tmp_path):
     """The detector's training data (tools/detector_data.py) holds codec resyntheses and valle2
     outputs decoded by the codec's post-net and by plain WORLD, each cached under its own decoder."""
-    import sys
-
+    from tools.detector_data import decoders
     from valle2.codec.offline import OfflineCodec
     from valle2.codec.postnet import SpectralPostnet
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-    from detector_data import decoders
 
     path = OfflineCodec.load(postnet=False).save(tmp_path / "codec.npz")
     plain_only = OfflineCodec.load(path)

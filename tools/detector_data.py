@@ -2,7 +2,7 @@
 speech from every generator that runs offline.  Generated files are cached under ``--cache``
 (default /tmp/valle2_detector), never in the repo; ``manifest.tsv`` there lists every clip.
 
-    python tools/detector_data.py --data ../shared/data            # build (cached; about 40 min the first time)
+    python -m tools.detector_data --data ../shared/data            # build (cached; about 40 min the first time)
 
 Real speech (label 0), one ``source`` each, split speaker-disjoint into train and test where the
 source has several speakers (:data:`REAL_SOURCES`):
@@ -43,8 +43,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tools import DEFAULT_DATA, run_main
+
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_CACHE = Path("/tmp/valle2_detector")
 DEFAULT_MODEL = ROOT / "valle2" / "assets" / "demo" / "model.pt"
 REAL_SOURCES = ("arctic", "librispeech", "commonvoice", "cathy", "vcc2016", "fsdd")
@@ -274,6 +275,7 @@ def load_valle2_bundle(path: Path, prepared: Path | None = None):
     (``run.out_dir/last.pt`` or ``checkpoints/step-*.pt``) with the prepared data it trains on
     (tokenizer, codec, frames per token; default: ``<run>/../prepared/train``)."""
     from valle2.checkpoint import ModelBundle, load_model_bundle
+    from valle2.code0 import Code0
     from valle2.data import load_prepared
     from valle2.model import ARModel, ModelDims, NARModel
     from valle2.train import frames_per_token
@@ -289,15 +291,23 @@ def load_valle2_bundle(path: Path, prepared: Path | None = None):
     ar, nar = ARModel(dims), NARModel(dims)
     ar.load_state_dict(state["trainer"]["ar"])
     nar.load_state_dict(state["trainer"]["nar"])
+    code0 = None
+    if dims.nar_code0:
+        code0 = Code0(dims)
+        code0.load_state_dict(state["trainer"]["code0"])
+        code0.eval()
     return ModelBundle(dims, ar.eval(), nar.eval(), train.tokenizer, train.codec, frames_per_token(train.utterances),
-                       {"steps": state["trainer"]["step"], "from_checkpoint": str(path)})
+                       {"steps": state["trainer"]["step"], "from_checkpoint": str(path)}, code0,
+                       "ar" if code0 is None else code0.source)
 
 
 def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_test: int, cache: Path, seed: int,
                  prepared: Path | None = None, minutes: float | None = None) -> list[Item]:
-    """Unwatermarked valle2 outputs: the codes ``VallE2._generate`` makes with the default decoding
-    options (what ``valle2 synthesize`` decodes; no gate, so no watermark), decoded by each of
-    :func:`decoders`.
+    """Unwatermarked valle2 outputs: the codes :meth:`VallE2.generate_codes` makes with the default
+    decoding options (what ``valle2 synthesize`` decodes), decoded by each of :func:`decoders` and
+    not passed through ``gate.finalize``, so not watermarked.  The prompts pass the consent gate of
+    a deployment in ``cache/deployment``, where the LibriSpeech files they come from are attested
+    as a research corpus (CC BY 4.0).
 
     Prompts: 3 s (0.5-3.5 s) of one LibriSpeech clip per speaker (up to ``n`` speakers of the
     split), transcribed by pocketsphinx; texts: ARCTIC sentences (held-out ones for the test split),
@@ -306,14 +316,15 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
     from valle2.audio import load_audio
     from valle2.codec import load_codec
     from valle2.decoding import DecodingOptions
+    from valle2.evaluation.safeguards import open_research_gate
     from valle2.metrics import transcribe
     from valle2.synthesis import VallE2
 
     bundle = load_valle2_bundle(model_path, prepared)
     print(f"valle2 generator: {model_path} (step {bundle.meta.get('steps')})")
-    model = VallE2(bundle, load_codec(bundle.codec["name"]), gate=None)
+    model_codec = load_codec(bundle.codec["name"])
     out_dirs = [(tag, cache / "valle2" / f"{_file_tag(model_path)}-{codec.decoder_fingerprint()}", codec)
-                for tag, codec in decoders(model.codec)]
+                for tag, codec in decoders(model_codec)]
     out_dir = out_dirs[0][1]
     held_sent, held_spk = set(heldout["sentences"]), set(heldout["speakers"])
     arctic = _rows(data / "transcribed.tsv")
@@ -337,7 +348,8 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
     done = lambda name: all((d / name).is_file() or (d / name).with_suffix(".skip").is_file() for _, d, _ in out_dirs)  # noqa: E731
     transcripts_path = out_dir / "prompt_transcripts.json"
     transcripts = json.loads(transcripts_path.read_text()) if transcripts_path.is_file() else {}
-    options = DecodingOptions(top_p=0.8, ras=True, seed=seed)
+    options = DecodingOptions(seed=seed)
+    model = None   # opened at the first prompt with outputs to make: a complete cache needs no gate
     deadline = time.time() + 60 * minutes if minutes is not None else math.inf
     for split, (row, jobs) in tqdm(plan, desc="valle2 outputs (unwatermarked)", unit="prompt"):
         todo = [job for job in jobs if not done(job[1])]
@@ -352,7 +364,12 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
             transcripts[row["id"]] = transcribe(prompt, SR) or "hello"
             transcripts_path.parent.mkdir(parents=True, exist_ok=True)
             transcripts_path.write_text(json.dumps(transcripts, indent=1))
-        gen = model._generate([t for t, _, _ in todo], model.encode_prompt(prompt, SR), transcripts[row["id"]], options=options)
+        if model is None:
+            files = [data / r["path"] for _, (r, _) in plan]
+            gate = open_research_gate(cache / "deployment", files, "librispeech", "CC BY 4.0 (LibriSpeech, openslr.org/12)")
+            model = VallE2(bundle, model_codec, gate)
+        gen = model.generate_codes([t for t, _, _ in todo], prompt, SR, transcripts[row["id"]],
+                                   corpus_file=data / row["path"], options=options)
         for (_, name, _), samples in zip(todo, gen.codes):
             for _, d, codec in out_dirs:
                 out, path = codec.decode(samples[0]).numpy(), d / name
@@ -452,5 +469,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    raise SystemExit(main())
+    run_main(main)

@@ -1,9 +1,9 @@
 """Train valle2's synthesized-speech detector, with every channel of :mod:`valle2.data.channels` on
 both classes, and the leave-one-out runs that validate it.
 
-    python tools/detector_data.py --data ../shared/data --cache CACHE              # the clips (once)
-    python tools/train_detector.py --cache CACHE --out valle2/assets/detector/detector.pt
-    python tools/train_detector.py --cache CACHE --leave-out commonvoice --leave-out opus --out run.pt
+    python -m tools.detector_data --data ../shared/data --cache CACHE              # the clips (once)
+    python -m tools.train_detector --cache CACHE --out valle2/assets/detector/detector.pt
+    python -m tools.train_detector --cache CACHE --leave-out commonvoice --leave-out opus --out run.pt
 
 Training crops come from a bank built once per data set (``CACHE/bank-*.npz``): up to three crops
 of :data:`CROP_SECONDS` from every training clip (short clips are tiled), each passed through no
@@ -36,9 +36,9 @@ import torch
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
 
-from detector_data import (DEFAULT_CACHE, REAL_SOURCES, SR, TRAIN_GENERATORS, UNSEEN_GENERATORS, Item,  # noqa: E402
+from tools import run_main
+from tools.detector_data import (DEFAULT_CACHE, REAL_SOURCES, SR, TRAIN_GENERATORS, UNSEEN_GENERATORS, Item,
                            read_manifest)
 
 CROP_SECONDS = 3.0
@@ -246,12 +246,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not (args.cache / "manifest.tsv").is_file():
-        print(f"no data set at {args.cache}: run `python tools/detector_data.py --cache {args.cache}` first", file=sys.stderr)
+        print(f"no data set at {args.cache}: run `python -m tools.detector_data --cache {args.cache}` first", file=sys.stderr)
         return 2
     train_to(args.out, args.cache, tuple(args.leave_out), args.steps, args.seed, args.ensemble)
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    raise SystemExit(main())
+    run_main(main)

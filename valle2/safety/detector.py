@@ -10,7 +10,7 @@ offline-codec resyntheses, espeak-ng, festival, classic vocoders), every clip of
 through the channels real uploads pass through (:mod:`valle2.data.channels`: telephone band, MP3,
 Opus, noise, reverberation, microphone EQ, gain, resampling), so that no channel alone reads as
 real or synthesized.  flite is left out of training, to measure a generator it has never seen
-(``python benchmarks/detector_eval.py``, which also trains the leave-one-source-out runs).
+(``python -m benchmarks.detector_eval``, which also trains the leave-one-source-out runs).
 
 Its threshold is set so that real people pass (:data:`DETECTOR_THRESHOLD`): the watermark, not the
 classifier, is the hard check for valle2's own outputs.
@@ -51,7 +51,7 @@ ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "detector" / "d
 ASSET_FORMAT = 3   # 3: TDNN "members" (an ensemble of state dicts); 2 held LCNN members, 1 one LCNN "state_dict"
 
 # Decision threshold on the probability that a file is synthesized (Detector.score, the largest
-# window probability), set for real people first by `python benchmarks/detector_eval.py`: the lowest
+# window probability), set for real people first by `python -m benchmarks.detector_eval`: the lowest
 # value at which every leave-one-out run (the shipped recipe trained without one real source and one
 # channel) refuses at most 1 % of the source and 2 % of the channel it never saw.
 # DETECTOR_THRESHOLD_SOURCE gives the figures; docs/detector.md what the classifier misses at it.
@@ -324,7 +324,7 @@ def save_detector(path, nets: DetectorNet | Sequence[DetectorNet], meta: dict | 
 
 
 def _load(path: Path, threshold: float | None) -> Detector:
-    hint = "reinstall valle2, or train new weights with `python tools/train_detector.py`"
+    hint = "reinstall valle2, or train new weights with `python -m tools.train_detector`"
     if not path.is_file():
         raise DetectorError(f"synthesized-speech detector weights not found at '{path}': {hint}")
     try:
