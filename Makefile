@@ -2,7 +2,8 @@
 #   make demo   installs valle2 and synthesizes new text with the zero-shot demo model shipped in the
 #               package and the attested demo voice, watermarked, then checks the watermark
 #   make test   installs valle2 with its test extras, Debian's chromium, espeak-ng, flite, festival and ffmpeg (the web,
-#               synthetic-speech and channel tests use them), and runs the test suite
+#               synthetic-speech and channel tests use them) and runs the test suite (which
+#               checks the layer contracts too: import-linter, tests/test_layers.py)
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 STAMP = .install.stamp
@@ -15,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PYTHON) -m valle2.cli demo --out demo_out/demo.wav
-	$(PYTHON) -m valle2.cli detect demo_out/demo.wav; rc=$$?; \
+	$(PYTHON) -m valle2 demo --out demo_out/demo.wav
+	$(PYTHON) -m valle2 detect demo_out/demo.wav; rc=$$?; \
 	if [ $$rc -ne 1 ]; then echo "valle2 detect did not find demo_out/demo.wav synthesized (exit $$rc, expected 1)" >&2; exit 1; fi
 
 test: install

@@ -30,11 +30,10 @@ import valle2
 from tools import DEFAULT_DATA, run_main, speech_data
 from valle2 import metrics
 from valle2.audio import load_audio, save_audio
-from valle2.cli import pace_arg
-from valle2.decoding import CODE0_SOURCES, CODE_CHOICES
+from valle2.commands.options import add_decoding_args, decoding_options
 from valle2.evaluation.safeguards import open_research_gate
 from valle2.recipe import ASSETS
-from valle2.safety import ConsentError
+from valle2.errors import ConsentError
 
 
 
@@ -49,16 +48,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder")
     p.add_argument("--sentences", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--code-choice", choices=CODE_CHOICES, default=None,
-                   help="how the AR picks codebook 0 (valle2.DecodingOptions.code_choice)")
-    p.add_argument("--nar-codebooks", type=int, default=None,
-                   help="codebooks the NAR fills (valle2.DecodingOptions.nar_codebooks; default: the codec's "
-                        "predicted_codebooks, the rest completed by the codec)")
-    p.add_argument("--code0", choices=CODE0_SOURCES, default=None,
-                   help="where codebook 0 comes from (valle2.DecodingOptions.code0; default: the source the model file records)")
-    p.add_argument("--pace", type=pace_arg, default=None, metavar="X|prompt",
-                   help="durations where the NAR or table gives codebook 0 (valle2.DecodingOptions.pace)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the seed of each sentence's decoding")
+    add_decoding_args(p, exclude=("seed",))   # the valle2 synthesize flags, but --seed above
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
                    help="int8 linear layers in the AR and NAR (valle2.load_model's default: on the CPU)")
     p.add_argument("--out", type=Path, default=None, help="also write each output there (unseen_NN.wav, seen_NN.wav)")
@@ -101,9 +92,7 @@ def main() -> None:
     def run(prompt_file, prompt_wav, prompt_sr, prompt_text, text):
         start = time.perf_counter()
         out, sr = model.synthesize(text, prompt_wav, prompt_sr, prompt_text=prompt_text, corpus_file=prompt_file,
-                                   options=valle2.DecodingOptions(seed=rng.randrange(2**31), code_choice=args.code_choice,
-                                                                  nar_codebooks=args.nar_codebooks, code0=args.code0,
-                                                                  pace=args.pace))
+                                   options=decoding_options(args, seed=rng.randrange(2**31)))
         return out, time.perf_counter() - start
 
     results = {"unseen": [], "seen": []}

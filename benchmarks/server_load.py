@@ -2,7 +2,7 @@
 
 Trains ``valle2 recipe tiny`` on the packaged clips (a minute on 2 CPU cores), creates an API key
 (``--key-rate``, default unlimited, so the burst measures the server rather than the key's rate
-limit), starts ``python -m valle2.server`` as a subprocess on 127.0.0.1, registers an attested
+limit), starts ``python -m valle2 serve`` as a subprocess on 127.0.0.1, registers an attested
 packaged clip as that key's research voice, then sends 100 requests at once with the key.  Prints throughput, p50/p95 latency and time to first
 audio byte of the served requests, the status counts, and the server's RSS before and after.
 Deliberate refusals (429/503 with Retry-After, from the bounded queue or the key's rate limit) are
@@ -101,7 +101,7 @@ def main() -> int:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        server = subprocess.Popen([sys.executable, "-m", "valle2.server", "--model", str(model), "--home",
+        server = subprocess.Popen([sys.executable, "-m", "valle2", "serve", "--model", str(model), "--home",
                                    str(tmp / "home"), "--host", "127.0.0.1",
                                    "--port", str(port), "--workers", str(args.workers), "--queue", str(args.queue),
                                    "--log-level", "warning"], env=env)

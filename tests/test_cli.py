@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 import valle2
-from valle2.cli import main
+from valle2.commands import main
 from valle2.errors import AudioError, ModelError, TextError
 
 
@@ -50,14 +50,18 @@ def test_cli_posterior_mean_code_choice(tiny_model, clips, tmp_path):
               "--code-choice", "argmax"])
 
 
-def test_pace_takes_a_number_or_the_prompts():
-    """``--pace``: a duration factor for codebook 0 from the NAR or table, or "prompt"; anything
-    else, or a factor out of 0.25..4, is refused by name."""
-    from valle2.cli import pace_arg
+def test_pace_takes_a_number_or_the_prompts(capsys):
+    """``--pace``: a duration factor for codebook 0 from the NAR or table, or 0 (the prompt's
+    pace); anything else, or a factor out of 0.25..4, is refused by name."""
+    from valle2.commands.options import add_decoding_args, decoding_options
 
-    assert pace_arg("1.5") == 1.5 and pace_arg("prompt") == 0.0
-    with pytest.raises(argparse.ArgumentTypeError, match="--pace takes a number or 'prompt', not 'fast'"):
-        pace_arg("fast")
+    p = argparse.ArgumentParser()
+    add_decoding_args(p)
+    assert decoding_options(p.parse_args(["--pace", "1.5"])).pace == 1.5
+    assert decoding_options(p.parse_args(["--pace", "0"])).pace == 0.0
+    with pytest.raises(SystemExit):
+        p.parse_args(["--pace", "fast"])
+    assert "--pace takes a number or none, not 'fast'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="pace must be a number in 0.25..4, or 0"):
         valle2.DecodingOptions(pace=10.0)
 
@@ -80,7 +84,7 @@ def test_cli_names_decoding_options_the_model_cannot_honour(tiny_model, clips, t
 
 
 def test_every_path_needs_consent(tiny_model, clips, tmp_path):
-    from valle2.safety import ConsentError
+    from valle2.errors import ConsentError
 
     path, _, _, _ = tiny_model
     model = valle2.load_model(path)
@@ -95,7 +99,7 @@ def test_every_path_needs_consent(tiny_model, clips, tmp_path):
         model.synthesize("hello there", other, osr, prompt_text=clips[2].text, corpus_file=clips[0].path)
     unattested = tmp_path / "copy.wav"
     sf.write(unattested, wav, sr)
-    proc = subprocess.run([sys.executable, "-m", "valle2.cli", "synthesize", "--model", str(path), "--prompt",
+    proc = subprocess.run([sys.executable, "-m", "valle2", "synthesize", "--model", str(path), "--prompt",
                            str(unattested), "--prompt-text", clips[0].text, "--text", "hello", "--out",
                            str(tmp_path / "x.wav")], capture_output=True, text=True)
     assert proc.returncode == 2 and "no attested research corpus" in proc.stderr
@@ -144,12 +148,12 @@ def test_cli_reports_bad_input_without_traceback(tiny_model, tmp_path):
     path, _, _, _ = tiny_model
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000), 16000)
-    proc = subprocess.run([sys.executable, "-m", "valle2.cli", "synthesize", "--model", str(path), "--prompt", str(silent),
+    proc = subprocess.run([sys.executable, "-m", "valle2", "synthesize", "--model", str(path), "--prompt", str(silent),
                            "--prompt-text", "hello", "--text", "hello", "--out", str(tmp_path / "x.wav")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "silent" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "valle2.cli", "synthesize", "--model", str(tmp_path / "nope.pt"),
+    proc = subprocess.run([sys.executable, "-m", "valle2", "synthesize", "--model", str(tmp_path / "nope.pt"),
                            "--prompt", str(silent), "--text", "hi", "--out", str(tmp_path / "x.wav")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "model file not found" in proc.stderr
@@ -180,7 +184,7 @@ def test_synthesis_matches_the_prompts_voice_unless_told_not_to(tiny_model, clip
 
     import torch
 
-    from valle2.cli import add_decoding_args, decoding_options
+    from valle2.commands.options import add_decoding_args, decoding_options
 
     path, _, _, _ = tiny_model
     model = valle2.load_model(path)
@@ -204,7 +208,7 @@ def test_synthesis_matches_the_prompts_voice_unless_told_not_to(tiny_model, clip
     assert torch.equal(matched.codes[0][0], (plain.codes[0][0] + 1) % model.codec.codebook_size)
     p = argparse.ArgumentParser()
     add_decoding_args(p)
-    assert decoding_options(p.parse_args([])).match_voice and not decoding_options(p.parse_args(["--no-voice-match"])).match_voice
+    assert decoding_options(p.parse_args([])).match_voice and not decoding_options(p.parse_args(["--no-match-voice"])).match_voice
 
 
 def test_the_nar_predicts_what_the_codec_does_not_complete(tiny_model, clips, monkeypatch):
@@ -214,7 +218,7 @@ def test_the_nar_predicts_what_the_codec_does_not_complete(tiny_model, clips, mo
 
     import torch
 
-    from valle2.cli import add_decoding_args, decoding_options
+    from valle2.commands.options import add_decoding_args, decoding_options
     from valle2.synthesis import VallE2
 
     path, _, _, _ = tiny_model

@@ -17,8 +17,8 @@ from conftest import overfit_clips
 from valle2.audio import load_audio, save_audio
 from valle2.codec import load_codec
 from valle2.data import (
-    DataError,
     SyntheticVoice,
+    Utterance,
     cut_speaker,
     cut_text,
     load_shards,
@@ -30,8 +30,7 @@ from valle2.data import (
     synthesize_corpus,
 )
 from valle2.data import synthetic as synthetic_module
-from valle2.errors import CodecError
-from valle2.train import Utterance
+from valle2.errors import CodecError, DataError
 
 SECONDS = 0.8  # cuts are truncated to this in the encoding tests, to keep them fast
 
@@ -358,11 +357,11 @@ def test_prepare_command_splits_and_prepares(tmp_path, data_dir, monkeypatch):
     import argparse
 
     import valle2.codec
-    from valle2.data import add_prepare_parser
+    from valle2.commands import prepare as prepare_command
 
     monkeypatch.setattr(valle2.codec, "load_codec", lambda name: load_codec(name, pretrained=False))
     parser = argparse.ArgumentParser()
-    add_prepare_parser(parser.add_subparsers(dest="command", required=True))
+    prepare_command.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["prepare", "--data", str(data_dir), "--codec", "encodec", "--out", str(tmp_path),
                               "--workers", "1", "--valid-speakers", "slt", "--vocab-size", "64"])
     assert args.func(args) == 0

@@ -1,7 +1,7 @@
 """``valle2 demo``: the packaged demo voice (an attested research-corpus clip) spoken through the
 consent gate, watermarked, and logged, as the README's main command does."""
 from valle2.audio import load_audio
-from valle2.cli import main
+from valle2.commands import main
 from valle2.safety import detect
 
 
@@ -61,7 +61,7 @@ def test_shipped_demo_model_speaks_the_demo_voice_in_cross_mode(deployment, tmp_
     """The README's main command: the zero-shot demo model shipped in the package (at most 25 MB,
     the aligned AR trained by `valle2 recipe demo`) reads new text in the demo voice."""
     from valle2.checkpoint import load_model_bundle
-    from valle2.cli import DEMO_TEXT
+    from valle2.commands.demo import DEMO_TEXT
     from valle2.recipe import ASSETS
 
     shipped = ASSETS / "model.pt"

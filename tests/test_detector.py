@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from valle2.audio import encode_audio, load_audio, resample, save_audio
-from valle2.errors import AudioError
-from valle2.safety import ConsentError
-from valle2.safety.detector import (ASSET_PATH, DETECTOR_THRESHOLD, DetectorConfig, DetectorEnsemble, DetectorError, DetectorNet, TDNN,
+from valle2.errors import AudioError, ConsentError, DetectorError
+from valle2.safety.detector import (ASSET_PATH, DETECTOR_THRESHOLD, DetectorConfig, DetectorEnsemble, DetectorNet, TDNN,
                                     LFCC, dct_matrix, deltas, detector_liveness, linear_filterbank, load_detector,
                                     save_detector, trim_bounds, window_starts)
 
@@ -307,7 +306,7 @@ def test_demo_voice_and_fixtures_pass_the_liveness_checks(deployment, clips):
 
 
 def test_cli_detect_reports_the_classifier(tmp_path, clips, offline, capsys, deployment):
-    from valle2.cli import main
+    from valle2.commands import main
 
     assert main(["detect", str(clips[0].path)]) == 0
     out = capsys.readouterr().out

@@ -16,17 +16,17 @@ import pytest
 import torch
 
 from valle2.decoding import DecodingOptions
-from valle2.errors import Valle2Error
+from valle2.errors import BackendUnavailable, ConsentError, Valle2Error
 from valle2.metrics import wer, wer_normalize, word_errors
-from valle2.evaluation import (BackendUnavailable, EvalOptions, Evaluation, Scorer, EvalUtterance, ablate_group,
-                               ablate_ras, add_evaluate_parsers, best_of, build_trials, load_asr, load_speaker_encoder,
+from valle2.evaluation import (EvalOptions, Evaluation, Scorer, EvalUtterance, ablate_group,
+                               ablate_ras, best_of, build_trials, load_asr, load_speaker_encoder,
                                load_test_utterances, open_research_gate, select_test_set, summarize)
 from valle2.evaluation.attention import audio_text_attention, layer_attention
 from valle2.evaluation.backends import PocketsphinxASR, ResemblyzerEncoder
 from valle2.evaluation.report import png_ok, results_table
 from valle2.evaluation.testset import previous_of_speaker, prompt_audio
 from valle2.model import attention_mask, pack, segment_positions
-from valle2.safety import ConsentError, detect
+from valle2.safety import detect
 
 from conftest import CLIPS, FIXTURES
 
@@ -313,15 +313,17 @@ def test_attention_recomputation_matches_the_model(tiny_model):
 
 
 def test_cli_evaluate_writes_report_with_figures(tmp_path, libri, tiny_model, monkeypatch):
-    from valle2.evaluation import cli
+    from valle2.commands import ablate, evaluate
 
     home = tmp_path / "home"
-    monkeypatch.setattr(cli, "_scorer", lambda args, dnsmos: Scorer(PocketsphinxASR(), ResemblyzerEncoder(), None))
+    monkeypatch.setattr(evaluate, "scorer", lambda args, dnsmos: Scorer(PocketsphinxASR(), ResemblyzerEncoder(), None))
     parser = argparse.ArgumentParser()
-    add_evaluate_parsers(parser.add_subparsers(dest="command"))
+    commands = parser.add_subparsers(dest="command")
+    evaluate.register(commands)
+    ablate.register(commands)
     out = tmp_path / "eval"
     argv = ["evaluate", "--model", str(tiny_model[0]), "--data", str(libri), "--out", str(out), "--setting", "prefix3",
-            "--limit", "1", "--min-seconds", "1", "--max-seconds", "3", "--no-dnsmos", "--figures", "1", "--seed", "0",
+            "--limit", "1", "--min-test-seconds", "1", "--max-test-seconds", "3", "--no-dnsmos", "--figures", "1", "--seed", "0",
             "--safety-home", str(home), "--quiet"]
     with pytest.raises(ConsentError, match="corpus licence"):
         args = parser.parse_args(argv)
@@ -336,4 +338,4 @@ def test_cli_evaluate_writes_report_with_figures(tmp_path, libri, tiny_model, mo
     assert json.loads((out / "results.json").read_text())["summary"]["prefix3"]["valle2"]["n"] == 1
     args = parser.parse_args(["ablate", "group", "--data", "p", "--config", "c.yaml", "--eval-data", "d", "--out", "o",
                               "--groups", "1", "2", "--steps", "5"])
-    assert args.groups == [1, 2] and args.eval_data == Path("d") and args.func.__name__ == "cmd_ablate_group"
+    assert args.groups == [1, 2] and args.eval_data == Path("d") and args.func is ablate.run_group

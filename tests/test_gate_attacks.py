@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 
 from valle2.audio import OUTPUT_PEAK_DBFS, AudioFile, limit_peak, load_audio
-from valle2.cli import main
+from valle2.commands import main
+from valle2.errors import ConsentError
 from valle2.metrics import speaker_embedding, speaker_window_embeddings
-from valle2.safety import (AuditLog, ConsentError, ConsentGate, ConsentRegistry, RegistryDB, detect,
+from valle2.safety import (AuditLog, ConsentGate, ConsentRegistry, RegistryDB, detect,
                            generate_operator_key, generate_watermark_key, watermark_liveness)
 from valle2.safety.gate import SPEAKER_THRESHOLD, SPEAKER_WINDOW_THRESHOLD, mark_output
 

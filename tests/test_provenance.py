@@ -6,9 +6,10 @@ import pytest
 import soundfile as sf
 
 from valle2.audio import encode_audio, load_audio
-from valle2.cli import main
+from valle2.commands import main
 from valle2.safety import detect
-from valle2.safety.provenance import ProvenanceError, ProvenanceSigner, read_provenance, synthesis_assertion
+from valle2.errors import ProvenanceError
+from valle2.safety.provenance import ProvenanceSigner, read_provenance, synthesis_assertion
 
 
 def test_cli_output_carries_a_valid_manifest_tied_to_the_audit_log(tiny_model, clips, deployment, tmp_path, capsys):

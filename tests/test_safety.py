@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from valle2.audio import load_audio
+from valle2.errors import ConsentError
 from valle2.metrics import speaker_embedding
-from valle2.safety import (AuditLog, ConsentError, ConsentGate, ConsentRegistry, RegistryDB, VoiceRecord,
+from valle2.safety import (AuditLog, ConsentGate, ConsentRegistry, RegistryDB, VoiceRecord,
                            embed, generate_operator_key, generate_watermark_key, load_operator_key,
                            load_watermark_key, validate_name, watermark_liveness)
 from valle2.safety.consent import check_wording

@@ -2,7 +2,7 @@
 import numpy as np
 import soundfile as sf
 
-from valle2.cli import main
+from valle2.commands import main
 
 
 def test_voice_lifecycle_on_the_command_line(tmp_path, clips, capsys, deployment):

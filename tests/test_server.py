@@ -33,7 +33,8 @@ from valle2.safety.deployment import Deployment
 from valle2.server import KeyStore, ServerSettings, create_app, hash_key, verify_key
 from valle2.server.auth import read_key_file
 from valle2.server.limits import RateLimiter
-from valle2.server.queue import Busy, WorkQueue
+from valle2.errors import Busy
+from valle2.server.queue import WorkQueue
 
 TEXT = "Will we ever forget it. There was a change now."
 
@@ -585,7 +586,7 @@ def _ignore_errors(fn, *args):
 
 
 def test_serve_with_a_missing_model_fails_cleanly_and_creates_no_key(tmp_path, capsys):
-    from valle2.cli import main
+    from valle2.commands import main
 
     rc = main(["serve", "--model", str(tmp_path / "nope.pt"), "--home", str(tmp_path / "home")])
     assert rc == 2 and "nope.pt" in capsys.readouterr().err
@@ -595,7 +596,7 @@ def test_serve_with_a_missing_model_fails_cleanly_and_creates_no_key(tmp_path, c
 def test_serve_refuses_no_auth_off_loopback_and_warns_on_it(tiny_model, tmp_path, capsys, monkeypatch):
     import uvicorn
 
-    from valle2.cli import main
+    from valle2.commands import main
 
     served = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
@@ -615,7 +616,7 @@ def test_serve_refuses_no_auth_off_loopback_and_warns_on_it(tiny_model, tmp_path
 def test_serve_makes_a_first_admin_key_once_and_imports_the_old_key_file(tiny_model, tmp_path, capsys, monkeypatch):
     import uvicorn
 
-    from valle2.cli import main
+    from valle2.commands import main
 
     served = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
@@ -639,7 +640,7 @@ def test_serve_makes_a_first_admin_key_once_and_imports_the_old_key_file(tiny_mo
 
 
 def test_keys_cli_creates_lists_grants_and_revokes(tmp_path, capsys, monkeypatch, clips):
-    from valle2.cli import main
+    from valle2.commands import main
 
     monkeypatch.setenv("VALLE2_HOME", str(tmp_path / "home"))
     assert main(["keys", "create", "--name", "partner app", "--rate-limit", "30/min"]) == 0

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import valle2.safety.audit as audit_mod
-from valle2.cli import main
-from valle2.safety import AuditLog, ConsentError, ConsentGate, ConsentRegistry, RegistryDB, generate_operator_key
+from valle2.commands import main
+from valle2.errors import ConsentError
+from valle2.safety import AuditLog, ConsentGate, ConsentRegistry, generate_operator_key
 from valle2.safety.audit import GENESIS
 from valle2.safety.consent import Revocation
 from valle2.safety.deployment import Deployment

@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from valle2.config import ConfigError, load_config
+from valle2.config import load_config
+from valle2.errors import ConfigError
 from valle2.train import run
 
 
@@ -185,7 +186,7 @@ def test_torchrun_ddp_two_ranks_stay_identical(tmp_path, prepared):
     out = tmp_path / "ddp"
     cfg = write_config(tmp_path, prepared, out, sample_every=1000)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-                           "-m", "valle2.train", "--config", str(cfg)], capture_output=True, text=True, timeout=600)
+                           "-m", "valle2", "train", "--config", str(cfg)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = json.loads((out / "final_state.json").read_text())
     assert state["world_size"] == 2 and state["step"] == 4

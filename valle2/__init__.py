@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from .codec import load_codec
 from .decoding import DecodingOptions
-from .errors import AudioError, CodecError, DecodingError, ModelError, TextError, Valle2Error
+from .errors import AudioError, CodecError, ConfigError, ConsentError, DataError, DecodingError, ModelError, TextError, Valle2Error
 
 
 def load_model(path, codec=None, gate=None, device: str = "cpu", int8: bool | None = None):
@@ -23,4 +23,4 @@ def load_model(path, codec=None, gate=None, device: str = "cpu", int8: bool | No
 
 
 __all__ = ["load_model", "load_codec", "DecodingOptions", "Valle2Error", "AudioError", "TextError", "CodecError",
-           "ModelError", "DecodingError", "__version__"]
+           "ModelError", "DecodingError", "ConfigError", "DataError", "ConsentError", "__version__"]

@@ -16,12 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import Valle2Error
+from .errors import ConfigError
 from .model import ModelSize
-
-
-class ConfigError(Valle2Error, ValueError):
-    """A config file that cannot be read or has unknown or ill-typed keys."""
 
 
 @dataclass

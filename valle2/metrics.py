@@ -9,9 +9,11 @@ These need the ``eval`` extras: ``pocketsphinx``, ``resemblyzer`` (with ``setupt
 """
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 import unicodedata
+import warnings
 
 import numpy as np
 
@@ -120,7 +122,19 @@ def transcribe(wav, sr: int) -> str:
 
 
 # -------------------------------------------------------------------------- speaker similarity
+def _import_resemblyzer() -> None:
+    """Import resemblyzer (and webrtcvad, which it imports) once, without their two import-time
+    DeprecationWarnings: resemblyzer 0.1.4 imports ``scipy.ndimage.morphology`` and webrtcvad
+    2.0.10 ``pkg_resources``, both deprecated upstream, in code valle2 neither owns nor calls.
+    Every ``from resemblyzer import ...`` here comes after it, so it finds the module imported."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Please import `binary_dilation`", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=DeprecationWarning)
+        importlib.import_module("resemblyzer")
+
+
 def _voice_encoder():
+    _import_resemblyzer()
     from resemblyzer import VoiceEncoder
 
     return VoiceEncoder(device="cpu", verbose=False)
@@ -128,6 +142,7 @@ def _voice_encoder():
 
 def speaker_embedding(wav, sr: int) -> np.ndarray:
     """Resemblyzer (GE2E) utterance embedding of ``[samples]``: float32 ``[256]``, unit L2 norm."""
+    _import_resemblyzer()
     from resemblyzer import preprocess_wav
 
     audio = preprocess_wav(_as_16k(wav, sr).astype(np.float32), source_sr=METRIC_RATE)
@@ -145,6 +160,7 @@ def _voiced_mask(audio: np.ndarray) -> np.ndarray:
     """Resemblyzer's ``trim_long_silences`` (webrtcvad mode 3, smoothed, dilated), returning the
     per-sample mask it keeps instead of the trimmed audio: bool ``[samples]`` (the tail after
     the last whole 30 ms window is False, as Resemblyzer drops it)."""
+    _import_resemblyzer()
     import webrtcvad
     from resemblyzer.hparams import vad_max_silence_length, vad_moving_average_width
     from scipy.ndimage import binary_dilation
@@ -177,6 +193,8 @@ def speaker_window_embeddings(wav, sr: int, hop_seconds: float = 0.5) -> tuple[n
     Returns ``(embeddings float32 [n, 256] unit L2 norm, spans float64 [n, 2])``: each window's
     first and last second on ``wav``'s own timeline (silences inside a window included)."""
     import torch
+
+    _import_resemblyzer()
     from resemblyzer import audio as ra
     from resemblyzer.hparams import audio_norm_target_dBFS, partials_n_frames
 

@@ -73,7 +73,8 @@ def train_tiny(out: Path, codec=None, steps: int = 250, seed: int = 0, progress:
     from .config import OptimConfig
     from .model import ModelDims
     from .text import TextTokenizer
-    from .train import Trainer, Utterance, frames_per_token
+    from .data import Utterance
+    from .train import Trainer, frames_per_token
 
     codec = codec if codec is not None else load_codec("offline")
     clips = packaged_clips()
@@ -246,29 +247,3 @@ def run_demo(r: DemoRecipe, ship: bool = False) -> Path:
 def ship_demo(model_path: Path) -> None:
     """Copy a trained model into the package, beside the demo voice."""
     shutil.copy(model_path, ASSETS / "model.pt")
-
-
-def add_recipe_parser(sub) -> None:
-    p = sub.add_parser("recipe", help="end-to-end recipes (prepare, train, export)")
-    rsub = p.add_subparsers(dest="recipe", required=True)
-    t = rsub.add_parser("tiny", help="a tiny model that memorises the packaged clips (minutes; a pipeline check)")
-    t.add_argument("--out", type=Path, default=Path("demo_out/tiny.pt"))
-    t.add_argument("--steps", type=int, default=250)
-    t.set_defaults(func=lambda a: print(f"wrote {train_tiny(a.out, steps=a.steps).path}") or 0)
-    d = rsub.add_parser("demo", help="train the CPU demo model on ../shared/data (<= 2 h on 2 cores)")
-    d.add_argument("--data", type=Path, required=True, help="folder with transcribed.tsv and untranscribed.tsv")
-    d.add_argument("--out", type=Path, default=DemoRecipe.out)
-    d.add_argument("--config", type=Path, default=DemoRecipe.config)
-    d.add_argument("--steps", type=int, default=None, help="override optim.steps")
-    d.add_argument("--code0-steps", type=int, default=DemoRecipe.code0_steps,
-                   help="steps of the NAR-only fine-tune that adds the NAR's codebook-0 stage (0 = none)")
-    d.add_argument("--synthetic-texts", type=int, default=0, help="sentences each espeak-ng/flite voice reads (0 = none)")
-    d.add_argument("--no-asr-speakers", action="store_true", help="leave out the ASR-transcribed LibriSpeech speakers")
-    d.add_argument("--workers", type=int, default=2, help="processes for the ASR transcripts and the codec encoding")
-    d.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set run.threads=1 (repeatable)")
-    d.add_argument("--ship", action="store_true", help="copy the model into the package (assets/demo, beside the demo voice)")
-    d.set_defaults(func=lambda a: print(run_demo(DemoRecipe(
-        data=a.data, out=a.out, config=a.config, steps=a.steps, asr_speakers=not a.no_asr_speakers,
-        synthetic_texts=a.synthetic_texts, workers=a.workers, overrides=tuple(a.set), code0_steps=a.code0_steps),
-        ship=a.ship)) or 0)

@@ -5,14 +5,13 @@ The AR learns codebook 0 of a whole utterance from its whole text.  The NAR lear
 part (its first 25-50 % of frames, all codebooks summed) and a target part, as in VALL-E.
 
     valle2 train --config configs/demo.yaml                        # one process
-    torchrun --nproc_per_node=N -m valle2.train --config X.yaml    # DDP: gloo on CPU, nccl on GPU
+    torchrun --nproc_per_node=N -m valle2 train --config X.yaml    # DDP: gloo on CPU, nccl on GPU
 
 Checkpoints are written atomically and resume exactly: weights, optimiser, schedule, the
 lhotse sampler's position and every RNG.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import hashlib
 import io
@@ -20,7 +19,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -35,17 +33,10 @@ from .alignment import align, fit_emissions
 from .audio import atomic_write_bytes
 from .code0 import Code0
 from .code0.durations import mean_token_frames
-from .config import Config, ConfigError, OptimConfig, load_config
+from .config import Config, OptimConfig
+from .data.utterance import Utterance
+from .errors import ConfigError
 from .model import ARModel, ModelDims, NARModel
-
-
-@dataclass
-class Utterance:
-    """One training example: text token ids ``[L]`` and codec codes ``[n_q, T]``."""
-
-    text_ids: Tensor
-    codes: Tensor
-    speaker: str = ""
 
 
 @dataclass
@@ -467,27 +458,3 @@ def run(cfg: Config) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return model_path
-
-
-def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, type=Path, help="YAML config (see configs/)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    print(f"exported {run(load_config(args.config, args.set))}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m valle2.train`` / ``torchrun -m valle2.train``: the same as ``valle2 train``."""
-    from .cli import run_command
-
-    p = argparse.ArgumentParser(prog="valle2.train", description="train the AR and NAR from a YAML config")
-    add_train_args(p)
-    p.set_defaults(func=cmd_train)
-    return run_command(p.parse_args(argv), "train")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

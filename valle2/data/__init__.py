@@ -4,13 +4,11 @@ optional synthetic speakers.
 >>> cuts = manifests_from_tsv("../shared/data")
 >>> train, valid = split_by_speaker(cuts, valid_speakers=1, seed=0)
 >>> prepare(train, load_codec("offline"), None, "prepared/train")
->>> data = load_shards("prepared/train")  # list[valle2.train.Utterance]
+>>> data = load_shards("prepared/train")  # list[Utterance]
 """
-from .command import add_prepare_parser, cmd_prepare
 from .manifests import (
     RECIPES,
     TRAIN_PARTS,
-    DataError,
     cut_speaker,
     cut_text,
     manifests_from_recipe,
@@ -19,17 +17,16 @@ from .manifests import (
 )
 from .prepare import Prepared, PrepareReport, load_prepared, load_shards, load_tokenizer, prepare
 from .synthetic import ESPEAK_VOICES, SyntheticVoice, default_voices, festival_voices, flite_voices, synthesize_corpus
+from .utterance import Utterance
 
 __all__ = [
     "ESPEAK_VOICES",
     "RECIPES",
     "TRAIN_PARTS",
-    "DataError",
+    "Utterance",
     "PrepareReport",
     "Prepared",
     "SyntheticVoice",
-    "add_prepare_parser",
-    "cmd_prepare",
     "cut_speaker",
     "cut_text",
     "default_voices",

@@ -16,7 +16,7 @@ from lhotse import CutSet, Recording, SupervisionSegment
 from lhotse.cut import Cut
 from lhotse.utils import fastcopy
 
-from ..errors import Valle2Error
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ TRAIN_PARTS = {
 LibriSpeech test-clean, the paper's zero-shot evaluation set) never reach training by default."""
 
 _EXTRACTED_DIR = {"libritts": "LibriTTS", "librittsr": "LibriTTS_R", "librispeech": "LibriSpeech"}
-
-
-class DataError(Valle2Error, ValueError):
-    """A corpus, manifest, split or prepared-data folder that cannot be used as asked."""
 
 
 def cut_speaker(cut: Cut) -> str | None:

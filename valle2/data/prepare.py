@@ -36,10 +36,10 @@ from tqdm.auto import tqdm
 
 from ..audio import atomic_write_bytes
 from ..codec import Codec, load_codec
-from ..errors import CodecError, Valle2Error
+from ..errors import CodecError, DataError, Valle2Error
 from ..text import TextTokenizer
-from ..train import Utterance
-from .manifests import DataError, cut_speaker, cut_text
+from .manifests import cut_speaker, cut_text
+from .utterance import Utterance
 
 logger = logging.getLogger(__name__)
 

@@ -5,14 +5,13 @@ the RAS and group-size ablations, and Markdown reports with figures.
 >>> result = Evaluation(model, "eval/prefix3", EvalOptions(setting="prefix3"), scorer, gate).run(items)
 """
 from .ablate import ablate_group, ablate_ras
-from .backends import ASR_BACKENDS, SIM_BACKENDS, BackendUnavailable, load_asr, load_speaker_encoder
-from .cli import add_evaluate_parsers
+from .backends import ASR_BACKENDS, SIM_BACKENDS, load_asr, load_speaker_encoder
 from .runner import EvalOptions, EvalResult, Evaluation, select_trials
 from .safeguards import open_research_gate
 from .scoring import Scorer, Scores, best_of, rerank_key, summarize
 from .testset import SETTINGS, EvalUtterance, Trial, build_trials, load_test_utterances, select_test_set
 
-__all__ = ["ASR_BACKENDS", "SETTINGS", "SIM_BACKENDS", "BackendUnavailable", "EvalOptions", "EvalResult", "Evaluation",
-           "Scorer", "Scores", "EvalUtterance", "Trial", "ablate_group", "ablate_ras", "add_evaluate_parsers",
+__all__ = ["ASR_BACKENDS", "SETTINGS", "SIM_BACKENDS", "EvalOptions", "EvalResult", "Evaluation",
+           "Scorer", "Scores", "EvalUtterance", "Trial", "ablate_group", "ablate_ras",
            "best_of", "build_trials", "load_asr", "load_speaker_encoder", "load_test_utterances",
            "open_research_gate", "rerank_key", "select_test_set", "select_trials", "summarize"]

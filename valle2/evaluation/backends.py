@@ -24,12 +24,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..errors import Valle2Error
+from ..errors import BackendUnavailable
 from ..metrics import METRIC_RATE, _as_16k
-
-
-class BackendUnavailable(Valle2Error):
-    """A metric backend whose package or weights are not available here."""
 
 
 class ASR(Protocol):

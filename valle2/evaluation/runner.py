@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from ..audio import atomic_write_bytes, save_audio
 from ..decoding import DecodingOptions
-from ..errors import Valle2Error
-from ..safety import ConsentError, ConsentGate
+from ..errors import ConsentError, Valle2Error
+from ..safety import ConsentGate
 from ..synthesis import VallE2
 from .scoring import Scorer, best_of, summarize
 from .testset import SETTINGS, EvalUtterance, Trial, build_trials, prompt_audio, select_test_set

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..safety import ConsentError, ConsentGate
+from ..errors import ConsentError
+from ..safety import ConsentGate
 
 
 def open_research_gate(home: str | Path | None, files: Sequence[Path], corpus_name: str, licence: str | None) -> ConsentGate:

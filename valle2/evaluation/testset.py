@@ -27,7 +27,8 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import load_audio
-from ..data.manifests import DataError, cut_speaker, cut_text
+from ..data.manifests import cut_speaker, cut_text
+from ..errors import DataError
 
 SETTINGS = ("prefix3", "reference", "prompt3", "prompt5", "prompt10")
 CROP_SECONDS = {"prompt3": 3.0, "prompt5": 5.0, "prompt10": 10.0}

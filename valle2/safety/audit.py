@@ -41,7 +41,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..audio import atomic_write_bytes
-from . import ConsentError
+from ..errors import ConsentError, StaleAuditState
 from .keys import key_id, sign, verify
 
 GENESIS = "0" * 64
@@ -259,7 +259,7 @@ class AuditLog:
         with self._mutex:
             try:
                 return self._extend_state()
-            except _Stale:
+            except StaleAuditState:
                 seen = self._state.revoked if self._state is not None else {}
                 self._state = None
                 report = self.check()
@@ -269,7 +269,7 @@ class AuditLog:
                         for vid, line in seen.items():   # a revocation this process saw is never forgotten
                             state.revoked.setdefault(vid, line)
                         return state
-                    except _Stale:
+                    except StaleAuditState:
                         report = self.check()
                 raise ConsentError(f"audit log '{self.path}' cannot be trusted, so no consent record is honoured "
                                    f"until it is fixed: {report.problem or 'it changed while being read; retry'}") from None
@@ -291,7 +291,7 @@ class AuditLog:
                 elif state.offset:
                     os.lseek(fd, state.last_start, os.SEEK_SET)    # the last line read before is unchanged
                     if _digest(_read_exact(fd, state.offset - 1 - state.last_start)) != state.hash:
-                        raise _Stale
+                        raise StaleAuditState
                 os.lseek(fd, state.offset, os.SEEK_SET)
                 lines, _ = self._split(_read_exact(fd, st.st_size - state.offset))
             elif state is None or state.seq:
@@ -308,7 +308,7 @@ class AuditLog:
             except (ValueError, KeyError, TypeError):
                 ok = False
             if not ok:
-                raise _Stale
+                raise StaleAuditState
             new.seq, new.prev_hash, new.hash = new.seq + 1, new.hash, _digest(line)
             new.last_start, new.offset = new.offset, new.offset + len(line) + 1
             if entry.get("event") == "enroll" and isinstance(entry.get("voice_id"), str):
@@ -316,15 +316,15 @@ class AuditLog:
             elif entry.get("event") == "revoke" and isinstance(entry.get("voice_id"), str):
                 new.revoked.setdefault(entry["voice_id"], new.seq)
         if problem or (head is None and new.seq > 0):
-            raise _Stale
+            raise StaleAuditState
         if head is not None:
             if head_raw != state.head_raw:
                 signed, sig_problem = self._head_signature(head)
                 if sig_problem or (self._public is not None and not signed and new.seq > 0):
-                    raise _Stale
+                    raise StaleAuditState
             if not ((head["seq"] == new.seq and head["hash"] == new.hash)
                     or (head["seq"] == new.seq - 1 and head["hash"] == new.prev_hash)):
-                raise _Stale
+                raise StaleAuditState
         new.head_raw = head_raw
         self._state = new
         return new
@@ -427,10 +427,6 @@ class AuditLog:
         except (ValueError, KeyError, TypeError):
             raise ConsentError(f"audit log '{self.path}' has an unreadable {which} line: run `valle2 audit verify` "
                                "and restore the log from a backup") from None
-
-
-class _Stale(Exception):
-    """The kept state does not extend to the file as it is now: verify it all."""
 
 
 def _read_exact(fd: int, n: int) -> bytes:

@@ -32,7 +32,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..audio import validate_waveform
-from . import ConsentError
+from ..errors import ConsentError
 from .audit import AuditLog
 from .keys import canonical_json, key_id, sign, verify
 from .registry import RegistryDB

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Valle2Error
+from ..errors import DeploymentNotFound
 from .audit import AuditLog
 from .consent import ConsentRegistry, CorpusAttestation
 from .gate import ConsentGate, default_liveness_checks
@@ -25,15 +25,6 @@ from .registry import RegistryDB, default_home
 
 SHIPPED_KEYS = Path(__file__).resolve().parent.parent / "assets" / "keys"
 DEPLOYMENT_FILES = ("operator.pem", "watermark.key", "registry.db")
-
-
-class DeploymentNotFound(Valle2Error):
-    """A read-only open (``Deployment.open(home, create=False)``) of a folder that is not a
-    deployment; ``home`` is the folder."""
-
-    def __init__(self, message: str, home: Path):
-        super().__init__(message)
-        self.home = home
 
 
 @dataclass

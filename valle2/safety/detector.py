@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..audio import atomic_write_bytes, resample, validate_waveform
-from ..errors import AudioError, ModelError
+from ..errors import AudioError, DetectorError
 
 ASSET_PATH = Path(__file__).resolve().parent.parent / "assets" / "detector" / "detector.pt"
 ASSET_FORMAT = 3   # 3: TDNN "members" (an ensemble of state dicts); 2 held LCNN members, 1 one LCNN "state_dict"
@@ -61,10 +61,6 @@ DETECTOR_THRESHOLD_SOURCE = (
     "refuse 0.56 % of ARCTIC (720 clips, never trained on), 0-0 % of LibriSpeech, Common Voice, cathy, VCC2016 and FSDD, "
     "and at most 0.37 % of real test speech through the channel they never saw (MP3); at 0.995 ARCTIC reaches 1.94 %, at "
     "0.9 (the value the test split alone gives) 28.75 %")
-
-
-class DetectorError(ModelError):
-    """The detector's weights are missing, corrupt or do not fit; the message says which and how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import AudioFile, limit_peak, validate_waveform
+from ..errors import ConsentError
 from ..memo import ContentMemo
 from ..metrics import SPEAKER_WINDOW_SECONDS
-from . import ConsentError
 from .audit import AuditLog
 from .consent import ConsentRegistry, LivenessCheck
 from .detector import detector_liveness

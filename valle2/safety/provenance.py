@@ -22,16 +22,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Valle2Error
+from ..errors import ProvenanceError
 from .keys import _read_private, _write_private
 
 MIME = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 AI_SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 LABEL = "org.valle2.synthesis"
-
-
-class ProvenanceError(Valle2Error):
-    """C2PA signing or reading failed (extra not installed, unsupported format, bad certificate files)."""
 
 
 def _c2pa():
@@ -114,13 +110,14 @@ class ProvenanceSigner:
     def sign(self, data: bytes, fmt: str, synthesis: dict, title: str = "valle2 output") -> bytes:
         """``data``: the encoded file (wav/flac/mp3 bytes) -> the same file with a signed manifest
         whose ``org.valle2.synthesis`` assertion holds ``synthesis`` (JSON-serialisable)."""
-        c2pa = _c2pa()
-        from .. import __version__
+        from importlib.metadata import version
 
-        manifest = {"claim_generator_info": [{"name": "valle2", "version": __version__}], "title": title,
+        c2pa = _c2pa()
+        release = version("valle2")   # the installed package's metadata: safety does not import the valle2 root
+        manifest = {"claim_generator_info": [{"name": "valle2", "version": release}], "title": title,
                     "assertions": [{"label": "c2pa.actions", "data": {"actions": [{
                         "action": "c2pa.created", "digitalSourceType": AI_SOURCE,
-                        "softwareAgent": {"name": "valle2", "version": __version__}}]}},
+                        "softwareAgent": {"name": "valle2", "version": release}}]}},
                         {"label": LABEL, "data": synthesis}]}
         mime = mime_type(fmt)
         try:

@@ -7,7 +7,7 @@ watermark report, and a web page, with the consent safeguards on every request.
 >>> app = create_app(model, deployment, ServerSettings(rate_limit=60), keys)
 
 ``valle2 serve --model model.pt`` runs it with uvicorn and ``valle2 keys`` manages the keys (see
-:mod:`valle2.server.command`).
+:mod:`valle2.commands.serve`, :mod:`valle2.commands.keys`).
 """
 from .app import create_app
 from .auth import hash_key, verify_key

@@ -30,15 +30,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from ..audio import AudioFile, load_audio
-from ..safety import ConsentError, detect, validate_name
-from ..safety.command import classifier_report, verdict
+from ..errors import BadRequest, ConsentError, KeyStoreError, NotFound, PermissionDenied
+from ..safety import detect, validate_name
+from ..safety.report import classifier_report, verdict
 from ..safety.deployment import Deployment
 from ..synthesis import MAX_PROMPT_SECONDS, VallE2
 from ..text import split_sentences
 from .access import KeyAuth, Principal, principal_of
 from .encoding import MEDIA_TYPES, encode_whole, pcm16, wav_stream_header
-from .errors import BadRequest, NotFound, PermissionDenied, install_error_handlers
-from .keys import ApiKey, KeyStore, KeyStoreError
+from .errors import install_error_handlers
+from .keys import ApiKey, KeyStore
 from .limits import BodySizeLimit
 from .queue import Slot, WorkQueue
 from .schemas import (ApiKeyCreate, ApiKeyCreated, ApiKeyInfo, ApiKeyList, ClassifierReport, DetectResponse,

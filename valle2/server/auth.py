@@ -11,18 +11,7 @@ import hmac
 import os
 from pathlib import Path
 
-from ..errors import Valle2Error
-
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
-
-
-class AuthError(Valle2Error):
-    """A request without a valid API key; ``code`` is ``missing_api_key`` or ``invalid_api_key``
-    (wrong, unknown or revoked: the client is not told which)."""
-
-    def __init__(self, message: str, code: str = "invalid_api_key"):
-        super().__init__(message)
-        self.code = code
 
 
 def _scrypt(key: str, salt: bytes) -> bytes:

@@ -18,32 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import AudioError, TextError, Valle2Error
-from ..safety import ConsentError
-from .auth import AuthError
-from .queue import Busy
+from ..errors import AudioError, Busy, ConsentError, NotFound, PermissionDenied, TextError, Valle2Error
 
 log = logging.getLogger("valle2.server")
-
-
-class BadRequest(Valle2Error):
-    """A request that is well-formed but cannot be served as asked."""
-
-
-class NotFound(Valle2Error):
-    """A voice or model the server does not have."""
-
-
-class PermissionDenied(Valle2Error):
-    """A valid key asking for what it may not do (key management without an admin key)."""
-
-
-class RateLimited(Valle2Error):
-    """A key over its request rate; the client may retry after ``retry_after`` seconds."""
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 # an absolute path: '/' then at least one more '/'-separated part, not inside a URL or a relative path
@@ -78,11 +55,6 @@ def _valle2_error(request: Request, exc: Valle2Error) -> JSONResponse:
     if isinstance(exc, Busy):
         status = 503 if exc.closed else 429
         return error_response(status, "server_busy", str(exc), {"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, RateLimited):
-        return error_response(429, "rate_limit_exceeded", str(exc), {"Retry-After": str(exc.retry_after)},
-                              code="rate_limit_exceeded")
-    if isinstance(exc, AuthError):
-        return error_response(401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"}, code=exc.code)
     if isinstance(exc, PermissionDenied):
         return error_response(403, "permission_denied", str(exc), code="insufficient_permissions")
     if isinstance(exc, ConsentError):

@@ -29,7 +29,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Valle2Error
+from ..errors import KeyStoreError
 from .auth import hash_key, verify_key
 
 KEY_RE = re.compile(r"v2k-([0-9a-f]{12})-([A-Za-z0-9_\-]{16,128})")
@@ -43,10 +43,6 @@ CREATE TABLE IF NOT EXISTS voice_owners (
     PRIMARY KEY (voice_id, key_id));
 CREATE INDEX IF NOT EXISTS voice_owners_key ON voice_owners(key_id);
 """
-
-
-class KeyStoreError(Valle2Error):
-    """A key-management request that cannot be done (unknown key, bad name or limit)."""
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,7 @@ import json
 import threading
 import time
 
-
-class _TooLarge(Exception):
-    pass
+from ..errors import BodyTooLarge
 
 
 class BodySizeLimit:
@@ -49,11 +47,11 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge()
+                    raise BodyTooLarge
             return message
 
         async def guarded_send(message):
-            # The app may turn _TooLarge into its own error response; replace that with the 413.
+            # The app may turn BodyTooLarge into its own error response; replace that with the 413.
             if seen > self.max_bytes:
                 if not state["refused"] and not state["started"]:
                     state["refused"] = True
@@ -65,7 +63,7 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counted_receive, guarded_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if state["started"]:
                 raise
             if not state["refused"]:

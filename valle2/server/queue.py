@@ -12,17 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Callable, TypeVar
 
-from ..errors import Valle2Error
+from ..errors import Busy
 
 T = TypeVar("T")
-
-
-class Busy(Valle2Error):
-    """The pool is full (or closed); the client should retry after ``retry_after`` seconds."""
-
-    def __init__(self, message: str, retry_after: int, closed: bool = False):
-        super().__init__(message)
-        self.retry_after, self.closed = retry_after, closed
 
 
 class Slot:

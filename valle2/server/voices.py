@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import atomic_write_bytes, encode_audio
+from ..errors import BadRequest, NotFound
 from ..safety import ConsentRegistry, VoiceRecord
-from .errors import BadRequest, NotFound
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 

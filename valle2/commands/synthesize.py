@@ -1,0 +1,61 @@
+"""``valle2 synthesize``: speak text in the voice of a prompt recording, through the consent gate."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .options import add_decoding_args, decoding_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("synthesize", help="speak text in the voice of a prompt recording")
+    p.add_argument("--model", required=True, type=Path, help="a valle2 model file")
+    p.add_argument("--prompt", required=True, type=Path, help="prompt recording (wav, flac, ogg, mp3), about 3 s")
+    p.add_argument("--voice", default=None, help="id of the enrolled voice whose consent covers the prompt "
+                   "(without it, the prompt file must belong to an attested research corpus)")
+    p.add_argument("--prompt-text", default=None, help="transcript of the prompt (needed for --mode cross)")
+    p.add_argument("--text", required=True, help="what to say")
+    p.add_argument("--out", required=True, type=Path, help="output audio file (.wav, .flac, .ogg, .mp3)")
+    p.add_argument("--mode", choices=("cross", "continuation"), default="cross",
+                   help="cross: prompt is another utterance; continuation: --text is the prompt's whole transcript")
+    p.add_argument("--include-prompt", action="store_true", help="prepend the prompt's resynthesis to the output")
+    p.add_argument("--speed", type=float, default=1.0, help="tempo, 0.25-4 (pitch kept; like OpenAI's speed)")
+    p.add_argument("--c2pa", action="store_true",
+                   help='add a signed C2PA provenance manifest (wav, flac, mp3; pip install "valle2[c2pa]")')
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help="int8 linear layers in the AR and NAR (default on the CPU: faster, not bit-identical; "
+                   "--no-int8 for fp32)")
+    add_decoding_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..audio import AudioFile, save_audio
+    from ..safety.deployment import Deployment
+    from ..synthesis import load_model
+
+    options = decoding_options(args)   # bad options fail before the model loads
+    deployment = Deployment.open()
+    signer = None
+    if args.c2pa:   # fail on a missing extra or a format without C2PA support before any synthesis
+        from ..safety.provenance import ProvenanceSigner, mime_type
+
+        mime_type(args.out.suffix.lstrip(".") or "wav")
+        signer = ProvenanceSigner.open(deployment.home)
+    model = load_model(args.model, gate=deployment.gate(), int8=args.int8)
+    prompt = AudioFile.read(args.prompt)   # read once: the gate hashes the bytes that were decoded
+    wav, sr = prompt.load()
+    consent = {"voice_id": args.voice} if args.voice else {"corpus_file": prompt}
+    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode, **consent,
+                                   options=options, include_prompt=args.include_prompt, speed=args.speed,
+                                   progress=True)
+    if signer is None:
+        save_audio(args.out, out, out_sr)
+    else:
+        from ..safety.consent import file_sha256
+        from ..safety.provenance import save_with_manifest, synthesis_assertion
+
+        save_with_manifest(args.out, out, out_sr, signer,
+                           synthesis_assertion(deployment.audit, out, model_sha256=file_sha256(args.model)))
+    print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz" + (", with a signed C2PA manifest" if signer else ""))
+    return 0
