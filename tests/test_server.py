@@ -525,8 +525,9 @@ def free_port() -> int:
 def start_server(home, model, tmp_path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(home), str(model), str(port)], env=env,
-                            stdout=open(tmp_path / "server.log", "ab"), stderr=subprocess.STDOUT)
+    with open(tmp_path / "server.log", "ab") as log:   # the server has its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(home), str(model), str(port)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
