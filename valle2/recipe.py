@@ -17,7 +17,7 @@ Steps (each resumable: a rerun reuses what is done):
    Export to ``OUT/.../model.pt`` (fp16) and, with ``--ship``, into the package beside the demo
    voice (``assets/demo``).
 
-The held-out lists are stored in the model's metadata, where ``benchmarks/demo_quality.py``
+The held-out lists are stored in the model's metadata, where ``python -m benchmarks.demo_quality``
 reads them.
 """
 from __future__ import annotations
