@@ -9,15 +9,14 @@ These need the ``eval`` extras: ``pocketsphinx``, ``resemblyzer`` (with ``setupt
 """
 from __future__ import annotations
 
-import importlib
 import re
 import threading
 import unicodedata
-import warnings
 
 import numpy as np
 
 from .audio import resample, validate_waveform
+from .imports import import_quietly
 
 METRIC_RATE = 16_000
 
@@ -122,30 +121,13 @@ def transcribe(wav, sr: int) -> str:
 
 
 # -------------------------------------------------------------------------- speaker similarity
-def _import_resemblyzer() -> None:
-    """Import resemblyzer (and webrtcvad, which it imports) once, without their two import-time
-    DeprecationWarnings: resemblyzer 0.1.4 imports ``scipy.ndimage.morphology`` and webrtcvad
-    2.0.10 ``pkg_resources``, both deprecated upstream, in code valle2 neither owns nor calls.
-    Every ``from resemblyzer import ...`` here comes after it, so it finds the module imported."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Please import `binary_dilation`", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=DeprecationWarning)
-        importlib.import_module("resemblyzer")
-
-
 def _voice_encoder():
-    _import_resemblyzer()
-    from resemblyzer import VoiceEncoder
-
-    return VoiceEncoder(device="cpu", verbose=False)
+    return import_quietly("resemblyzer").VoiceEncoder(device="cpu", verbose=False)
 
 
 def speaker_embedding(wav, sr: int) -> np.ndarray:
     """Resemblyzer (GE2E) utterance embedding of ``[samples]``: float32 ``[256]``, unit L2 norm."""
-    _import_resemblyzer()
-    from resemblyzer import preprocess_wav
-
-    audio = preprocess_wav(_as_16k(wav, sr).astype(np.float32), source_sr=METRIC_RATE)
+    audio = import_quietly("resemblyzer").preprocess_wav(_as_16k(wav, sr).astype(np.float32), source_sr=METRIC_RATE)
     if audio.size < METRIC_RATE // 10:  # VAD trimmed nearly everything: embed the raw clip instead
         audio = _as_16k(wav, sr)
     emb = _model("resemblyzer", _voice_encoder).embed_utterance(audio)
@@ -160,7 +142,7 @@ def _voiced_mask(audio: np.ndarray) -> np.ndarray:
     """Resemblyzer's ``trim_long_silences`` (webrtcvad mode 3, smoothed, dilated), returning the
     per-sample mask it keeps instead of the trimmed audio: bool ``[samples]`` (the tail after
     the last whole 30 ms window is False, as Resemblyzer drops it)."""
-    _import_resemblyzer()
+    import_quietly("resemblyzer")   # before webrtcvad and resemblyzer.hparams: its import warns (valle2.imports)
     import webrtcvad
     from resemblyzer.hparams import vad_max_silence_length, vad_moving_average_width
     from scipy.ndimage import binary_dilation
@@ -194,8 +176,7 @@ def speaker_window_embeddings(wav, sr: int, hop_seconds: float = 0.5) -> tuple[n
     first and last second on ``wav``'s own timeline (silences inside a window included)."""
     import torch
 
-    _import_resemblyzer()
-    from resemblyzer import audio as ra
+    ra = import_quietly("resemblyzer.audio")
     from resemblyzer.hparams import audio_norm_target_dBFS, partials_n_frames
 
     if not 0.05 <= hop_seconds <= SPEAKER_WINDOW_SECONDS:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import CodecError
+from ..imports import import_quietly
 from .base import Codec
 from .postnet import POSTNET_PATH, SpectralPostnet
 
@@ -134,7 +135,7 @@ class WorldFeatures:
 
 
 def _fft_size(cfg: OfflineCodecConfig) -> int:
-    import pyworld
+    pyworld = import_quietly("pyworld")
 
     return int(pyworld.get_cheaptrick_fft_size(cfg.sample_rate, cfg.f0_floor))
 
@@ -152,7 +153,7 @@ def _band_matrix(cfg: OfflineCodecConfig) -> np.ndarray:
 
 def analyse(wav: np.ndarray, cfg: OfflineCodecConfig) -> WorldFeatures:
     """WORLD analysis of float ``[samples]`` at ``cfg.sample_rate`` into ``ceil(samples / hop)`` frames."""
-    import pyworld
+    pyworld = import_quietly("pyworld")
 
     x = np.ascontiguousarray(wav, dtype=np.float64)
     n_frames = int(np.ceil(len(x) / cfg.hop_length))
@@ -209,7 +210,7 @@ def synthesise(feats: WorldFeatures, cfg: OfflineCodecConfig, postfilter: float 
     and F0 move smoothly instead of in 16 ms steps.  ``postfilter`` is the cepstral emphasis
     (see :data:`POSTFILTER_BETA`; 0 = none).
     """
-    import pyworld
+    pyworld = import_quietly("pyworld")
 
     fs, fft, k = cfg.sample_rate, _fft_size(cfg), cfg.synthesis_upsample
     # One extra frame so that the synthesis covers T full hops, then trim.

@@ -7,10 +7,8 @@ cut id is the utterance id, so ids survive from manifest to shard.
 from __future__ import annotations
 
 import csv
-import importlib
 import logging
 import random
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from lhotse.cut import Cut
 from lhotse.utils import fastcopy
 
 from ..errors import DataError
+from ..imports import import_quietly
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +34,6 @@ TRAIN_PARTS = {
 LibriSpeech test-clean, the paper's zero-shot evaluation set) never reach training by default."""
 
 _EXTRACTED_DIR = {"libritts": "LibriTTS", "librittsr": "LibriTTS_R", "librispeech": "LibriSpeech"}
-
-
-def _import_audioread() -> None:
-    """Import audioread once, without its import-time DeprecationWarnings: lhotse falls back to it
-    for a file libsndfile cannot read, and audioread 3.x imports the standard library's ``aifc``,
-    ``audioop`` and ``sunau``, deprecated since Python 3.11, for formats valle2 never reads."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"'(aifc|audioop|sunau)' is deprecated", category=DeprecationWarning)
-        importlib.import_module("audioread.rawread")   # the submodule that imports them, loaded on first use
 
 
 def cut_speaker(cut: Cut) -> str | None:
@@ -73,7 +63,7 @@ def manifests_from_tsv(data_dir: str | Path, transcribed: bool = True) -> CutSet
         raise DataError(f"no manifest at '{tsv}'")
     needed = {"id", "path", "speaker"} | ({"text"} if transcribed else set())
     cuts, unreadable = [], 0
-    _import_audioread()   # lhotse's fallback for an unreadable row
+    import_quietly("audioread.rawread")   # lhotse's fallback reader for a bad row; its import warns
     with open(tsv, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         missing = needed - set(reader.fieldnames or ())
