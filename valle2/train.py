@@ -334,7 +334,6 @@ def run(cfg: Config) -> Path:
 
     if cfg.data.num_buckets < 2:
         raise ConfigError(f"data.num_buckets must be at least 2, got {cfg.data.num_buckets}")
-    warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
     rank, world, device = setup_distributed(cfg.run.device)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
@@ -355,9 +354,11 @@ def run(cfg: Config) -> Path:
             raise ConfigError(f"model.nar_codebooks is {dims.nar_codebooks}, but codec '{train.codec['name']}' "
                               f"completes codes from no fewer than {required} codebooks")
     trainer = Trainer(dims, cfg.optim, str(device), distributed=world > 1 and not cfg.run.fsdp, fsdp=cfg.run.fsdp)
-    sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
-                                      num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=False,
-                                      seed=cfg.optim.seed, world_size=world, rank=rank)
+    with warnings.catch_warnings():   # the utterances are in memory already: lhotse's advice to read lazily does not apply
+        warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
+        sampler = DynamicBucketingSampler(_cutset(data, frame_rate), max_duration=cfg.data.max_duration,
+                                          num_buckets=cfg.data.num_buckets, shuffle=True, drop_last=False,
+                                          seed=cfg.optim.seed, world_size=world, rank=rank)
     pool: dict[str, list[int]] = {}
     for i, u in enumerate(data):
         pool.setdefault(u.speaker, []).append(i)
