@@ -18,8 +18,7 @@ from pathlib import Path
 from lhotse import CutSet, Recording, SupervisionSegment
 
 from ..audio import load_audio, save_audio
-from ..errors import AudioError
-from .manifests import DataError
+from ..errors import AudioError, DataError
 
 logger = logging.getLogger(__name__)
 
