@@ -98,7 +98,8 @@ SMEAR = 0.5                     # under a pitch hypothesis, each pair is expecte
                                 # benchmark's), AUC at -1 / -0.5 / +0.5 / +1 semitone: 0 -> 0.90 / 0.96 / 0.73 /
                                 # 0.77, 0.3 -> 0.93 / 1.00 / 0.80 / 0.78, 0.5 -> 0.94 / 1.00 / 0.84 / 0.78,
                                 # 0.8 -> 0.94 / 0.96 / 0.88 / 0.78 (without the pitch search 0.74 / 0.84 / 0.69 /
-                                # 0.60); the same template at unchanged pitch gained nothing (noise, crop, codec)
+                                # 0.60); the same template at unchanged pitch was mixed (white noise 20 dB up, pink
+                                # noise and codec down) and is not tried
 OFF_PRIOR = 1.0                 # z-score handicap of every hypothesis but unchanged speed and tempo: most audio
                                 # is not time-scaled, and the search over 18 others lifts unmarked scores.
                                 # benchmarks/watermark_robustness.py --clips 20 (GAMMA 2.0): mean AUC 0.966 ->
@@ -118,7 +119,7 @@ class Detection:
 
     present: whether the sync score passed :data:`THRESHOLD`.  score: the sync z-score (about
     N(0, 1) plus the bias of the search on unmarked audio), less :data:`OFF_PRIOR` when the best
-    match needed a speed or tempo change.  payload: the decoded 16-bit payload
+    match needed a speed or tempo change, or :data:`PITCH_PRIOR` when it needed a pitch shift.  payload: the decoded 16-bit payload
     (``None`` when not present).  marked_seconds: ``(start, end)`` spans of the input, in seconds,
     whose blocks carry the mark.  speed, tempo, pitch: the hypothesis that matched best (pitch in semitones).
     """
