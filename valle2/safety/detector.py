@@ -54,13 +54,9 @@ ASSET_FORMAT = 3   # 3: TDNN "members" (an ensemble of state dicts); 2 held LCNN
 # window probability), set for real people first by `python -m benchmarks.detector_eval`: the lowest
 # value at which every leave-one-out run (the shipped recipe trained without one real source and one
 # channel) refuses at most 1 % of the source and 2 % of the channel it never saw.
-# DETECTOR_THRESHOLD_SOURCE gives the figures; docs/detector.md what the classifier misses at it.
+# docs/detector.md has the figures at it and what the classifier misses there.
 DETECTOR_THRESHOLD = 0.998
-DETECTOR_THRESHOLD_SOURCE = (
-    "benchmarks/detector_eval.py (2026-12-07, the shipped 3-network ensemble and 8 leave-one-out runs): at 0.998 the runs "
-    "refuse 0.56 % of ARCTIC (720 clips, never trained on), 0-0 % of LibriSpeech, Common Voice, cathy, VCC2016 and FSDD, "
-    "and at most 0.37 % of real test speech through the channel they never saw (MP3); at 0.995 ARCTIC reaches 1.94 %, at "
-    "0.9 (the value the test split alone gives) 28.75 %")
+
 
 
 @dataclass(frozen=True)
