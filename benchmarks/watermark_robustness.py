@@ -14,7 +14,7 @@ come from ``scripts/install_audio_tools.sh``.
 Then it runs the detector on every real clip of the shared data unmarked (false positives).
 Last line: ``mean_auc=<x> fp_real=<n> snr_db=<y>``.
 
-Usage: ``python benchmarks/watermark_robustness.py [--data ../shared/data] [--clips 20] [--skip-fp]
+Usage: ``python -m benchmarks.watermark_robustness [--data ../shared/data] [--clips 20] [--skip-fp]
 [--attacks a,b] [--fp-every N]``
 """
 from __future__ import annotations
@@ -35,6 +35,8 @@ from scipy import signal
 
 from valle2.audio import load_audio, resample
 from valle2.safety import watermark as wm
+
+from tools import DEFAULT_DATA, run_main, speech_data
 
 SR = 16_000
 KEY = bytes(range(32))
@@ -161,12 +163,13 @@ def rows(data: Path, name: str) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--clips", type=int, default=20)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder (../shared/data)")
+    ap.add_argument("--clips", type=int, default=20, help="marked clips, half LibriSpeech and half ARCTIC")
     ap.add_argument("--skip-fp", action="store_true", help="skip the false-positive pass over all real clips")
     ap.add_argument("--attacks", help="comma-separated attack names to run (default: all)")
     ap.add_argument("--fp-every", type=int, default=1, help="false-positive pass over every N-th real clip only")
     args = ap.parse_args()
+    speech_data(args.data)
     torch.set_num_threads(1)
     for tool in ("ffmpeg", "sox"):
         if shutil.which(tool) is None:
@@ -230,4 +233,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
