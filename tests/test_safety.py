@@ -138,6 +138,53 @@ def test_used_expired_and_foreign_phrases_refused(env, voices):
         env["reg"].enroll("John Smith", voices["consent"], voices["sr"], "p_nope")
 
 
+def attempts(env, phrase_id):
+    """``(event, attempt)`` of each audit-logged enrolment attempt with ``phrase_id``."""
+    return [(e["event"], e.get("attempt")) for e in env["audit"].entries() if e.get("phrase_id") == phrase_id]
+
+
+def test_a_failed_recording_leaves_the_phrase_for_another_attempt(env, voices):
+    phrase = env["reg"].issue_phrase("John Smith")
+    env["said"].text = "i john smith agree that this system may synthesize my voice code"   # stumbled: no code words
+    with pytest.raises(ConsentError, match=r"code words.*\(2 attempt\(s\) left with this phrase: record it again"):
+        env["reg"].enroll("John Smith", voices["consent"], voices["sr"], phrase.id)
+    env["said"].text = phrase.text
+    record = env["reg"].enroll("John Smith", voices["consent"], voices["sr"], phrase.id)
+    assert record.name == "John Smith"
+    assert attempts(env, phrase.id) == [("enroll_refused", 1), ("enroll", 2)]
+    with pytest.raises(ConsentError, match="already used; issue a new one with `valle2 voice phrase --name 'John Smith'`"):
+        env["reg"].enroll("John Smith", voices["consent"], voices["sr"], phrase.id)
+
+
+def test_a_third_failed_attempt_expires_the_phrase(env, voices):
+    phrase = env["reg"].issue_phrase("John Smith")
+    env["said"].text = "something else entirely"
+    for left in ("2 attempt", "1 attempt", "the last of 3 attempts, so the phrase has expired: issue a new one"):
+        with pytest.raises(ConsentError, match=left):
+            env["reg"].enroll("John Smith", voices["consent"], voices["sr"], phrase.id)
+    env["said"].text = phrase.text   # even the right recording comes too late
+    with pytest.raises(ConsentError, match="expired after 3 failed attempts; issue a new one with `valle2 voice phrase"):
+        env["reg"].enroll("John Smith", voices["consent"], voices["sr"], phrase.id)
+    assert attempts(env, phrase.id) == [("enroll_refused", 1), ("enroll_refused", 2), ("enroll_refused", 3),
+                                        ("enroll_refused", None)]
+    assert not env["reg"].db.query("SELECT id FROM voices")
+
+
+def test_a_phrase_serves_only_the_speaker_whose_attempt_said_it(env, voices):
+    """bdl says the phrase, but the recording fails a liveness check: the phrase is now bdl's; slt
+    saying it is refused as another speaker; bdl's live recording then enrols."""
+    phrase = env["reg"].issue_phrase("John Smith")
+    env["said"].text = phrase.text
+    fake = embed(voices["consent"], voices["sr"], 0x0102, env["wm_key"])
+    with pytest.raises(ConsentError, match="liveness check.*read the phrase live.*2 attempt"):
+        env["reg"].enroll("John Smith", fake, voices["sr"], phrase.id)
+    with pytest.raises(ConsentError, match="not by the speaker who already read phrase .*a phrase serves one person"):
+        env["reg"].enroll("John Smith", voices["slt"], voices["sr"], phrase.id)
+    record = env["reg"].enroll("John Smith", voices["consent"], voices["sr"], phrase.id)
+    assert attempts(env, phrase.id) == [("enroll_refused", 1), ("enroll_refused", 2), ("enroll", 3)]
+    assert env["gate"].authorize(record.voice_id, voices["bdl"], voices["sr"]).voice_id == record.voice_id
+
+
 def test_synthesized_consent_recording_refused(env, voices):
     phrase = env["reg"].issue_phrase("John Smith")
     env["said"].text = phrase.text

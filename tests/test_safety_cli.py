@@ -11,13 +11,16 @@ def test_voice_lifecycle_on_the_command_line(tmp_path, clips, capsys, deployment
     out = capsys.readouterr().out
     pid = out.split("phrase id: ")[1].split()[0]
     assert "I, Ada Lovelace, agree" in out
-    # a recording that does not say the phrase is refused, with the reason
-    assert main(["voice", "enroll", "--name", "Ada Lovelace", "--phrase-id", pid, "--consent", str(clips[0].path), *home]) == 2
+    # a recording that does not say the phrase is refused, with the reason and what to do next
+    enroll = ["voice", "enroll", "--name", "Ada Lovelace", "--phrase-id", pid, "--consent", str(clips[0].path), *home]
+    assert main(enroll) == 2
     err = capsys.readouterr().err
-    assert "error" in err and ("code words" in err or "name" in err or "phrase" in err)
-    # the phrase is spent by that attempt
-    assert main(["voice", "enroll", "--name", "Ada Lovelace", "--phrase-id", pid, "--consent", str(clips[0].path), *home]) == 2
-    assert "already used" in capsys.readouterr().err
+    assert "error" in err and "code words" in err and "2 attempt(s) left with this phrase" in err
+    # the phrase allows 3 attempts: the third failure expires it, and a fourth is told to issue a new phrase
+    assert main(enroll) == 2 and "1 attempt(s) left" in capsys.readouterr().err
+    assert main(enroll) == 2 and "the last of 3 attempts, so the phrase has expired" in capsys.readouterr().err
+    assert main(enroll) == 2
+    assert "expired after 3 failed attempts; issue a new one with `valle2 voice phrase" in capsys.readouterr().err
     # an SQL-injection name is refused before anything is stored
     assert main(["voice", "phrase", "--name", "x'); DROP TABLE voices;--", *home]) == 2
     assert "name" in capsys.readouterr().err

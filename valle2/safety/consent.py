@@ -13,8 +13,12 @@ Wording rule (``check_wording``), on the offline transcript after :func:`valle2.
 3. the word error rate of the transcript against the whole phrase is at most ``MAX_WER`` (0.35):
    pocketsphinx misses some of the fixed wording, the nonce and name must be there.
 
-A phrase is issued for one name, expires after ``PHRASE_TTL`` seconds, and is spent by the first
-enrolment attempt that uses it, whether that attempt succeeds or not.
+A phrase is issued for one name, expires after ``PHRASE_TTL`` seconds, is spent by the enrolment
+that succeeds with it, and allows ``MAX_ATTEMPTS`` (3) attempts: a third failure expires it.  The
+first attempt that says the phrase (passes the wording rule) binds it to its speaker: a later
+attempt by a recording of another speaker (speaker-embedding cosine below the gate's
+``SPEAKER_THRESHOLD``) is refused.  Every attempt is audit-logged (``enroll`` or
+``enroll_refused``, with its ``attempt`` number), and every refusal says what to do next.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ PHRASE_TTL = 15 * 60.0
 RECORD_TTL = 365 * 24 * 3600.0
 MAX_WER = 0.35
 MAX_CONSENT_SECONDS = 60.0
+MAX_ATTEMPTS = 3
 TEMPLATE = "I, {name}, agree that this system may synthesize my voice. Code: {code}"
 WORDS = ("amber", "tiger", "seven", "river", "candle", "orange", "silver", "garden", "rocket", "window",
          "purple", "monkey", "eleven", "yellow", "pencil", "rabbit", "dollar", "forest", "hammer", "island",
@@ -229,43 +234,69 @@ class ConsentRegistry:
     def enroll(self, name: str, consent_wav, sr: int, phrase_id: str, ttl: float = RECORD_TTL) -> VoiceRecord:
         """Verify a recording of the phrase ``phrase_id`` and store a signed :class:`VoiceRecord`.
 
-        Refuses (``ConsentError``) an unknown, used, expired or other-name phrase, wrong wording,
-        a failed liveness check.  The phrase is spent by this call whatever its outcome."""
+        Refuses (``ConsentError``, saying what to do next) an unknown, used or expired phrase, and
+        counts as one of the phrase's ``MAX_ATTEMPTS`` attempts a refusal for another name, wrong
+        wording, a speaker other than the one the phrase is bound to, a failed liveness check."""
         name = validate_name(name)
         row = self.db.phrase(phrase_id) if isinstance(phrase_id, str) else None
         if row is None:
-            raise ConsentError(f"unknown consent phrase id {phrase_id!r}")
-        p_name, p_text, p_nonce, _, p_expires, p_used = row
+            raise ConsentError(f"unknown consent phrase id {phrase_id!r}: give the id that `valle2 voice phrase` "
+                               "printed, or issue a new phrase with `valle2 voice phrase --name NAME`")
+        p_name, p_text, p_nonce = row[:3]
         now = self.clock()
-        with self.db.transaction() as con:
-            spent = self.db.consume_phrase(con, phrase_id, now)
+        attempt = self.db.claim_attempt(phrase_id, now, MAX_ATTEMPTS)
+        if attempt is None:
+            p_used, p_attempts = self.db.phrase(phrase_id)[5:7]
+            why = ("was already used" if p_used is not None else
+                   f"expired after {p_attempts} failed attempts" if p_attempts >= MAX_ATTEMPTS else "expired")
+            reason = f"consent phrase {phrase_id} {why}; issue a new one with `valle2 voice phrase --name '{name}'`"
+            self.audit.append("enroll_refused", name=name, phrase_id=phrase_id, reason=reason)
+            raise ConsentError(reason)
         try:
-            if p_used is not None or (not spent and now < p_expires):
-                raise ConsentError(f"consent phrase {phrase_id} was already used; issue a new one")
-            if not spent:
-                raise ConsentError(f"consent phrase {phrase_id} expired; issue a new one")
             if p_name != name:
-                raise ConsentError(f"consent phrase {phrase_id} was issued for another name")
+                raise ConsentError(f"consent phrase {phrase_id} was issued for another name: give the name exactly "
+                                   "as given to `valle2 voice phrase`")
             wav = validate_waveform(consent_wav, sr, max_seconds=MAX_CONSENT_SECONDS)
             check_wording(self.transcriber(wav, sr), p_text, name, p_nonce.split())
+            emb = np.asarray(self.embedder(wav, sr), dtype=np.float64)
+            self._check_phrase_speaker(phrase_id, emb)
             for check in self.liveness_checks:
                 reason = check(wav, sr)
                 if reason:
-                    raise ConsentError(f"consent recording failed a liveness check: {reason}")
-            emb = np.asarray(self.embedder(wav, sr), dtype=np.float64)
+                    raise ConsentError(f"consent recording failed a liveness check: {reason}; the speaker must read "
+                                       "the phrase live into a microphone, not play a recording or synthesized speech")
         except ConsentError as e:
-            self.audit.append("enroll_refused", name=name, phrase_id=phrase_id, reason=str(e))
-            raise
+            left = MAX_ATTEMPTS - attempt
+            then = (f"{left} attempt(s) left with this phrase: record it again and rerun the enrolment" if left else
+                    f"that was the last of {MAX_ATTEMPTS} attempts, so the phrase has expired: issue a new one "
+                    f"with `valle2 voice phrase --name '{name}'`")
+            self.audit.append("enroll_refused", name=name, phrase_id=phrase_id, attempt=attempt, reason=str(e))
+            raise ConsentError(f"{e} ({then})") from None
         record = VoiceRecord("v_" + secrets.token_hex(8), name, p_text,
                              hashlib.sha256(np.ascontiguousarray(wav, dtype="<f4").tobytes()).hexdigest(),
                              tuple(round(float(v), 7) for v in emb), now, now + ttl, key_id(self.operator_key))
         record = VoiceRecord(**{**asdict(record), "embedding": record.embedding,
                                 "signature": sign(self.operator_key, record.payload())})
         with self.db.transaction() as con:
+            if not self.db.consume_phrase(con, phrase_id, now):   # another attempt enrolled with it meanwhile
+                raise ConsentError(f"consent phrase {phrase_id} was already used; issue a new one with "
+                                   f"`valle2 voice phrase --name '{name}'`")
             self.db.add_voice(con, record.voice_id, name, record.to_json(), record.signature)
-            self.audit.append("enroll", voice_id=record.voice_id, name=name, phrase_id=phrase_id,
+            self.audit.append("enroll", voice_id=record.voice_id, name=name, phrase_id=phrase_id, attempt=attempt,
                               audio_sha256=record.audio_sha256, key_id=record.key_id)
         return record
+
+    def _check_phrase_speaker(self, phrase_id: str, emb: np.ndarray) -> None:
+        """Bind phrase ``phrase_id`` to the speaker embedding ``emb [256]`` of the first recording
+        that said it; ConsentError for a recording whose speaker does not match the bound one."""
+        from .gate import SPEAKER_THRESHOLD
+
+        kept = np.asarray(json.loads(self.db.bind_speaker(phrase_id, json.dumps([float(v) for v in emb]))))
+        cosine = float(np.dot(kept, emb) / (np.linalg.norm(kept) * np.linalg.norm(emb) + 1e-12))
+        if cosine < SPEAKER_THRESHOLD:
+            raise ConsentError(f"consent recording is not by the speaker who already read phrase {phrase_id} "
+                               f"(similarity {cosine:.3f} < {SPEAKER_THRESHOLD:.3f}): a phrase serves one person only; "
+                               "that person must record it, or issue a new phrase for this speaker")
 
     # --------------------------------------------------------------------------- verification
     def _check_signed(self, payload: dict, signature: str, kid: str, what: str) -> None:

@@ -7,7 +7,9 @@ transactions, parameterised SQL only.
 A revocation is stored as ``voices.revoked`` (its time) and ``voices.revocation`` (the signed
 :class:`valle2.safety.consent.Revocation` JSON); the audit log holds it too, and authorisation
 checks both, so clearing it here (or restoring an older copy of this file) does not bring a voice
-back.  Databases from before that column get it on first open.
+back.  A phrase counts its enrolment attempts (``phrases.attempts``) and keeps the speaker
+embedding of the first attempt that said it (``phrases.speaker``, JSON).  Databases from before
+these columns get them on first open.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS phrases (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, text TEXT NOT NULL, nonce TEXT NOT NULL,
-    created REAL NOT NULL, expires REAL NOT NULL, used REAL);
+    created REAL NOT NULL, expires REAL NOT NULL, used REAL, attempts INTEGER NOT NULL DEFAULT 0, speaker TEXT);
 CREATE TABLE IF NOT EXISTS voices (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, record TEXT NOT NULL, signature TEXT NOT NULL,
     created REAL NOT NULL, revoked REAL, revocation TEXT);
@@ -45,12 +47,14 @@ class RegistryDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(SCHEMA)
-            if "revocation" not in {r[1] for r in con.execute("PRAGMA table_info(voices)")}:
-                try:
-                    con.execute("ALTER TABLE voices ADD COLUMN revocation TEXT")
-                except sqlite3.OperationalError as e:   # another process added it first
-                    if "duplicate column" not in str(e):
-                        raise
+            for table, column in (("voices", "revocation TEXT"), ("phrases", "attempts INTEGER NOT NULL DEFAULT 0"),
+                                  ("phrases", "speaker TEXT")):
+                if column.split()[0] not in {r[1] for r in con.execute(f"PRAGMA table_info({table})")}:
+                    try:
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                    except sqlite3.OperationalError as e:   # another process added it first
+                        if "duplicate column" not in str(e):
+                            raise
 
     @contextmanager
     def _connect(self):
@@ -87,14 +91,30 @@ class RegistryDB:
                         (pid, name, text, nonce, created, expires))
 
     def phrase(self, pid: str) -> tuple | None:
-        """(name, text, nonce, created, expires, used) of phrase ``pid``, or None."""
-        rows = self.query("SELECT name, text, nonce, created, expires, used FROM phrases WHERE id = ?", (pid,))
+        """(name, text, nonce, created, expires, used, attempts, speaker) of phrase ``pid``, or None."""
+        rows = self.query("SELECT name, text, nonce, created, expires, used, attempts, speaker FROM phrases "
+                          "WHERE id = ?", (pid,))
         return rows[0] if rows else None
 
+    def claim_attempt(self, pid: str, now: float, max_attempts: int) -> int | None:
+        """Count one enrolment attempt of phrase ``pid`` and return its number (1, 2, ...); None,
+        counting nothing, if the phrase is used, expired or has had ``max_attempts``."""
+        with self.transaction() as con:
+            cur = con.execute("UPDATE phrases SET attempts = attempts + 1 WHERE id = ? AND used IS NULL AND "
+                              "expires > ? AND attempts < ?", (pid, now, max_attempts))
+            if cur.rowcount != 1:
+                return None
+            return con.execute("SELECT attempts FROM phrases WHERE id = ?", (pid,)).fetchone()[0]
+
+    def bind_speaker(self, pid: str, speaker: str) -> str:
+        """Keep ``speaker`` (JSON) as phrase ``pid``'s speaker unless one is kept already; returns the kept one."""
+        with self.transaction() as con:
+            con.execute("UPDATE phrases SET speaker = ? WHERE id = ? AND speaker IS NULL", (speaker, pid))
+            return con.execute("SELECT speaker FROM phrases WHERE id = ?", (pid,)).fetchone()[0]
+
     def consume_phrase(self, con: sqlite3.Connection, pid: str, now: float) -> bool:
-        """Mark phrase ``pid`` used inside the caller's transaction; False if already used or expired."""
-        cur = con.execute("UPDATE phrases SET used = ? WHERE id = ? AND used IS NULL AND expires > ?", (now, pid, now))
-        return cur.rowcount == 1
+        """Mark phrase ``pid`` used inside the caller's transaction; False if already used."""
+        return con.execute("UPDATE phrases SET used = ? WHERE id = ? AND used IS NULL", (now, pid)).rowcount == 1
 
     # -------------------------------------------------------------------------------- voices
     def add_voice(self, con: sqlite3.Connection, vid: str, name: str, record: str, signature: str) -> None:
