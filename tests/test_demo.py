@@ -18,9 +18,9 @@ def test_demo_command_speaks_the_demo_voice_watermarked_and_logged(tiny_model, d
 
 
 def test_demo_without_a_model_names_the_recipes(tmp_path, capsys, monkeypatch):
-    import valle2.recipe
+    import valle2.names
 
-    monkeypatch.setattr(valle2.recipe, "ASSETS", tmp_path)   # a package without a shipped model
+    monkeypatch.setattr(valle2.names, "DEMO", tmp_path)   # a package without a shipped model
     rc = main(["demo", "--out", str(tmp_path / "x.wav")])
     err = capsys.readouterr().err
     assert rc != 0 and "recipe tiny" in err and "recipe demo" in err and not (tmp_path / "x.wav").exists()

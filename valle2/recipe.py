@@ -36,8 +36,8 @@ from lhotse.utils import fastcopy
 from tqdm.auto import tqdm
 
 from .audio import atomic_write_bytes
+from .names import DEMO as ASSETS   # the shipped model and demo voice (valle2.names)
 
-ASSETS = Path(__file__).parent / "assets" / "demo"
 # step 6's settings, after configs/demo.yaml and the recipe's own --set overrides
 CODE0_FINE_TUNE = ("model.nar_code0=true", "optim.train_ar=false", "optim.warmup_steps=50", "optim.nar_code0_share=0.6")
 CLIPS = ASSETS / "clips"

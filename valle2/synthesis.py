@@ -10,7 +10,8 @@ Two prompting modes, as in the paper's evaluation:
 
 Every synthesis passes the deployment's consent gate (:mod:`valle2.safety`): the prompt must be
 covered by a consent record (``voice_id``) or come from a file of an attested research corpus
-(``corpus_file``), its speaker must match as a whole and in every 1.6 s window, and every output
+(``corpus_file``; a shipped voice's name as ``voice_id``, ``"demo"``, stands for its attested
+clip, which is also the prompt when none is given: :mod:`valle2.names`), its speaker must match as a whole and in every 1.6 s window, and every output
 is peak-limited to -1 dBFS, watermarked and logged before it is returned.  The gate binds these
 methods; :meth:`VallE2.generate_codes` authorizes the prompt and hands back codes with the
 authorization that ``gate.finalize`` needs for each output decoded from them.  The networks and
@@ -26,13 +27,15 @@ import torch
 from tqdm.auto import tqdm
 
 from . import code0
-from .audio import MAX_SPEED, MIN_SPEED, change_speed, validate_waveform
+from .audio import MAX_SPEED, MIN_SPEED, AudioFile, change_speed, validate_waveform
 from .checkpoint import ModelBundle, load_model_bundle
 from .codec import Codec, load_codec
 from .decoding import DecodingOptions, frame_bounds
-from .errors import AudioError, DecodingError, ModelError, TextError
+from .errors import AudioError, ConsentError, DecodingError, ModelError, TextError
+from .names import is_shipped_voice, model_file, shipped_voice
 from .memo import ContentMemo
 from .safety import Authorization, ConsentGate
+from .safety.consent import CorpusAttestation
 
 MODES = ("cross", "continuation")
 
@@ -58,6 +61,12 @@ class Generation:
 
 
 MAX_PROMPT_SECONDS = 30.0
+# A continuation prompt may last at most this share of its whole text's expected length.  Chosen on
+# CMU ARCTIC (dev, 2,264 utterances): it refuses 88.5 % of whole utterances given as their own
+# prompt, and 1.2 % of 3 s prefixes of the 169 utterances of 4 s or more; held out, 98.3 % of cathy's
+# whole utterances and all 100 of Common Voice's, but also 25 % of Common Voice's 3 s prefixes, whose
+# leading silence counts.  Reproduce with: python -m benchmarks.continuation_room
+CONTINUATION_MAX_SHARE = 0.85
 
 
 def nar_codebooks(codec: Codec, dims, requested: int | None = None) -> int:
@@ -117,7 +126,46 @@ class VallE2:
         the paper), ``"nar"`` (the NAR's stage 0) or ``"table"`` (the context table)."""
         return self.bundle.code0_source
 
-    def generate_codes(self, texts: list[str], prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
+    def consent_source(self, prompt_wav, prompt_sr: int | None, prompt_text: str | None, voice_id: str | None,
+                       corpus_file, mode: str) -> tuple:
+        """``(prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file)`` as the gate takes them.
+
+        A shipped voice's name as ``voice_id`` (:func:`valle2.names.shipped_voice`) becomes its
+        attested clip as ``corpus_file``, its attestation imported into the gate's registry once
+        its signature checks; with no ``prompt_wav`` the clip is the prompt and, in "cross" mode,
+        its transcript ``prompt_text``.  A given prompt must then match the clip's speaker.
+        Anything else passes through unchanged; AudioError when no prompt is given and no
+        shipped voice named."""
+        if not is_shipped_voice(voice_id):
+            if prompt_wav is None or prompt_sr is None:
+                raise AudioError("no prompt: give prompt_wav and prompt_sr, or a shipped voice's name as voice_id "
+                                 "(voice_id='demo')")
+            return prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file
+        if corpus_file is not None:
+            raise ConsentError(f"voice_id={voice_id!r} is a shipped voice: it brings its own attested clip; "
+                               "leave corpus_file out")
+        voice = shipped_voice(voice_id)
+        self.gate.registry.import_attestation(CorpusAttestation.from_json(voice.attestation.read_text()))
+        clip = AudioFile.read(voice.clip)   # read once: the gate hashes the bytes that are decoded
+        if prompt_wav is None:
+            prompt_wav, prompt_sr = clip.load()
+            prompt_text = prompt_text or (voice.text if mode == "cross" else None)
+        return prompt_wav, prompt_sr, prompt_text, None, clip
+
+    def check_continuation_room(self, prompt_seconds: float, n_tokens: list[int]) -> None:
+        """AudioError when a continuation prompt of ``prompt_seconds`` leaves no room for the rest
+        of a text of ``n_tokens`` tokens: it lasts ``CONTINUATION_MAX_SHARE`` or more of the whole
+        text's expected length (its tokens times the model's mean frames per token)."""
+        expected = min(n_tokens) * self.bundle.frames_per_token / self.codec.frame_rate
+        if prompt_seconds >= CONTINUATION_MAX_SHARE * expected:
+            raise AudioError(f"continuation mode: the prompt ({prompt_seconds:.1f} s) lasts {prompt_seconds / expected:.0%} "
+                             f"of the {expected:.1f} s the whole text is expected to take, so it leaves no room for the "
+                             "rest of the text (continuation prompts are the first seconds of the utterance whose whole "
+                             "transcript is the text): give a shorter prompt_wav, about 3 s as the paper, without "
+                             "leading silence, or use cross mode with the prompt's transcript as prompt_text")
+
+    def generate_codes(self, texts: list[str], prompt_wav=None, prompt_sr: int | None = None,
+                       prompt_text: str | None = None, *,
                        voice_id: str | None = None, corpus_file=None, mode: str = "cross",
                        options: DecodingOptions | None = None, n_samples: int = 1, n_outputs: int | None = None,
                        progress: bool = False) -> Generation:
@@ -127,9 +175,13 @@ class VallE2:
         each output through ``self.gate.finalize(wav, sr, generation.authorization, text)``.
         DecodingError for an option that does not apply to the codebook-0 source in use
         (:func:`valle2.code0.choose_source`)."""
+        prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file = self.consent_source(
+            prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file, mode)
         options = options or DecodingOptions()
         source = code0.choose_source(options, self.code0_source, self.bundle.code0)
         read = [self.text_ids(text, prompt_text, mode) for text in texts]  # bad text is refused before the gate
+        if mode == "continuation":
+            self.check_continuation_room(validate_waveform(prompt_wav, prompt_sr).size / prompt_sr, [n for _, n, _ in read])
         n_outputs = len(texts) * n_samples if n_outputs is None else n_outputs
         auth = self.gate.authorize(voice_id, prompt_wav, prompt_sr, corpus_file, n_outputs=n_outputs)
         prompt_codes = self.encode_prompt(prompt_wav, prompt_sr)
@@ -159,7 +211,8 @@ class VallE2:
         return Generation([codes[i:i + n_samples] for i in per_text], [gen.hit_limit[i:i + n_samples] for i in per_text],
                           gen.ar_seconds, gen.nar_seconds, prompt_codes, source, auth)
 
-    def synthesize_batch(self, texts: list[str], prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
+    def synthesize_batch(self, texts: list[str], prompt_wav=None, prompt_sr: int | None = None,
+                         prompt_text: str | None = None, *,
                          voice_id: str | None = None, corpus_file=None, mode: str = "cross",
                          options: DecodingOptions | None = None, n_samples: int = 1, include_prompt: bool = False,
                          speed: float = 1.0, progress: bool = False) -> list[list[np.ndarray]]:
@@ -168,7 +221,8 @@ class VallE2:
         The prompt must be covered by the consent record ``voice_id`` or come from the attested
         research corpus file ``corpus_file`` (a path, or a :class:`valle2.audio.AudioFile` already
         read, e.g. the one ``prompt_wav`` was decoded from: the gate hashes and decodes those same
-        bytes), else :class:`valle2.safety.ConsentError`.  Returns
+        bytes), else :class:`valle2.safety.ConsentError`.  ``voice_id="demo"`` (a shipped voice,
+        :meth:`consent_source`) needs no prompt: its attested clip and transcript are the prompt.  Returns
         ``out[i][s]``: watermarked float32 ``[samples]`` at :attr:`sample_rate`.
         ``include_prompt`` prepends the prompt's own resynthesis (how the paper scores the
         continuation setting).  ``speed`` (0.25-4) changes the tempo, pitch kept, before the
@@ -189,7 +243,7 @@ class VallE2:
             out.append(wavs)
         return out
 
-    def synthesize(self, text: str, prompt_wav, prompt_sr: int, prompt_text: str | None = None, *,
+    def synthesize(self, text: str, prompt_wav=None, prompt_sr: int | None = None, prompt_text: str | None = None, *,
                    voice_id: str | None = None, corpus_file=None, mode: str = "cross",
                    options: DecodingOptions | None = None, include_prompt: bool = False, speed: float = 1.0,
                    progress: bool = False) -> tuple[np.ndarray, int]:
@@ -221,7 +275,8 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
 
 def load_model(path, codec: Codec | None = None, gate: ConsentGate | None = None, device: str = "cpu",
                int8: bool | None = None) -> VallE2:
-    """Load a valle2 model file.
+    """Load a valle2 model: a shipped model's name (``"demo"``, :func:`valle2.names.model_file`)
+    or a model file's path.
 
     The codec named in it is loaded unless one is given; the gate defaults to the deployment at
     ``$VALLE2_HOME`` (``~/.valle2``), see :class:`valle2.safety.deployment.Deployment`.  ``int8``
@@ -234,7 +289,7 @@ def load_model(path, codec: Codec | None = None, gate: ConsentGate | None = None
     int8 = on_cpu if int8 is None else int8
     if int8 and not on_cpu:
         raise ModelError(f"int8 inference runs on the CPU only, not on '{device}'")
-    bundle = load_model_bundle(path, device)
+    bundle = load_model_bundle(model_file(path), device)
     codec = codec if codec is not None else load_codec(bundle.codec["name"], **bundle.codec.get("options", {}))
     model = VallE2(bundle, codec, gate if gate is not None else Deployment.open().gate())
     if int8:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .evaluate import add_test_data_args, add_test_set_args, eval_options, research_gate, scorer
-from .options import add_decoding_args, decoding_options
+from .options import add_decoding_args, add_model_arg, decoding_options
 
 RAS_SETS = ("top_p", "ras", "code_choice", "code0")   # the decoding options ablate_ras sets on each run
 
@@ -16,7 +16,7 @@ def register(sub) -> None:
     asub = a.add_subparsers(dest="ablation", required=True)
     r = asub.add_parser("ras", help="WER and SIM against top-p with and without Repetition Aware Sampling (codebook 0 "
                                     "sampled by the AR, as the paper)")
-    r.add_argument("--model", required=True, type=Path, help="a valle2 model file")
+    add_model_arg(r)
     add_test_data_args(r)
     add_test_set_args(r)
     r.add_argument("--top-p", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8],

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_decoding_args, decoding_options
+from .options import add_decoding_args, add_model_arg, decoding_options
 
 
 def add_test_data_args(p: argparse.ArgumentParser, flag: str = "--data", cuts_flag: str = "--cuts") -> None:
@@ -70,7 +70,7 @@ def eval_options(args: argparse.Namespace, setting: str, decoding, n_samples: in
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="WER, SIM and DNSMOS the paper's way, with reference rows and a report")
-    p.add_argument("--model", required=True, type=Path, help="a valle2 model file")
+    add_model_arg(p)
     add_test_data_args(p)
     add_test_set_args(p, many_settings=True)
     p.add_argument("--n-samples", type=int, default=1, help="samples per utterance; the best is kept (paper: 1 and 5)")

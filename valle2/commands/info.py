@@ -1,4 +1,4 @@
-"""``valle2 info MODEL``: what a model file holds: where its codebook 0 comes from, the networks'
+"""``valle2 info [MODEL]``: what a model file holds: where its codebook 0 comes from, the networks'
 sizes, the codec, the tokenizer and the training metadata."""
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import add_model_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="what a model file holds: codebook-0 source, sizes, codec, training metadata")
-    p.add_argument("model", type=Path, help="a valle2 model file")
+    add_model_arg(p, positional=True)
     p.add_argument("--json", action="store_true", help="print it as JSON")
     p.set_defaults(func=run)
 
@@ -18,8 +20,9 @@ def describe(path: Path) -> dict:
     """The summary of model file ``path`` that ``valle2 info`` prints; ModelError for a bad file."""
     from ..checkpoint import load_model_bundle
     from ..code0 import DESCRIPTIONS
+    from ..names import model_file
 
-    bundle = load_model_bundle(path)
+    bundle = load_model_bundle(model_file(path))
 
     def params(module) -> int:
         return 0 if module is None else sum(p.numel() for p in module.parameters())

@@ -1,5 +1,5 @@
 """Options several commands share: the decoding flags, generated from :class:`DecodingOptions`'s
-fields; ``--home`` (the deployment folder); request rates.
+fields; ``--model`` (a name or a file); ``--home`` (the deployment folder); request rates.
 
 Each field of :class:`DecodingOptions` is one flag (:func:`valle2.decoding.flag`: ``top_p`` is
 ``--top-p``); a bool ``ras`` is ``--ras/--no-ras``, a field that may be None also takes ``none``.
@@ -83,6 +83,30 @@ def decoding_options(args: argparse.Namespace, **defaults) -> DecodingOptions:
     ``defaults`` replace the fields' defaults for flags not given."""
     given = {name[len(_DEST):]: value for name, value in vars(args).items() if name.startswith(_DEST)}
     return DecodingOptions(**{**defaults, **given})
+
+
+def model_arg(value: str) -> Path | str:
+    """``--model``: a shipped model's name (``demo``) or a path, as the model file's path
+    (:func:`valle2.names.model_file`).  A value that names no file stays as given, for
+    ``load_model`` to name the problem, and the known names, when the command runs."""
+    from ..errors import ModelError
+    from ..names import model_file
+
+    try:
+        return model_file(value)
+    except ModelError:
+        return value
+
+
+def add_model_arg(parser: argparse.ArgumentParser, positional: bool = False) -> None:
+    """The model argument, ``--model`` (or an optional positional ``model``): a name or a file,
+    default the shipped demo model."""
+    from ..names import available_models
+
+    names, more = (("model",), {"nargs": "?"}) if positional else (("--model",), {})
+    parser.add_argument(*names, type=model_arg, default="demo", **more,
+                        help=f"a valle2 model file, or a shipped model's name: {', '.join(available_models())} "
+                             "(default: demo, the zero-shot demo model in the package)")
 
 
 def add_home_arg(parser: argparse.ArgumentParser) -> None:

@@ -4,16 +4,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_decoding_args, decoding_options
+from .options import add_decoding_args, add_model_arg, decoding_options
 
 
 def register(sub) -> None:
     p = sub.add_parser("synthesize", help="speak text in the voice of a prompt recording")
-    p.add_argument("--model", required=True, type=Path, help="a valle2 model file")
-    p.add_argument("--prompt", required=True, type=Path, help="prompt recording (wav, flac, ogg, mp3), about 3 s")
-    p.add_argument("--voice", default=None, help="id of the enrolled voice whose consent covers the prompt "
-                   "(without it, the prompt file must belong to an attested research corpus)")
-    p.add_argument("--prompt-text", default=None, help="transcript of the prompt (needed for --mode cross)")
+    add_model_arg(p)
+    p.add_argument("--prompt", type=Path, default=None, help="prompt recording (wav, flac, ogg, mp3), about 3 s "
+                   "(default with --voice demo: the demo voice's clip)")
+    p.add_argument("--voice", default=None, help="id of the enrolled voice whose consent covers the prompt, or a "
+                   "shipped voice's name: demo, the attested demo voice (without --voice, the prompt file must "
+                   "belong to an attested research corpus)")
+    p.add_argument("--prompt-text", default=None, help="transcript of the prompt (needed for --mode cross; with "
+                   "--voice demo and no --prompt, the clip's own)")
     p.add_argument("--text", required=True, help="what to say")
     p.add_argument("--out", required=True, type=Path, help="output audio file (.wav, .flac, .ogg, .mp3)")
     p.add_argument("--mode", choices=("cross", "continuation"), default="cross",
@@ -31,10 +34,16 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..audio import AudioFile, save_audio
+    from ..errors import AudioError
+    from ..names import is_shipped_voice, shipped_voice
     from ..safety.deployment import Deployment
     from ..synthesis import load_model
 
     options = decoding_options(args)   # bad options fail before the model loads
+    shipped = shipped_voice(args.voice) if is_shipped_voice(args.voice) else None
+    if args.prompt is None and shipped is None:
+        raise AudioError("--prompt is needed (a recording of the voice to speak in), unless --voice names a shipped "
+                         "voice: --voice demo")
     deployment = Deployment.open()
     signer = None
     if args.c2pa:   # fail on a missing extra or a format without C2PA support before any synthesis
@@ -43,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
         mime_type(args.out.suffix.lstrip(".") or "wav")
         signer = ProvenanceSigner.open(deployment.home)
     model = load_model(args.model, gate=deployment.gate(), int8=args.int8)
-    prompt = AudioFile.read(args.prompt)   # read once: the gate hashes the bytes that were decoded
+    prompt = AudioFile.read(args.prompt or shipped.clip)   # read once: the gate hashes the bytes that were decoded
     wav, sr = prompt.load()
+    own_text = shipped.text if args.prompt is None and args.mode == "cross" else None   # the shipped clip's transcript
     consent = {"voice_id": args.voice} if args.voice else {"corpus_file": prompt}
-    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text, mode=args.mode, **consent,
-                                   options=options, include_prompt=args.include_prompt, speed=args.speed,
+    out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text or own_text, mode=args.mode,
+                                   **consent, options=options, include_prompt=args.include_prompt, speed=args.speed,
                                    progress=True)
     if signer is None:
         save_audio(args.out, out, out_sr)
