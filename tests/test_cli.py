@@ -29,10 +29,53 @@ def test_cli_continuation_mode_and_options(tiny_model, clips, tmp_path):
     out = tmp_path / "cont.flac"
     c = clips[1]
     rc = main(["synthesize", "--model", str(path), "--prompt", str(c.path), "--text", c.text, "--mode", "continuation",
-               "--out", str(out), "--top-p", "0.5", "--no-ras", "--temperature", "0.7", "--include-prompt", "--seed", "1"])
+               "--prompt-seconds", "1", "--out", str(out), "--top-p", "0.5", "--no-ras", "--temperature", "0.7",
+               "--include-prompt", "--seed", "1"])
     assert rc == 0
     wav, sr = sf.read(out)
     assert len(wav) / sr > 0.5
+
+
+def test_a_continuation_prompt_that_leaves_no_room_for_the_text_is_refused_naming_prompt_seconds(tiny_model, clips,
+                                                                                                 tmp_path, capsys):
+    """The whole utterance as its own continuation prompt: nothing is left to say, so the command
+    stops before the model runs, with what to do (no 0.1 s output with exit 0)."""
+    path, _, _, _ = tiny_model
+    c, out = clips[1], tmp_path / "none.wav"
+    rc = main(["synthesize", "--model", str(path), "--prompt", str(c.path), "--text", c.text, "--mode", "continuation",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and not out.exists()
+    assert "leaves no room for the rest of the text" in err and "give a shorter --prompt (or cut it with --prompt-seconds)" in err
+    assert "prompt_wav" not in err and "--prompt-text" in err
+    with pytest.raises(AudioError, match="leaves no room.*give a shorter prompt_wav"):
+        valle2.load_model(path).synthesize(c.text, *sf.read(c.path, dtype="float32"), mode="continuation", corpus_file=c.path)
+
+
+def test_continuation_cuts_a_long_prompt_to_3_s_and_says_so(tiny_model, clips, tmp_path, capsys, deployment):
+    path, _, _, _ = tiny_model
+    c = clips[1]
+    wav, sr = sf.read(c.path, dtype="float32")
+    long = tmp_path / "twice.flac"
+    sf.write(long, np.concatenate([wav, wav]), sr)   # 4.4 s
+    deployment.registry.attest_corpus("ARCTIC twice", [long], "CMU ARCTIC licence")
+    out = tmp_path / "cut.wav"
+    rc = main(["synthesize", "--model", str(path), "--prompt", str(long), "--text", f"{c.text} {c.text}",
+               "--mode", "continuation", "--out", str(out), "--seed", "0"])
+    assert rc == 0 and out.is_file()
+    assert "the prompt (4.4 s) is cut to its first 3 s, the paper's prefix (--prompt-seconds" in capsys.readouterr().err
+
+
+def test_prompt_seconds_cuts_the_prompt_and_takes_only_positive_seconds():
+    from valle2.commands.synthesize import cut_prompt, positive_seconds
+
+    wav = np.arange(50, dtype=np.float32)
+    assert cut_prompt(wav, 10, 2.0, "cross").size == 20 and cut_prompt(wav, 10, None, "cross").size == 50
+    assert cut_prompt(wav, 10, None, "continuation").size == 30 and cut_prompt(wav, 10, 9.0, "continuation").size == 50
+    assert positive_seconds("2.5") == 2.5
+    for bad in ("0", "-1", "inf", "nan", "three"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--prompt-seconds takes a number of seconds above 0"):
+            positive_seconds(bad)
 
 
 def test_cli_posterior_mean_code_choice(tiny_model, clips, tmp_path):

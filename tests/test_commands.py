@@ -112,3 +112,17 @@ def test_info_shows_where_a_models_codebook_0_comes_from(tiny_model, capsys):
     assert info["parameters"]["ar"] == sum(p.numel() for p in bundle.ar.parameters()) and info["parameters"]["code0"] == 0
     assert main(["info", str(path.parent / "missing.pt")]) == 2
     assert "valle2 info: error: model file not found" in capsys.readouterr().err
+
+
+def test_errors_under_the_command_line_name_flags_not_python_arguments(tiny_model, clips, tmp_path, capsys):
+    from valle2.commands import main
+    from valle2.commands.messages import cli_message
+
+    assert cli_message("needs the prompt's transcript (prompt_text); voice_id='demo'; top_p and nar_codebooks") == \
+        "needs the prompt's transcript (--prompt-text); --voice='demo'; --top-p and --nar-codebooks"
+    assert cli_message("the prompt_texts, a --prompt_text, prompt_text_x") == "the prompt_texts, a --prompt_text, prompt_text_x"
+    path, _, _, _ = tiny_model
+    rc = main(["synthesize", "--model", str(path), "--prompt", str(clips[0].path), "--text", "hello",
+               "--out", str(tmp_path / "x.wav")])   # cross mode without the prompt's transcript
+    err = capsys.readouterr().err
+    assert rc == 2 and "needs the prompt's transcript (--prompt-text)" in err and "prompt_text" not in err

@@ -10,6 +10,7 @@ import sys
 
 from ..errors import Valle2Error
 from . import ablate, audit, corpus, demo, detect, evaluate, info, keys, prepare, recipe, serve, synthesize, train, voice
+from .messages import cli_message
 
 COMMANDS = (synthesize, demo, info, prepare, train, recipe, evaluate, ablate, voice, corpus, audit, detect, serve, keys)
 
@@ -23,11 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command; a :class:`Valle2Error` becomes ``valle2 <command>: error: ...`` and exit 2."""
+    """Run a parsed command; a :class:`Valle2Error` becomes ``valle2 <command>: error: ...`` (the
+    Python argument names in it replaced by their flags, :func:`cli_message`) and exit 2."""
     try:
         return args.func(args)
     except Valle2Error as exc:
-        print(f"valle2 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"valle2 {args.command}: error: {cli_message(str(exc))}", file=sys.stderr)
         return 2
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .options import add_decoding_args, add_model_arg, decoding_options
@@ -21,6 +22,10 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output audio file (.wav, .flac, .ogg, .mp3)")
     p.add_argument("--mode", choices=("cross", "continuation"), default="cross",
                    help="cross: prompt is another utterance; continuation: --text is the prompt's whole transcript")
+    p.add_argument("--prompt-seconds", type=positive_seconds, default=None,
+                   help="cut the prompt to its first this many seconds (default: 3 in continuation mode, the paper's "
+                   "prefix, saying so when it cuts; the whole prompt in cross mode, where --prompt-text must then "
+                   "be the transcript of what is kept)")
     p.add_argument("--include-prompt", action="store_true", help="prepend the prompt's resynthesis to the output")
     p.add_argument("--speed", type=float, default=1.0, help="tempo, 0.25-4 (pitch kept; like OpenAI's speed)")
     p.add_argument("--c2pa", action="store_true",
@@ -54,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, gate=deployment.gate(), int8=args.int8)
     prompt = AudioFile.read(args.prompt or shipped.clip)   # read once: the gate hashes the bytes that were decoded
     wav, sr = prompt.load()
+    wav = cut_prompt(wav, sr, args.prompt_seconds, args.mode)
     own_text = shipped.text if args.prompt is None and args.mode == "cross" else None   # the shipped clip's transcript
     consent = {"voice_id": args.voice} if args.voice else {"corpus_file": prompt}
     out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text or own_text, mode=args.mode,
@@ -69,3 +75,28 @@ def run(args: argparse.Namespace) -> int:
                            synthesis_assertion(deployment.audit, out, model_sha256=file_sha256(args.model)))
     print(f"wrote {args.out}: {len(out) / out_sr:.2f} s at {out_sr} Hz" + (", with a signed C2PA manifest" if signer else ""))
     return 0
+
+
+CONTINUATION_PROMPT_SECONDS = 3.0   # the paper's continuation prompt: the utterance's first 3 s
+
+
+def positive_seconds(value: str) -> float:
+    """``--prompt-seconds``: a number of seconds above 0."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"--prompt-seconds takes a number of seconds above 0, not {value!r}")
+    return seconds
+
+
+def cut_prompt(wav, sr: int, seconds: float | None, mode: str):
+    """The first ``seconds`` of the prompt ``wav [samples]`` (default: ``CONTINUATION_PROMPT_SECONDS``
+    in continuation mode, saying so on stderr when it cuts; the whole prompt in cross mode)."""
+    if seconds is None and mode == "continuation" and wav.shape[-1] > CONTINUATION_PROMPT_SECONDS * sr:
+        print(f"valle2 synthesize: continuation mode: the prompt ({wav.shape[-1] / sr:.1f} s) is cut to its first "
+              f"{CONTINUATION_PROMPT_SECONDS:g} s, the paper's prefix (--prompt-seconds sets another length)",
+              file=sys.stderr)
+        seconds = CONTINUATION_PROMPT_SECONDS
+    return wav if seconds is None else wav[..., :int(round(seconds * sr))]
