@@ -87,15 +87,15 @@ def test_gate_checks_a_prompt_once_but_verifies_the_record_every_time(env, voice
 
 
 def test_unenrolled_voice_refused(env, voices):
-    with pytest.raises(ConsentError, match="not enrolled"):
+    with pytest.raises(ConsentError, match="not enrolled: no consent record; `valle2 voice list` shows"):
         env["gate"].authorize("v_doesnotexist", voices["bdl"], voices["sr"])
-    with pytest.raises(ConsentError, match="needs a consent record"):
+    with pytest.raises(ConsentError, match="needs a consent record; give voice_id .* or corpus_file"):
         env["gate"].authorize(None, voices["bdl"], voices["sr"])
 
 
 def test_prompt_from_another_speaker_refused(env, voices):
     rec = enrol(env, voices)
-    with pytest.raises(ConsentError, match="does not match the consenting voice"):
+    with pytest.raises(ConsentError, match="does not match the consenting voice.*; use a recording of that speaker"):
         env["gate"].authorize(rec.voice_id, voices["slt"], voices["sr"])
 
 
@@ -230,14 +230,14 @@ def test_revoked_and_expired_voices_refused(env, voices):
     rec = enrol(env, voices)
     auth = env["gate"].authorize(rec.voice_id, voices["bdl"], voices["sr"])
     env["reg"].revoke(rec.voice_id, "speaker asked")
-    with pytest.raises(ConsentError, match="revoked"):
+    with pytest.raises(ConsentError, match="revoked; .* must give consent anew .`valle2 voice phrase`, then `valle2 voice enroll`"):
         env["gate"].authorize(rec.voice_id, voices["bdl"], voices["sr"])
     with pytest.raises(ConsentError, match="revoked"):
         env["gate"].finalize(voices["bdl"], voices["sr"], auth, "after revocation")
     phrase = env["reg"].issue_phrase("Jane Doe")
     env["said"].text = phrase.text
     short = env["reg"].enroll("Jane Doe", voices["consent"], voices["sr"], phrase.id, ttl=-1.0)
-    with pytest.raises(ConsentError, match="expired"):
+    with pytest.raises(ConsentError, match="expired; the speaker must enrol again .`valle2 voice phrase`"):
         env["gate"].authorize(short.voice_id, voices["bdl"], voices["sr"])
     assert "revoke" in [e["event"] for e in env["audit"].entries()]
 

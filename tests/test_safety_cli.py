@@ -47,3 +47,14 @@ def test_detect_reports_watermark(tmp_path, clips, capsys, deployment):
     assert "PRESENT" in out and "payload 4660" in out
     assert main(["detect", str(clips[1].path)]) == 0
     assert "absent" in capsys.readouterr().out
+
+
+def test_a_prompt_in_no_attested_corpus_is_refused_with_what_to_do(tmp_path, clips, capsys, tiny_model):
+    """The refusal names the flag for an enrolled or the demo voice, and the command that attests a corpus."""
+    wav, sr = sf.read(clips[0].path)
+    sf.write(tmp_path / "mine.wav", wav[::-1].copy(), sr)   # a recording nobody attested
+    rc = main(["synthesize", "--model", str(tiny_model[0]), "--prompt", str(tmp_path / "mine.wav"), "--prompt-text",
+               "x", "--text", "hello", "--out", str(tmp_path / "out.wav")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is in no attested research corpus: speak in an enrolled voice (--voice: an id from " \
+        "`valle2 voice list`, or 'demo', the shipped demo voice)" in err and "`valle2 corpus attest --name" in err

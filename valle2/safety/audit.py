@@ -272,7 +272,8 @@ class AuditLog:
                     except StaleAuditState:
                         report = self.check()
                 raise ConsentError(f"audit log '{self.path}' cannot be trusted, so no consent record is honoured "
-                                   f"until it is fixed: {report.problem or 'it changed while being read; retry'}") from None
+                                   f"until it is fixed: {report.problem or 'it changed while being read; retry'}; run "
+                                   "`valle2 audit verify`, and restore the log from a backup") from None
 
     def _extend_state(self) -> ChainState:
         try:
@@ -339,13 +340,14 @@ class AuditLog:
         ``audit_head_signed`` event under a head signed with the operator key.  A log whose head is
         already signed is left as it is.  Returns the report of the log afterwards."""
         if not isinstance(self.key, Ed25519PrivateKey):
-            raise ConsentError("signing the audit head needs the operator's private key")
+            raise ConsentError("signing the audit head needs the operator's private key: open the log with it "
+                               "(AuditLog(path, key=...))")
         report = self.check()
         if report.ok and (report.signed or report.entries == 0):
             return report
         if not report.legacy:
             raise ConsentError(f"audit log '{self.path}' is not intact, so its head is not signed: "
-                               f"{report.problem}")
+                               f"{report.problem}; run `valle2 audit verify`, and restore the log from a backup")
         self._append([("audit_head_signed", {"key_id": key_id(self.key), "unsigned_entries": report.entries})],
                      upgrade=True)
         return self.check()
@@ -353,7 +355,7 @@ class AuditLog:
     def _append(self, items: list[tuple[str, dict]], upgrade: bool = False) -> list[dict]:
         if isinstance(self.key, Ed25519PublicKey):
             raise ConsentError(f"audit log '{self.path}' was opened with a public key only; appending needs the "
-                               "operator's private key")
+                               "operator's private key: open it with that key (AuditLog(path, key=...))")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -366,7 +368,8 @@ class AuditLog:
             signed = self.key is not None
             pre: list[tuple[str, dict]] = []
             if problem:
-                raise ConsentError(f"audit log '{self.path}': {problem}")
+                raise ConsentError(f"audit log '{self.path}': {problem}; run `valle2 audit verify`, and restore the "
+                                   "log from a backup")
             if head is None:
                 if seq:
                     raise ConsentError(f"audit log '{self.path}' has {seq} entries but no head file "

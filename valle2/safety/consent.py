@@ -66,7 +66,7 @@ def validate_name(name: str) -> str:
         raise ConsentError(f"name must be a string, got {type(name).__name__}")
     clean = " ".join(unicodedata.normalize("NFC", name).split())
     if not 1 <= len(clean) <= 100:
-        raise ConsentError(f"name must be 1 to 100 characters, got {len(clean)}")
+        raise ConsentError(f"name must be 1 to 100 characters, got {len(clean)}: give the speaker's full name")
     if not NAME_RE.fullmatch(clean):
         bad = sorted({c for c in clean if not (c.isalpha() or c in " '-")})
         detail = f"characters {bad!r} are not allowed" if bad else "separators must sit between letters"
@@ -302,15 +302,21 @@ class ConsentRegistry:
     def _check_signed(self, payload: dict, signature: str, kid: str, what: str) -> None:
         keys = [k for k in self.trusted_keys if key_id(k) == kid]
         if not keys:
-            raise ConsentError(f"{what} is signed by key {kid}, which is not a trusted operator key")
+            raise ConsentError(f"{what} is signed by key {kid}, which is not a trusted operator key: add that "
+                               "operator's public key to this deployment's trusted keys, or issue the record again "
+                               "with this deployment's key (`valle2 voice enroll`, `valle2 corpus attest`)")
         if not verify(keys[0], payload, signature):
-            raise ConsentError(f"{what} has an invalid signature: it was altered or forged")
+            raise ConsentError(f"{what} has an invalid signature: it was altered or forged; run `valle2 audit verify`, "
+                               "restore the registry from a backup, or issue the record again (`valle2 voice enroll`, "
+                               "`valle2 corpus attest`)")
 
     def get_record(self, voice_id: str) -> VoiceRecord:
         """The stored record of ``voice_id``, read from the database now."""
         row = self.db.voice(voice_id) if isinstance(voice_id, str) else None
         if row is None:
-            raise ConsentError(f"voice {voice_id!r} is not enrolled: no consent record")
+            raise ConsentError(f"voice {voice_id!r} is not enrolled: no consent record; `valle2 voice list` shows the "
+                               "enrolled voices, `valle2 voice phrase` then `valle2 voice enroll` enrol one, and the "
+                               "shipped demo voice is 'demo'")
         return VoiceRecord.from_json(row[0])
 
     def verify_record(self, record: VoiceRecord) -> VoiceRecord:
@@ -321,11 +327,14 @@ class ConsentRegistry:
         self._check_signed(record.payload(), record.signature, record.key_id, f"consent record {vid}")
         row = self.db.voice(vid)
         if row is None:
-            raise ConsentError(f"voice {vid} is not enrolled in this registry")
+            raise ConsentError(f"voice {vid} is not enrolled in this registry: `valle2 voice list` shows the enrolled "
+                               "voices; check --home / $VALLE2_HOME names the deployment that enrolled it")
         if row[2] is not None:
-            raise ConsentError(f"voice {vid} was revoked; it can no longer be used")
+            raise ConsentError(f"voice {vid} was revoked; it can no longer be used: the speaker must give consent "
+                               "anew (`valle2 voice phrase`, then `valle2 voice enroll`)")
         if row[1] != record.signature:
-            raise ConsentError(f"consent record {vid} differs from the registry's copy")
+            raise ConsentError(f"consent record {vid} differs from the registry's copy: use the record as stored "
+                               "(by its voice id), and run `valle2 audit verify`")
         state = self.audit.verified_state()
         if vid in state.revoked:
             raise ConsentError(f"voice {vid} was revoked (audit log line {state.revoked[vid]}); it can no longer be "
@@ -337,7 +346,8 @@ class ConsentRegistry:
                                "was replaced or truncated, or the record was added to the registry by hand; run "
                                "`valle2 audit verify` and restore the log from a backup")
         if self.clock() >= record.expires:
-            raise ConsentError(f"consent record {vid} expired; the speaker must enrol again")
+            raise ConsentError(f"consent record {vid} expired; the speaker must enrol again (`valle2 voice phrase`, "
+                               "then `valle2 voice enroll`)")
         return record
 
     def revoke(self, voice_id: str, reason: str = "") -> Revocation:
@@ -346,7 +356,7 @@ class ConsentRegistry:
         it again for a revoked voice restores whichever of the two copies is missing."""
         row = self.db.voice(voice_id) if isinstance(voice_id, str) else None
         if row is None:
-            raise ConsentError(f"voice {voice_id!r} is not enrolled")
+            raise ConsentError(f"voice {voice_id!r} is not enrolled: `valle2 voice list` shows the enrolled voices")
         stored = self.db.revocation(voice_id)
         logged = self._logged_revocation(voice_id)
         try:
@@ -422,10 +432,10 @@ class ConsentRegistry:
         if not isinstance(name, str) or not CORPUS_NAME_RE.fullmatch(name):
             raise ConsentError(f"invalid corpus name {name!r}: letters, digits, spaces and . - _ ( ) only, 1-100 characters")
         if not isinstance(licence, str) or not licence.strip():
-            raise ConsentError("a corpus attestation needs the corpus licence")
+            raise ConsentError("a corpus attestation needs the corpus licence: give it, e.g. 'CC BY 4.0'")
         listed = tuple((Path(f).name, file_sha256(f)) for f in files)
         if not listed:
-            raise ConsentError("a corpus attestation needs at least one file")
+            raise ConsentError("a corpus attestation needs at least one file: list the corpus's audio files")
         att = CorpusAttestation("c_" + secrets.token_hex(8), name, licence.strip(), listed, self.clock(),
                                 key_id(self.operator_key))
         att = CorpusAttestation(**{**asdict(att), "files": listed, "signature": sign(self.operator_key, att.payload())})
@@ -454,4 +464,7 @@ class ConsentRegistry:
             self._check_signed(att.payload(), att.signature, att.key_id, f"corpus attestation {att.corpus_id}")
             if digest in {h for _, h in att.files}:
                 return att
-        raise ConsentError(f"prompt file '{name}' is in no attested research corpus")
+        raise ConsentError(f"prompt file '{name}' is in no attested research corpus: speak in an enrolled voice "
+                           "(voice_id: an id from `valle2 voice list`, or 'demo', the shipped demo voice), or, if the "
+                           "file belongs to a licensed research corpus, attest it with `valle2 corpus attest --name "
+                           "NAME --licence LICENCE FILES`")

@@ -210,16 +210,20 @@ class ConsentGate:
             reference = None if excerpt else self._memo(self.embedder, file_wav, file_sr)
             kind, corpus_id, label = "research", att.corpus_id, att.corpus_id
         else:
-            raise ConsentError("no voice_id and no attested corpus file: cloning a voice needs a consent record")
+            raise ConsentError("no voice_id and no attested corpus file: cloning a voice needs a consent record; "
+                               "give voice_id (an enrolled voice, or 'demo', the shipped demo voice) or corpus_file (a "
+                               "file of a research corpus attested with `valle2 corpus attest`)")
         for check in self.liveness_checks:
             reason = self._memo(check, wav, prompt_sr)
             if reason:
-                raise ConsentError(f"prompt refused by a liveness check: {reason}")
+                raise ConsentError(f"prompt refused by a liveness check: {reason}; use a real recording of the "
+                                   "consenting speaker as the prompt")
         similarity = 1.0 if reference is None else self._similarity(np.asarray(self._memo(self.embedder, wav, prompt_sr)), reference)
         if similarity < self.threshold:
             self.audit.append("authorize_refused", voice_id=voice_id, corpus_id=corpus_id, similarity=round(similarity, 4))
             raise ConsentError(f"prompt speaker does not match the consenting voice {label}: "
-                               f"similarity {similarity:.3f} < threshold {self.threshold:.3f}")
+                               f"similarity {similarity:.3f} < threshold {self.threshold:.3f}; use a recording of that "
+                               "speaker as the prompt, or the consent record of the speaker in the prompt")
         window_min = None
         if reference is not None:
             embs, spans = self._memo(self.window_embedder, wav, prompt_sr)
@@ -255,7 +259,8 @@ class ConsentGate:
         a voice revoked since then is refused."""
         issued, left = self._issued.pop(auth.token, (None, 0)) if isinstance(auth, Authorization) else (None, 0)
         if issued != auth or left < 1:
-            raise ConsentError("finalize needs an unused authorization issued by this gate's authorize()")
+            raise ConsentError("finalize needs an unused authorization issued by this gate's authorize(): "
+                               "call authorize() again for each new output")
         if left > 1:
             self._issued[auth.token] = (auth, left - 1)
         if auth.voice_id is not None:

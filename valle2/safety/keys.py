@@ -28,7 +28,8 @@ def _write_private(path: Path, data: bytes) -> None:
 def _read_private(path: Path) -> bytes:
     path = Path(path)
     if not path.is_file():
-        raise ConsentError(f"key file not found: '{path}'")
+        raise ConsentError(f"key file not found: '{path}'; check that --home / $VALLE2_HOME names the deployment, "
+                           "or restore the key from a backup")
     if path.stat().st_mode & 0o077:
         raise ConsentError(f"key file '{path}' is readable by other users; run: chmod 600 '{path}'")
     return path.read_bytes()
@@ -55,9 +56,10 @@ def load_operator_key(path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(_read_private(Path(path)), password=None)
     except ValueError as e:
-        raise ConsentError(f"'{path}' is not a PEM private key: {e}") from None
+        raise ConsentError(f"'{path}' is not a PEM private key: {e}; restore the key file from a backup") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ConsentError(f"'{path}' is not an Ed25519 key")
+        raise ConsentError(f"'{path}' is not an Ed25519 key: give the operator key valle2 made (or restore it "
+                           "from a backup)")
     return key
 
 
@@ -66,9 +68,10 @@ def load_public_key(path) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
     except (OSError, ValueError) as e:
-        raise ConsentError(f"cannot load public key '{path}': {e}") from None
+        raise ConsentError(f"cannot load public key '{path}': {e}; give the PEM file of an Ed25519 public key "
+                           "(an operator key's .pub)") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ConsentError(f"'{path}' is not an Ed25519 public key")
+        raise ConsentError(f"'{path}' is not an Ed25519 public key: give an operator key's .pub file")
     return key
 
 
@@ -110,7 +113,7 @@ def load_watermark_key(path) -> bytes:
     try:
         key = bytes.fromhex(_read_private(Path(path)).decode().strip())
     except ValueError:
-        raise ConsentError(f"'{path}' does not hold a hex watermark key") from None
+        raise ConsentError(f"'{path}' does not hold a hex watermark key: restore it from a backup") from None
     if len(key) < 16:
-        raise ConsentError(f"watermark key in '{path}' is shorter than 16 bytes")
+        raise ConsentError(f"watermark key in '{path}' is shorter than 16 bytes: restore it from a backup")
     return key
