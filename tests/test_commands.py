@@ -126,3 +126,12 @@ def test_errors_under_the_command_line_name_flags_not_python_arguments(tiny_mode
                "--out", str(tmp_path / "x.wav")])   # cross mode without the prompt's transcript
     err = capsys.readouterr().err
     assert rc == 2 and "needs the prompt's transcript (--prompt-text)" in err and "prompt_text" not in err
+
+
+@pytest.mark.parametrize("argv", [["synthesize", "--prompt", "p.wav", "--text", "hi", "--out"], ["demo", "--out"],
+                                  ["recipe", "tiny", "--out"]])
+def test_out_naming_an_existing_folder_is_a_one_line_error_before_any_work(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([*argv, str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and f"argument --out: '{tmp_path}' is a folder; --out takes a file name, such as" in err

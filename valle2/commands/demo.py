@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_decoding_args, add_model_arg, decoding_options
+from .options import add_decoding_args, add_model_arg, decoding_options, output_file
 
 DEMO_TEXT = "Hello! This is the valle2 demo voice, reading a sentence it has never heard."
 
@@ -19,7 +19,7 @@ def register(sub) -> None:
                    help="cross: the demo clip is the prompt for --text; continuation: the clip's start is the prompt "
                         "and the model continues the clip's own sentence")
     p.add_argument("--prompt-seconds", type=float, default=1.2, help="prompt length in continuation mode")
-    p.add_argument("--out", type=Path, default=Path("demo_out/demo.wav"), help="output audio file")
+    p.add_argument("--out", type=output_file, default=Path("demo_out/demo.wav"), help="output audio file")
     p.add_argument("--speed", type=float, default=1.0, help="tempo, 0.25-4 (pitch kept; like OpenAI's speed)")
     add_decoding_args(p)
     p.set_defaults(func=run)

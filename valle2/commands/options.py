@@ -146,3 +146,12 @@ def rate_arg(value: str) -> float:
     if rate > 1e6:
         raise argparse.ArgumentTypeError(f"a rate of at most 1000000 requests a minute, not {value!r}")
     return rate
+
+
+def output_file(value: str) -> Path:
+    """``--out`` where it names a file to write: refused, before any work, when it is an existing folder."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"'{value}' is a folder; --out takes a file name, such as "
+                                         f"'{path / 'out.wav'}'")
+    return path

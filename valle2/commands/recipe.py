@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import output_file
+
 
 def register(sub) -> None:
     from ..recipe import DemoRecipe
@@ -11,7 +13,7 @@ def register(sub) -> None:
     p = sub.add_parser("recipe", help="end-to-end recipes (prepare, train, export)")
     rsub = p.add_subparsers(dest="recipe", required=True)
     t = rsub.add_parser("tiny", help="a tiny model that memorises the packaged clips (minutes; a pipeline check)")
-    t.add_argument("--out", type=Path, default=Path("demo_out/tiny.pt"), help="the model file to write")
+    t.add_argument("--out", type=output_file, default=Path("demo_out/tiny.pt"), help="the model file to write")
     t.add_argument("--steps", type=int, default=250, help="training steps")
     t.set_defaults(func=run_tiny)
     d = rsub.add_parser("demo", help="train the CPU demo model on ../shared/data (<= 2 h on 2 cores)")

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import add_decoding_args, add_model_arg, decoding_options
+from .options import add_decoding_args, add_model_arg, decoding_options, output_file
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--prompt-text", default=None, help="transcript of the prompt (needed for --mode cross; with "
                    "--voice demo and no --prompt, the clip's own)")
     p.add_argument("--text", required=True, help="what to say")
-    p.add_argument("--out", required=True, type=Path, help="output audio file (.wav, .flac, .ogg, .mp3)")
+    p.add_argument("--out", required=True, type=output_file, help="output audio file (.wav, .flac, .ogg, .mp3)")
     p.add_argument("--mode", choices=("cross", "continuation"), default="cross",
                    help="cross: prompt is another utterance; continuation: --text is the prompt's whole transcript")
     p.add_argument("--prompt-seconds", type=positive_seconds, default=None,
