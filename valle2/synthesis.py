@@ -11,8 +11,9 @@ Two prompting modes, as in the paper's evaluation:
 Every synthesis passes the deployment's consent gate (:mod:`valle2.safety`): the prompt must be
 covered by a consent record (``voice_id``) or come from a file of an attested research corpus
 (``corpus_file``; a shipped voice's name as ``voice_id``, ``"demo"``, stands for its attested
-clip, which is also the prompt when none is given: :mod:`valle2.names`), its speaker must match as a whole and in every 1.6 s window, and every output
-is peak-limited to -1 dBFS, watermarked and logged before it is returned.  The gate binds these
+clip, which is also the prompt when none is given: :mod:`valle2.names`), its speaker must match
+as a whole and in every 1.6 s window, and every output is peak-limited to -1 dBFS, watermarked
+and logged before it is returned.  The gate binds these
 methods; :meth:`VallE2.generate_codes` authorizes the prompt and hands back codes with the
 authorization that ``gate.finalize`` needs for each output decoded from them.  The networks and
 ``codec.decode`` themselves are not gated (README, "What the gate does not cover").
@@ -32,8 +33,8 @@ from .checkpoint import ModelBundle, load_model_bundle
 from .codec import Codec, load_codec
 from .decoding import DecodingOptions, frame_bounds
 from .errors import AudioError, ConsentError, DecodingError, ModelError, TextError
-from .names import is_shipped_voice, model_file, shipped_voice
 from .memo import ContentMemo
+from .names import is_shipped_voice, model_file, shipped_voice
 from .safety import Authorization, ConsentGate
 from .safety.consent import CorpusAttestation
 
