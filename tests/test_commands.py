@@ -121,6 +121,11 @@ def test_errors_under_the_command_line_name_flags_not_python_arguments(tiny_mode
     assert cli_message("needs the prompt's transcript (prompt_text); voice_id='demo'; top_p and nar_codebooks") == \
         "needs the prompt's transcript (--prompt-text); --voice='demo'; --top-p and --nar-codebooks"
     assert cli_message("the prompt_texts, a --prompt_text, prompt_text_x") == "the prompt_texts, a --prompt_text, prompt_text_x"
+    assert cli_message("pace must be a number in 0.25..4, or 0 (the prompt's pace)") == \
+        "--pace must be a number in 0.25..4, or 0 (the prompt's pace)"
+    assert cli_message("speed must be between 0.25 and 4") == "--speed must be between 0.25 and 4"
+    assert cli_message("text is 900 characters long, more than the limit; split it with split_sentences()") == \
+        "text is 900 characters long, more than the limit; split it into sentences, and synthesize each"
     path, _, _, _ = tiny_model
     rc = main(["synthesize", "--model", str(path), "--prompt", str(clips[0].path), "--text", "hello",
                "--out", str(tmp_path / "x.wav")])   # cross mode without the prompt's transcript
