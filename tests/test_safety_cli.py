@@ -10,7 +10,7 @@ def test_voice_lifecycle_on_the_command_line(tmp_path, clips, capsys, deployment
     assert main(["voice", "phrase", "--name", "Ada Lovelace", *home]) == 0
     out = capsys.readouterr().out
     pid = out.split("phrase id: ")[1].split()[0]
-    assert "I, Ada Lovelace, agree" in out
+    assert "I, Ada Lovelace, agree" in out and "for one enrolment of this person; 3 attempts)" in out
     # a recording that does not say the phrase is refused, with the reason and what to do next
     enroll = ["voice", "enroll", "--name", "Ada Lovelace", "--phrase-id", pid, "--consent", str(clips[0].path), *home]
     assert main(enroll) == 2

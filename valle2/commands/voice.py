@@ -36,8 +36,11 @@ def register(sub) -> None:
 
 
 def run_phrase(args: argparse.Namespace) -> int:
+    from ..safety.consent import MAX_ATTEMPTS
+
     phrase = open_deployment(args, create=True).registry.issue_phrase(args.name)
-    print(f"phrase id: {phrase.id}  (valid until {when(phrase.expires)}, once)")
+    print(f"phrase id: {phrase.id}  (valid until {when(phrase.expires)}, for one enrolment of this person; "
+          f"{MAX_ATTEMPTS} attempts)")
     print(f"Ask {phrase.name} to read aloud, then run `valle2 voice enroll --phrase-id {phrase.id} ...`:")
     print(f"\n    {phrase.text}\n")
     return 0
