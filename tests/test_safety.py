@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from valle2.audio import load_audio
-from valle2.errors import ConsentError
+from valle2.errors import AudioError, ConsentError
 from valle2.metrics import speaker_embedding
 from valle2.safety import (AuditLog, ConsentGate, ConsentRegistry, RegistryDB, VoiceRecord,
                            embed, generate_operator_key, generate_watermark_key, load_operator_key,
@@ -154,6 +154,13 @@ def test_a_failed_recording_leaves_the_phrase_for_another_attempt(env, voices):
     assert attempts(env, phrase.id) == [("enroll_refused", 1), ("enroll", 2)]
     with pytest.raises(ConsentError, match="already used; issue a new one with `valle2 voice phrase --name 'John Smith'`"):
         env["reg"].enroll("John Smith", voices["consent"], voices["sr"], phrase.id)
+
+
+def test_an_unusable_consent_recording_uses_an_attempt_and_says_what_is_left(env, voices):
+    phrase = env["reg"].issue_phrase("John Smith")
+    with pytest.raises(AudioError, match=r"silent.*\(2 attempt\(s\) left with this phrase"):
+        env["reg"].enroll("John Smith", np.zeros(16000, dtype=np.float32), 16000, phrase.id)
+    assert attempts(env, phrase.id) == [("enroll_refused", 1)]
 
 
 def test_a_third_failed_attempt_expires_the_phrase(env, voices):

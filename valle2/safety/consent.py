@@ -36,7 +36,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..audio import validate_waveform
-from ..errors import ConsentError
+from ..errors import AudioError, ConsentError
 from .audit import AuditLog
 from .keys import canonical_json, key_id, sign, verify
 from .registry import RegistryDB
@@ -265,13 +265,13 @@ class ConsentRegistry:
                 if reason:
                     raise ConsentError(f"consent recording failed a liveness check: {reason}; the speaker must read "
                                        "the phrase live into a microphone, not play a recording or synthesized speech")
-        except ConsentError as e:
+        except (ConsentError, AudioError) as e:   # a refused recording: one attempt used, logged
             left = MAX_ATTEMPTS - attempt
             then = (f"{left} attempt(s) left with this phrase: record it again and rerun the enrolment" if left else
                     f"that was the last of {MAX_ATTEMPTS} attempts, so the phrase has expired: issue a new one "
                     f"with `valle2 voice phrase --name '{name}'`")
             self.audit.append("enroll_refused", name=name, phrase_id=phrase_id, attempt=attempt, reason=str(e))
-            raise ConsentError(f"{e} ({then})") from None
+            raise type(e)(f"{e} ({then})") from None
         record = VoiceRecord("v_" + secrets.token_hex(8), name, p_text,
                              hashlib.sha256(np.ascontiguousarray(wav, dtype="<f4").tobytes()).hexdigest(),
                              tuple(round(float(v), 7) for v in emb), now, now + ttl, key_id(self.operator_key))
