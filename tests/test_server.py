@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -35,8 +36,21 @@ from valle2.server.auth import read_key_file
 from valle2.server.limits import RateLimiter
 from valle2.errors import Busy
 from valle2.server.queue import WorkQueue
+from valle2.names import shipped_voice
+from valle2.server.encoding import MEDIA_TYPES, PCM_RATE, StreamEncoder
 
 TEXT = "Will we ever forget it. There was a change now."
+
+
+def decode(data: bytes, fmt: str) -> tuple[np.ndarray, int]:
+    """A speech response body as mono float ``[samples]`` and its rate: ``pcm`` as OpenAI documents
+    it (16-bit little-endian at 24 kHz), any other format with FFmpeg's decoders (PyAV)."""
+    if fmt == "pcm":
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767, PCM_RATE
+    with av.open(io.BytesIO(data)) as container:
+        rate = container.streams.audio[0].rate
+        frames = [f.to_ndarray().astype(np.float32).reshape(-1) for f in container.decode(audio=0)]
+    return np.concatenate(frames), rate
 
 
 def bearer(key: str) -> dict:
@@ -246,7 +260,7 @@ def test_every_call_without_a_valid_key_is_401_and_changes_nothing(client, keys,
             assert keys.a not in resp.text and revoked not in resp.text
     assert deployment_state(server_deployment) == before
     speech = anonymous.post("/v1/audio/speech", headers=bearer(keys.a), json={"model": "valle2", "input": "Hi.",
-                                                                              "voice": voice})
+                                                                              "voice": voice, "response_format": "wav"})
     assert speech.status_code == 200 and speech.content[:4] == b"RIFF"   # the same call with the owner's key
 
 
@@ -274,7 +288,8 @@ def test_a_key_uses_lists_and_revokes_only_its_own_voices(client, keys, clips, s
     # the operator grants the voice to key b (`valle2 keys grant`): now b may use it
     keys.store.grant(keys.store.authenticate(keys.b).id, vid)
     assert vid in {v["voice_id"] for v in other.get("/v1/voices", headers=b).json()["voices"]}
-    resp = other.post("/v1/audio/speech", headers=b, json={"model": "valle2", "input": "Hi.", "voice": vid})
+    resp = other.post("/v1/audio/speech", headers=b, json={"model": "valle2", "input": "Hi.", "voice": vid,
+                                                           "response_format": "wav"})
     assert resp.status_code == 200 and resp.content[:4] == b"RIFF"
 
 
@@ -323,7 +338,7 @@ def test_admin_key_manages_keys_over_http(client, keys, server_deployment):
     listed = other.get("/v1/keys", headers=admin)
     assert new["id"] in {k["id"] for k in listed.json()["keys"]} and new["key"] not in listed.text
     assert "key" not in listed.json()["keys"][0] and keys.a not in listed.text
-    assert other.get("/v1/voices", headers=bearer(new["key"])).json() == {"voices": []}
+    assert [v["voice_id"] for v in other.get("/v1/voices", headers=bearer(new["key"])).json()["voices"]] == ["demo"]
     revoked = other.post(f"/v1/keys/{new['id']}/revoke", headers=admin)
     assert revoked.status_code == 200 and revoked.json()["revoked"] is not None
     assert_json_error(other.get("/v1/voices", headers=bearer(new["key"])), 401)   # at once
@@ -337,7 +352,8 @@ def test_admin_key_manages_keys_over_http(client, keys, server_deployment):
 def test_no_auth_serves_one_local_user(served_model, server_deployment, clips):
     with make_client(served_model, server_deployment, auth=False) as c:
         voices = c.get("/v1/voices")
-        assert voices.status_code == 200 and len(voices.json()["voices"]) == len(c.app.state.service.store.all())
+        assert voices.status_code == 200
+        assert [v["voice_id"] for v in voices.json()["voices"]] == ["demo"] + [v.voice_id for v in c.app.state.service.store.all()]
         assert c.post("/v1/detect", files={"file": ("a.flac", clips[0].path.read_bytes())}).status_code == 200
         assert_json_error(c.get("/v1/keys"), 403)
 
@@ -348,7 +364,8 @@ def test_enroll_speak_stream_and_revoke(client, clips, server_deployment):
     assert vid.startswith("v_") and voice["kind"] == "consent" and voice["revoked"] is None
     assert any(v["voice_id"] == vid for v in client.get("/v1/voices").json()["voices"])
 
-    with client.stream("POST", "/v1/audio/speech", json={"model": "valle2", "input": TEXT, "voice": vid}) as resp:
+    with client.stream("POST", "/v1/audio/speech", json={"model": "valle2", "input": TEXT, "voice": vid,
+                                                         "response_format": "wav"}) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"] == "audio/wav"
         assert resp.headers["x-sentences"] == "2"
         chunks = list(resp.iter_bytes())
@@ -385,14 +402,14 @@ def test_research_voice_in_every_format(client, clips):
                        files={"file": (clip.path.name, clip.path.read_bytes(), "audio/flac")})
     assert resp.status_code == 201, resp.text
     assert resp.json()["voice_id"] == clip.path.name and resp.json()["kind"] == "research"
-    for fmt, magic, speed in (("flac", b"fLaC", 1.0), ("mp3", None, 0.8), ("opus", b"OggS", 1.5)):
-        resp = client.post("/v1/audio/speech", json={"model": "valle2", "input": "It's the aurora borealis.",
+    for fmt, magic, speed in (("flac", b"fLaC", 1.0), ("mp3", b"\xff", 0.8), ("opus", b"OggS", 1.5),
+                              ("aac", b"\xff", 1.0), ("wav", b"RIFF", 1.0), ("pcm", b"", 1.0)):
+        resp = client.post("/v1/audio/speech", json={"model": "tts-1", "input": "It's the aurora borealis. Is it?",
                                                      "voice": clip.path.name, "response_format": fmt, "speed": speed})
         assert resp.status_code == 200, resp.text
-        if magic:
-            assert resp.content.startswith(magic)
-        wav, sr = load_audio(resp.content)
-        assert wav.size / sr > 0.1, fmt
+        assert resp.headers["content-type"] == MEDIA_TYPES[fmt] and resp.content.startswith(magic)
+        wav, sr = decode(resp.content, fmt)
+        assert wav.size / sr > 0.1 and np.abs(wav).max() > 0.01, fmt
     noise = encode_audio(np.random.default_rng(0).normal(0, 0.1, 24000), 24000, "wav")
     err = assert_json_error(client.post("/v1/voices/research", data={"transcript": "noise"},
                                         files={"file": ("noise.wav", noise, "audio/wav")}), 403)
@@ -419,7 +436,6 @@ def test_detect_reports_watermark(client, clips, server_deployment):
     (lambda c: c.post("/v1/audio/speech", json={"model": "valle2", "input": "Hi.", "voice": "x",
                                                 "response_format": "aiff"}), 422, "invalid_request"),
     (lambda c: c.post("/v1/audio/speech", json={"model": "valle2", "input": "Hi.", "voice": "nobody"}), 404, "not_found"),
-    (lambda c: c.post("/v1/audio/speech", json={"model": "gpt-9", "input": "Hi.", "voice": "x"}), 404, "not_found"),
     (lambda c: c.post("/v1/audio/speech", json={"model": "valle2", "input": "Hi.", "voice": "x", "speed": 5.0}),
      422, "invalid_request"),
     (lambda c: c.post("/v1/audio/speech", json={"model": "valle2", "input": "x" * 5000, "voice": "x"}),
@@ -436,6 +452,53 @@ def test_detect_reports_watermark(client, clips, server_deployment):
 ])
 def test_bad_input_gets_a_clear_json_error(client, call, status, kind):
     assert assert_json_error(call(client), status)["type"] == kind
+
+
+def test_openai_model_names_are_the_served_model_and_others_are_named(client):
+    for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "valle2"):
+        resp = client.post("/v1/audio/speech", json={"model": name, "input": "Hi.", "voice": "demo", "response_format": "pcm"})
+        assert resp.status_code == 200 and len(resp.content) > 2400, (name, resp.text)
+    err = assert_json_error(client.post("/v1/audio/speech", json={"model": "gpt-9", "input": "Hi.", "voice": "demo"}), 404)
+    assert err["code"] == "model_not_found" and "'gpt-9'" in err["message"]
+    assert all(name in err["message"] for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "valle2"))
+
+
+def test_demo_voice_is_listed_and_usable_by_every_key_and_revocable_by_none(client, keys, server_deployment):
+    for key in (keys.a, keys.b):
+        listed = client.get("/v1/voices", headers=bearer(key)).json()["voices"]
+        assert listed[0]["voice_id"] == "demo" and listed[0]["kind"] == "shipped" and listed[0]["revoked"] is None
+        resp = client.post("/v1/audio/speech", headers=bearer(key),
+                           json={"model": "tts-1", "input": "Gad, your letter came.", "voice": "demo", "response_format": "wav"})
+        assert resp.status_code == 200 and resp.content[:4] == b"RIFF"
+    before = deployment_state(server_deployment)
+    err = assert_json_error(client.post("/v1/voices/demo/revoke", json={"reason": "mine"}), 403)
+    assert "no key may revoke" in err["message"] and "--no-demo-voice" in err["message"]
+    clip = shipped_voice("demo").clip
+    err = assert_json_error(client.post("/v1/voices/research", data={"transcript": "x"},
+                                        files={"file": ("demo", clip.read_bytes(), "audio/flac")}), 400)
+    assert "already exists" in err["message"]
+    assert deployment_state(server_deployment) == before
+    with make_client(client.app.state.service.model, server_deployment, keys.a, shipped_voices=()) as c:
+        assert all(v["voice_id"] != "demo" for v in c.get("/v1/voices").json()["voices"])
+        assert_json_error(c.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "demo"}), 404)
+
+
+def test_the_watermark_survives_every_format_streamed_sentence_by_sentence(clips):
+    """A marked 4.4 s clip (as long as test_detect_reports_watermark needs for a right payload),
+    fed as two 'sentences' to one StreamEncoder per format: the decoded stream holds the whole
+    utterance and its mark, for the lossy formats (mp3, aac and opus at 64 kbit/s: documented to
+    survive in docs/watermark.md) too."""
+    key = os.urandom(32)
+    wav = np.concatenate([load_audio(c.path, sr=24000)[0] for c in clips[1:3]])
+    parts = np.array_split(valle2.safety.embed(wav, 24000, 0x0123, key), 2)
+    for fmt in MEDIA_TYPES:
+        encoder = StreamEncoder(fmt, 24000)
+        chunks = [encoder.feed(parts[0]), encoder.feed(parts[1]), encoder.close()]
+        assert all(chunks[:2]), fmt     # each sentence yields bytes as soon as it is fed
+        wav, sr = decode(b"".join(chunks), fmt)
+        assert abs(wav.size / sr - sum(p.size for p in parts) / 24000) < 0.1, fmt
+        found = detect(wav, sr, key)
+        assert found.present and found.payload == 0x0123, fmt
 
 
 def test_limits_on_text_and_request_size(served_model, server_deployment, clips, keys):
@@ -524,10 +587,15 @@ def free_port() -> int:
 
 def start_server(home, model, tmp_path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(tmp_path / "server.log", "ab") as log:   # the server has its own copy of the descriptor
-        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(home), str(model), str(port)], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+    return launch([sys.executable, "-c", LAUNCHER, str(home), str(model), str(port)], port, tmp_path / "server.log")
+
+
+def launch(argv: list[str], port: int, log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Run the server command ``argv`` (listening on ``port``, output to ``log_path``) until
+    ``/health`` answers; the process and the server's URL."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    with open(log_path, "ab") as log:   # the server has its own copy of the descriptor
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -536,7 +604,7 @@ def start_server(home, model, tmp_path) -> tuple[subprocess.Popen, str]:
                 return proc, url
         except httpx.TransportError:
             time.sleep(0.5)
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
+        assert proc.poll() is None, log_path.read_text()
     proc.kill()
     raise AssertionError("server did not start in 180 s")
 
@@ -638,6 +706,22 @@ def test_serve_makes_a_first_admin_key_once_and_imports_the_old_key_file(tiny_mo
     with pytest.raises(SystemExit):
         main(args[:-2] + ["--rate-limit", "fast"])
     assert "--rate-limit" in capsys.readouterr().err
+
+
+def test_serve_with_no_model_serves_the_demo_model_and_demo_voice(tmp_path, monkeypatch):
+    import uvicorn
+
+    from valle2.commands import main
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    home = str(tmp_path / "home")
+    assert main(["serve", "--home", home]) == 0
+    svc = served[-1].state.service
+    assert svc.settings.model_names == ("demo", "valle2", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+    assert list(svc.shipped) == ["demo"] and svc.audio_path(svc.shipped["demo"]) == shipped_voice("demo").clip
+    assert TestClient(served[-1]).get("/health").json()["model"] == "demo"
+    assert main(["serve", "--home", home, "--no-demo-voice"]) == 0 and served[-1].state.service.shipped == {}
 
 
 def test_keys_cli_creates_lists_grants_and_revokes(tmp_path, capsys, monkeypatch, clips):

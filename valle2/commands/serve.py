@@ -1,5 +1,8 @@
 """``valle2 serve``: run the HTTP API and web page (:mod:`valle2.server`) with uvicorn.
 
+With no ``--model`` it serves the shipped demo model, and every key may use the shipped demo
+voice as voice ``"demo"`` (``--no-demo-voice``: not served).
+
 API keys live hashed in ``<home>/api_keys.db`` (``valle2 keys``).  On a first start with no
 active key, ``serve`` creates an admin key and prints it once.  ``--no-auth`` serves without keys,
 and only on a loopback address.  Hashes in an older key file (``--api-key-file``, default
@@ -14,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ..errors import Valle2Error
-from .options import add_home_arg, rate_arg
+from .options import add_home_arg, add_model_arg, rate_arg
 
 
 def is_loopback(host: str) -> bool:
@@ -32,7 +35,9 @@ def is_loopback(host: str) -> bool:
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="HTTP API (OpenAI-compatible speech endpoint) and web page")
-    p.add_argument("--model", required=True, type=Path, help="a valle2 model file")
+    add_model_arg(p)
+    p.add_argument("--no-demo-voice", action="store_true",
+                   help="do not serve the shipped demo voice (voice id 'demo', usable by every key)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     add_home_arg(p)
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if value < least:
             raise Valle2Error(f"{flag} must be at least {least}, got {value}")
     deployment = Deployment.open(args.home)
-    model = load_model(args.model, gate=deployment.gate())   # a bad model path fails before any key is made
+    model = load_model(args.model, gate=deployment.gate())   # a bad model fails before any key is made
     keys = KeyStore(deployment.home / "api_keys.db")
     legacy = args.api_key_file or deployment.home / "api_keys"
     if args.api_key_file is not None and not legacy.is_file():
@@ -97,7 +102,19 @@ def run(args: argparse.Namespace) -> int:
                               max_request_bytes=args.max_request_mb * 2**20,
                               max_text_chars=args.max_text_chars, max_audio_seconds=args.max_audio_seconds,
                               max_workers=args.workers, max_queue=args.queue,
-                              model_names=("valle2", Path(args.model).stem))
+                              model_names=model_names(args.model),
+                              shipped_voices=() if args.no_demo_voice else ("demo",))
     uvicorn.run(create_app(model, deployment, settings, keys), host=args.host, port=args.port,
                 log_level=args.log_level)
     return 0
+
+
+def model_names(model) -> tuple[str, ...]:
+    """The ``model`` values a speech request may name: the model's own name (a shipped model's, or
+    its file's stem), "valle2" and OpenAI's TTS model names, all meaning the one served model."""
+    from ..names import MODELS, model_file
+    from ..server.settings import OPENAI_MODELS
+
+    path = model_file(model)
+    own = next((name for name in MODELS if model_file(name) == path), path.stem)
+    return tuple(dict.fromkeys((own, "valle2") + OPENAI_MODELS))

@@ -3,10 +3,12 @@
 Routes (OpenAPI at ``/openapi.json``; the interactive docs pages are off because they load
 scripts from a CDN).  Every ``/v1/`` call needs an API key (``Authorization: Bearer <key>``,
 :mod:`valle2.server.access`), and a key uses, lists and revokes only its own voices: those
-enrolled or registered with it, or granted to it (``valle2 keys grant``).  Another key's voice
-answers 404, as a voice that does not exist.
+enrolled or registered with it, or granted to it (``valle2 keys grant``), and the voices shipped
+in the package (``"demo"``), which every key lists and uses.  Another key's voice answers 404, as
+a voice that does not exist.
 
-- ``POST /v1/audio/speech``: OpenAI's speech request; streams WAV sentence by sentence.
+- ``POST /v1/audio/speech``: OpenAI's speech request (the official ``openai`` client works
+  unchanged): every ``response_format``, streamed sentence by sentence.
 - ``POST /v1/voices/phrases``, ``POST /v1/voices``, ``POST /v1/voices/{id}/revoke``,
   ``POST /v1/voices/research``, ``GET /v1/voices``: the consent protocol and the key's voices.
 - ``POST /v1/detect``: the watermark and synthesized-speech classifier report on an uploaded file.
@@ -31,14 +33,15 @@ from starlette.background import BackgroundTask
 
 from ..audio import AudioFile, load_audio
 from ..errors import BadRequest, ConsentError, KeyStoreError, NotFound, PermissionDenied
+from ..names import shipped_voice
 from ..safety import detect, validate_name
 from ..safety.report import classifier_report, verdict
 from ..safety.deployment import Deployment
 from ..synthesis import MAX_PROMPT_SECONDS, VallE2
 from ..text import split_sentences
 from .access import KeyAuth, Principal, principal_of
-from .encoding import MEDIA_TYPES, encode_whole, pcm16, wav_stream_header
-from .errors import install_error_handlers
+from .encoding import MEDIA_TYPES, StreamEncoder
+from .errors import UnknownModel, install_error_handlers
 from .keys import ApiKey, KeyStore
 from .limits import BodySizeLimit
 from .queue import Slot, WorkQueue
@@ -66,20 +69,36 @@ class Service:
         self.model, self.deployment, self.settings, self.keys = model, deployment, settings, keys
         self.store = VoiceStore(deployment.home)
         self.queue = WorkQueue(settings.max_workers, settings.max_queue, settings.retry_after_s)
+        self.shipped = {name: self._shipped(name) for name in settings.shipped_voices}
+
+    def _shipped(self, name: str) -> StoredVoice:
+        """A voice shipped in the package, its attestation imported (signature checked) so the
+        gate passes its clip as any attested corpus file."""
+        voice = shipped_voice(name)
+        attestation = self.deployment.import_attestation_file(voice.attestation)
+        return StoredVoice(name, f"{name}: {attestation.name}, speaker {voice.speaker}", "shipped",
+                           attestation.created, str(voice.clip), voice.text)
 
     def voice_for(self, who: Principal, voice_id: str) -> StoredVoice:
         """``voice_id`` if ``who`` may use it; another key's voice is :class:`NotFound`, as one
         that does not exist, so a key cannot learn which voices others have."""
+        if voice_id in self.shipped:
+            return self.shipped[voice_id]
         if not who.local and not self.keys.owns(who.key_id, voice_id):
             raise NotFound(f"voice {voice_id!r} does not exist on this server")
         return self.store.get(voice_id)
 
     def voices_of(self, who: Principal) -> list[StoredVoice]:
+        """The shipped voices, then those of the key (every stored voice with auth off)."""
         voices = self.store.all()
-        if who.local:
-            return voices
-        mine = self.keys.voices_of(who.key_id)
-        return [v for v in voices if v.voice_id in mine]
+        if not who.local:
+            mine = self.keys.voices_of(who.key_id)
+            voices = [v for v in voices if v.voice_id in mine]
+        return list(self.shipped.values()) + voices
+
+    def audio_path(self, voice: StoredVoice) -> Path:
+        """The prompt recording of ``voice``: a shipped voice's clip in the package, or the store's copy."""
+        return Path(voice.audio) if voice.kind == "shipped" else self.store.audio_path(voice)
 
     def audit_key(self, event: str, key: ApiKey, by: Principal | None, **fields) -> None:
         """Log a key-management event (never the key, only its id and prefix)."""
@@ -101,7 +120,7 @@ class Service:
         if voice.kind == "consent":   # a revoked voice is refused as such, though its recording is gone
             registry = self.deployment.registry
             registry.verify_record(registry.get_record(voice.voice_id))
-        path = self.store.audio_path(voice)
+        path = self.audio_path(voice)
         if not path.is_file():
             raise NotFound(f"voice {voice.voice_id!r} has no prompt recording on this server")
         prompt = AudioFile.read(path)          # read once: the gate hashes and decodes these same bytes
@@ -114,7 +133,8 @@ class Service:
 
 def _check_speech(svc: Service, req: SpeechRequest) -> list[str]:
     if req.model not in svc.settings.model_names:
-        raise NotFound(f"model {req.model!r} is not served here; use one of {list(svc.settings.model_names)}")
+        raise UnknownModel(f"model {req.model!r} is not served here; use one of {', '.join(svc.settings.model_names)} "
+                           "(all name the one model this server runs)")
     if len(req.input) > svc.settings.max_text_chars:
         raise BadRequest(f"input is {len(req.input)} characters, more than the {svc.settings.max_text_chars} limit")
     sentences = [s for s in split_sentences(req.input) if s.strip()]
@@ -125,19 +145,22 @@ def _check_speech(svc: Service, req: SpeechRequest) -> list[str]:
 
 def _audio_stream(svc: Service, slot: Slot, first: np.ndarray, rest: list[str], voice: StoredVoice, fmt: str,
                   speed: float):
-    sr = svc.model.sample_rate
+    """The response body: ``first`` (the first sentence, synthesized before the response began, so
+    that a refusal is still a JSON error) and then each sentence of ``rest`` as soon as it is
+    synthesized, watermarked and encoded."""
+    encoder = StreamEncoder(fmt, svc.model.sample_rate)
+
+    async def chunks():
+        yield await slot.run(encoder.feed, first)
+        for sentence in rest:
+            yield await slot.run(encoder.feed, await slot.run(svc.synthesize, sentence, voice, speed))
+        yield await slot.run(encoder.close)
 
     async def body():
         try:
-            if fmt == "wav":
-                yield wav_stream_header(sr) + pcm16(first)
-                for sentence in rest:
-                    yield pcm16(await slot.run(svc.synthesize, sentence, voice, speed))
-            else:
-                parts = [first]
-                for sentence in rest:
-                    parts.append(await slot.run(svc.synthesize, sentence, voice, speed))
-                yield await slot.run(encode_whole, np.concatenate(parts), sr, fmt)
+            async for chunk in chunks():
+                if chunk:          # an encoder may hold a short sentence back; an empty write sends nothing
+                    yield chunk
         except Exception:
             log.exception("speech stream for voice %s failed after it started", voice.voice_id)
             raise
@@ -186,15 +209,17 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
     @app.get("/health", response_model=Health)
     def health() -> Health:
         """Liveness, the model's sample rate, and how many requests hold a worker slot."""
-        return Health(status="ok", model=settings.model_names[-1], sample_rate=model.sample_rate,
+        return Health(status="ok", model=settings.model_names[0], sample_rate=model.sample_rate,
                       busy=svc.queue.admitted, capacity=svc.queue.capacity)
 
     @app.post("/v1/audio/speech", response_class=StreamingResponse, responses={
         200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "the audio"}, **_errors(403, 404)})
     async def speech(req: SpeechRequest, who: Principal = Depends(caller)) -> StreamingResponse:
-        """Speak ``input`` in ``voice``.  The text is split into sentences, each synthesized in turn
-        and checked by the consent gate; ``wav`` streams each sentence as soon as it is ready (a
-        header with unknown length, then 16-bit PCM), flac/mp3/opus come once the whole is done.
+        """Speak ``input`` in ``voice`` (``"demo"``: the shipped demo voice).  ``model``: any of the
+        server's model names (``valle2``, ``tts-1``, ``tts-1-hd``, ``gpt-4o-mini-tts``), all meaning
+        the model it runs.  The text is split into sentences, each synthesized in turn, checked by
+        the consent gate, watermarked, encoded and sent as soon as it is ready, in one stream of
+        ``response_format`` (default mp3; ``pcm``: raw 16-bit little-endian mono at 24 kHz).
         ``speed`` (0.25-4) changes the tempo with the pitch kept, before the watermark.
         429 + Retry-After when the worker queue is full or the key is over its rate."""
         sentences = _check_speech(svc, req)
@@ -250,6 +275,8 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
         data = await file.read()
         svc.load_upload(data)
         name = Path(file.filename or "").name
+        if name in svc.shipped:
+            raise BadRequest(f"voice {name!r} already exists: it is shipped with valle2; rename the file")
         try:
             existing = svc.store.get(name)
         except NotFound:
@@ -274,6 +301,9 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
         """Revoke one of the key's voices at once and delete its stored recording (a research
         voice is unregistered)."""
         voice = svc.voice_for(who, voice_id)
+        if voice.kind == "shipped":
+            raise PermissionDenied(f"voice {voice_id!r} is shipped with valle2 and shared by every key, so no key may "
+                                   "revoke it; the operator serves without it with `valle2 serve --no-demo-voice`")
         if voice.kind == "consent":
             deployment.registry.revoke(voice_id, req.reason)
         svc.store.remove_audio(voice)

@@ -2,9 +2,9 @@
 no traceback and no file-system path reaches a client.
 
 Valle2 errors map to 4xx (a missing, wrong or revoked API key 401, consent refusals and calls
-beyond a key's rights 403, unknown voices and other keys' voices 404, a key over its rate limit
-or a full queue 429 with ``Retry-After``), validation errors to 422, anything else to a generic
-500 that is logged here.  Absolute paths in messages (a consent refusal naming the server's copy
+beyond a key's rights 403, unknown voices and other keys' voices 404 (an unknown model too, with
+``code`` ``model_not_found``), a key over its rate limit or a full queue 429 with
+``Retry-After``), validation errors to 422, anything else to a generic 500 that is logged here.  Absolute paths in messages (a consent refusal naming the server's copy
 of a file, say) are cut to the file's name.
 """
 from __future__ import annotations
@@ -21,6 +21,12 @@ from starlette.exceptions import HTTPException
 from ..errors import AudioError, Busy, ConsentError, NotFound, PermissionDenied, TextError, Valle2Error
 
 log = logging.getLogger("valle2.server")
+
+
+class UnknownModel(NotFound):
+    """A speech request names a model this server does not serve (OpenAI's code ``model_not_found``)."""
+
+    code = "model_not_found"
 
 
 # an absolute path: '/' then at least one more '/'-separated part, not inside a URL or a relative path
@@ -60,7 +66,7 @@ def _valle2_error(request: Request, exc: Valle2Error) -> JSONResponse:
     if isinstance(exc, ConsentError):
         return error_response(403, "consent_refused", str(exc))
     if isinstance(exc, NotFound):
-        return error_response(404, "not_found", str(exc))
+        return error_response(404, "not_found", str(exc), code=getattr(exc, "code", None))
     kind = {AudioError: "invalid_audio", TextError: "invalid_text"}.get(type(exc), "invalid_request")
     return error_response(400, kind, str(exc))
 

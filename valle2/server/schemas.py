@@ -5,20 +5,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AudioFormat = Literal["wav", "flac", "mp3", "opus"]
+from .encoding import AudioFormat
 VOICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class SpeechRequest(BaseModel):
-    """OpenAI's ``POST /v1/audio/speech`` body.  ``voice`` is an enrolled voice id (``v_...``) or a
-    registered research voice; ``speed`` is the tempo, 0.25-4, pitch kept."""
+    """OpenAI's ``POST /v1/audio/speech`` body.  ``model``: one of the server's model names (OpenAI's
+    ``tts-1``, ``tts-1-hd``, ``gpt-4o-mini-tts`` among them); ``voice``: ``"demo"``, an enrolled
+    voice id (``v_...``) or a registered research voice; ``response_format``: OpenAI's formats
+    (``pcm``: raw 16-bit little-endian mono at 24 kHz); ``speed``: the tempo, 0.25-4, pitch kept."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1, max_length=64, examples=["valle2"])
+    model: str = Field(min_length=1, max_length=64, examples=["tts-1", "valle2"])
     input: str = Field(min_length=1, max_length=4096, description="the text to speak")
-    voice: str = Field(pattern=VOICE_ID, description="an enrolled voice id or a research voice name")
-    response_format: AudioFormat = "wav"
+    voice: str = Field(pattern=VOICE_ID, description="'demo', an enrolled voice id or a research voice name")
+    response_format: AudioFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
 
 
@@ -40,18 +42,19 @@ class PhraseResponse(BaseModel):
 
 
 class Voice(BaseModel):
-    """A voice the server can speak with.  ``kind``: "consent" (enrolled) or "research" (an attested
-    corpus file); ``revoked``: Unix time of revocation, or null."""
+    """A voice the server can speak with.  ``kind``: "consent" (enrolled), "research" (an attested
+    corpus file) or "shipped" (shipped with valle2, e.g. "demo": every key may use it);
+    ``revoked``: Unix time of revocation, or null."""
 
     voice_id: str
     name: str
-    kind: Literal["consent", "research"]
+    kind: Literal["consent", "research", "shipped"]
     created: float
     revoked: float | None = None
 
 
 class VoiceList(BaseModel):
-    """Every voice in the server's store, oldest first."""
+    """The shipped voices, then the calling key's voices, oldest first."""
 
     voices: list[Voice]
 
