@@ -164,7 +164,7 @@ def test_a_refused_research_voice_says_what_to_run_and_is_added_once_attested(pa
     page.fill("#research-transcript", clips[3].text)
     page.click("#add-research")
     status = page.locator("#research-status")
-    expect(status).to_contain_text("in no attested research corpus", timeout=60_000)
+    expect(status).to_contain_text("refused my_reading.wav: it is in no research corpus attested", timeout=60_000)
     assert_words(status)
     expect(page.locator("#attest-help")).to_be_visible()
     command = page.locator("#attest-command").text_content()

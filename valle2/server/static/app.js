@@ -151,8 +151,9 @@ async function addResearchVoice() {
     await refreshVoices(voice.voice_id);
     show("research-status", `Added research voice ${voice.voice_id}; it is selected in 2. Speak.`);
   } catch (p) {
-    if (p.type !== "consent_refused") throw p;
-    show("research-status", `${p.message} This server may use only files of an attested research corpus.`, true);
+    if (!/no attested research corpus/.test(p.message)) throw p;
+    show("research-status", `The server refused ${file.name}: it is in no research corpus attested on this server, `
+         + "and only such files may become research voices.", true);
     $("attest-command").textContent =
       `valle2 corpus attest --name "NAME OF THE CORPUS" --licence "ITS LICENCE" ${shellWord(file.name)}`;
     $("attest-help").hidden = false;
