@@ -11,7 +11,9 @@ concatenation of per-sentence files:
 - ``mp3`` (MPEG audio frames), ``aac`` (ADTS frames), ``opus`` (Ogg pages of 20 ms) and ``flac``
   (a STREAMINFO header with an unknown length, then frames): encoded by FFmpeg's encoders through
   PyAV, one encoder for the whole response.  A compressed chunk lags its sentence by the
-  encoder's look-ahead (a few ms); the rest comes with the next chunk or the last.
+  encoder's look-ahead (a few ms); the rest comes with the next chunk or the last.  An unseekable
+  stream has no header to name the encoder's delay, so decoded mp3 and aac start with it (about
+  45 ms of silence).
 """
 from __future__ import annotations
 
