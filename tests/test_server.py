@@ -487,18 +487,20 @@ def test_the_watermark_survives_every_format_streamed_sentence_by_sentence(clips
     """A marked 4.4 s clip (as long as test_detect_reports_watermark needs for a right payload),
     fed as two 'sentences' to one StreamEncoder per format: the decoded stream holds the whole
     utterance and its mark, for the lossy formats (mp3, aac and opus at 64 kbit/s: documented to
-    survive in docs/watermark.md) too."""
+    survive in docs/watermark.md) too; at 16 kHz (the demo model's rate) pcm is resampled to 24 kHz."""
     key = os.urandom(32)
-    wav = np.concatenate([load_audio(c.path, sr=24000)[0] for c in clips[1:3]])
-    parts = np.array_split(valle2.safety.embed(wav, 24000, 0x0123, key), 2)
-    for fmt in MEDIA_TYPES:
-        encoder = StreamEncoder(fmt, 24000)
-        chunks = [encoder.feed(parts[0]), encoder.feed(parts[1]), encoder.close()]
-        assert all(chunks[:2]), fmt     # each sentence yields bytes as soon as it is fed
-        wav, sr = decode(b"".join(chunks), fmt)
-        assert abs(wav.size / sr - sum(p.size for p in parts) / 24000) < 0.1, fmt
-        found = detect(wav, sr, key)
-        assert found.present and found.payload == 0x0123, fmt
+    for rate in (24000, 16000):
+        wav = np.concatenate([load_audio(c.path, sr=rate)[0] for c in clips[1:3]])
+        parts = np.array_split(valle2.safety.embed(wav, rate, 0x0123, key), 2)
+        for fmt in MEDIA_TYPES:
+            encoder = StreamEncoder(fmt, rate)
+            chunks = [encoder.feed(parts[0]), encoder.feed(parts[1]), encoder.close()]
+            assert all(chunks[:2]), (fmt, rate)     # each sentence yields bytes as soon as it is fed
+            out, sr = decode(b"".join(chunks), fmt)
+            assert sr == {"pcm": PCM_RATE, "opus": 48000}.get(fmt, rate), (fmt, sr)   # Opus decoders run at 48 kHz
+            assert abs(out.size / sr - wav.size / rate) < 0.15, (fmt, rate)   # + the encoder delay, padding
+            found = detect(out, sr, key)
+            assert found.present and found.payload == 0x0123, (fmt, rate)
 
 
 def test_limits_on_text_and_request_size(served_model, server_deployment, clips, keys):
