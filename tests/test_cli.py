@@ -119,9 +119,9 @@ def test_cli_names_decoding_options_the_model_cannot_honour(tiny_model, clips, t
     base = ["synthesize", "--model", str(path), "--prompt", str(clips[0].path), "--prompt-text", clips[0].text,
             "--text", c.text, "--out", str(tmp_path / "x.wav")]
     assert main(base + ["--pace", "10"]) == 2
-    assert "valle2 synthesize: error: pace must be a number in 0.25..4" in capsys.readouterr().err
+    assert "valle2 synthesize: error: --pace must be a number in 0.25..4" in capsys.readouterr().err
     assert main(base + ["--nar-codebooks", "99"]) == 2
-    assert "valle2 synthesize: error: nar_codebooks must be between" in capsys.readouterr().err
+    assert "valle2 synthesize: error: --nar-codebooks must be between" in capsys.readouterr().err
     assert not (tmp_path / "x.wav").exists()
     assert issubclass(DecodingError, ValueError) and issubclass(DecodingError, valle2.Valle2Error)
 

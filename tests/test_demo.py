@@ -50,7 +50,8 @@ def test_int8_model_predicts_as_fp32_and_speaks_watermarked(tiny_model, deployme
     for flag in ("--int8", "--no-int8"):
         out = tmp_path / f"{flag}.wav"
         rc = main(["synthesize", "--model", str(path), "--prompt", str(clips[0].path), "--mode", "continuation",
-                   "--text", clips[0].text, "--out", str(out), "--seed", "0", flag, "--include-prompt"])
+                   "--prompt-seconds", "0.8", "--text", clips[0].text, "--out", str(out), "--seed", "0", flag,
+                   "--include-prompt"])
         wav, sr = load_audio(out)
         assert rc == 0 and len(wav) / sr > 1.0 and detect(wav, sr, deployment.watermark_key).present
     with pytest.raises(ModelError, match="CPU only"):

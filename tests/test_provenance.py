@@ -16,7 +16,8 @@ def test_cli_output_carries_a_valid_manifest_tied_to_the_audit_log(tiny_model, c
     path, _, _, _ = tiny_model
     out = tmp_path / "signed.wav"
     rc = main(["synthesize", "--model", str(path), "--prompt", str(clips[1].path), "--text", clips[1].text,
-               "--mode", "continuation", "--include-prompt", "--out", str(out), "--seed", "0", "--c2pa"])
+               "--mode", "continuation", "--prompt-seconds", "1", "--include-prompt", "--out", str(out), "--seed", "0",
+               "--c2pa"])
     assert rc == 0 and "C2PA" in capsys.readouterr().out
     report = read_provenance(out.read_bytes(), "wav")
     assert report["state"] == "Valid" and report["problems"] == [] and report["ai_generated"]

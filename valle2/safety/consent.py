@@ -16,7 +16,7 @@ Wording rule (``check_wording``), on the offline transcript after :func:`valle2.
 A phrase is issued for one name, expires after ``PHRASE_TTL`` seconds, is spent by the enrolment
 that succeeds with it, and allows ``MAX_ATTEMPTS`` (3) attempts: a third failure expires it.  The
 first attempt that says the phrase (passes the wording rule) binds it to its speaker: a later
-attempt by a recording of another speaker (speaker-embedding cosine below the gate's
+attempt by a recording of another speaker (speaker-embedding cosine below
 ``SPEAKER_THRESHOLD``) is refused.  Every attempt is audit-logged (``enroll`` or
 ``enroll_refused``, with its ``attempt`` number), and every refusal says what to do next.
 """
@@ -46,6 +46,14 @@ RECORD_TTL = 365 * 24 * 3600.0
 MAX_WER = 0.35
 MAX_CONSENT_SECONDS = 60.0
 MAX_ATTEMPTS = 3
+
+# Resemblyzer cosine at the equal error rate of same- vs different-speaker trials on the shared
+# real speech (251 LibriSpeech speakers as 4 s halves of their 8 s clip, plus 60 ARCTIC utterances
+# each of bdl and slt): EER 0.61 % (FA 0.62 %, FR 0.61 %, 3,791 target / 189,340 impostor trials).
+# Reproduce with: python -m benchmarks.speaker_threshold
+# The gate matches prompts with it; enrolment, a phrase's later attempts with its first speaker.
+SPEAKER_THRESHOLD = 0.7247
+
 TEMPLATE = "I, {name}, agree that this system may synthesize my voice. Code: {code}"
 WORDS = ("amber", "tiger", "seven", "river", "candle", "orange", "silver", "garden", "rocket", "window",
          "purple", "monkey", "eleven", "yellow", "pencil", "rabbit", "dollar", "forest", "hammer", "island",
@@ -289,8 +297,6 @@ class ConsentRegistry:
     def _check_phrase_speaker(self, phrase_id: str, emb: np.ndarray) -> None:
         """Bind phrase ``phrase_id`` to the speaker embedding ``emb [256]`` of the first recording
         that said it; ConsentError for a recording whose speaker does not match the bound one."""
-        from .gate import SPEAKER_THRESHOLD
-
         kept = np.asarray(json.loads(self.db.bind_speaker(phrase_id, json.dumps([float(v) for v in emb]))))
         cosine = float(np.dot(kept, emb) / (np.linalg.norm(kept) * np.linalg.norm(emb) + 1e-12))
         if cosine < SPEAKER_THRESHOLD:

@@ -16,15 +16,9 @@ from ..errors import ConsentError
 from ..memo import ContentMemo
 from ..metrics import SPEAKER_WINDOW_SECONDS
 from .audit import AuditLog
-from .consent import ConsentRegistry, LivenessCheck
+from .consent import SPEAKER_THRESHOLD, ConsentRegistry, LivenessCheck  # the threshold's figures: consent.py
 from .detector import detector_liveness
 from .watermark import detect, embed
-
-# Resemblyzer cosine at the equal error rate of same- vs different-speaker trials on the shared
-# real speech (251 LibriSpeech speakers as 4 s halves of their 8 s clip, plus 60 ARCTIC utterances
-# each of bdl and slt): EER 0.61 % (FA 0.62 %, FR 0.61 %, 3,791 target / 189,340 impostor trials).
-# Reproduce with: python -m benchmarks.speaker_threshold
-SPEAKER_THRESHOLD = 0.7247
 
 # Every 1.6 s window of a prompt (hop 0.5 s) must reach this cosine against the reference too, so
 # that a prompt spliced from the consenting speaker and someone else is refused although the
