@@ -19,21 +19,15 @@ function authHeaders() {
   return key ? { Authorization: "Bearer " + key } : {};
 }
 
-// A refused or failed call: `message` is for people; `status` and `type` as the API gave them.
-class Problem extends Error {
-  constructor(message, status = 0, type = "") {
-    super(message);
-    this.status = status;
-    this.type = type;
-  }
-}
+// A refused or failed call; its message is for people: what went wrong and what to do.
+class Problem extends Error {}
 
 function sentence(text) {
   const t = text.trim();
   return t.charAt(0).toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? "" : ".");
 }
 
-// What a person can do about a refusal, by its status and error type.
+// What a person can do about a refusal, by its HTTP status.
 function nextStep(resp) {
   const retry = resp.headers.get("Retry-After");
   switch (resp.status) {
@@ -63,7 +57,7 @@ async function call(path, init = {}) {
     // not the API's JSON (a proxy's error page, say): the status line is all there is
   }
   const said = error.message ? sentence(error.message) : `The server answered ${resp.status} ${resp.statusText}.`;
-  throw new Problem(`${said} ${nextStep(resp)}`.trim(), resp.status, error.type || "");
+  throw new Problem(`${said} ${nextStep(resp)}`.trim());
 }
 
 function postJson(path, body) {
@@ -207,7 +201,13 @@ async function synthesize() {
   show("speak-status", "Synthesizing…");
   const resp = await postJson("/v1/audio/speech",
                               { model: "valle2", input: $("text").value, voice: $("voice").value, response_format: fmt });
-  const blob = await resp.blob();
+  let blob;
+  try {
+    blob = await resp.blob();
+  } catch (e) {
+    throw new Problem("The server stopped partway through the audio (the operator can find why in the server log). "
+                      + "Try again.");
+  }
   const url = URL.createObjectURL(blob);
   $("output-audio").src = url;
   $("download").href = url;
