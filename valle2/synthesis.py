@@ -36,7 +36,6 @@ from .errors import AudioError, ConsentError, DecodingError, ModelError, TextErr
 from .memo import ContentMemo
 from .names import is_shipped_voice, model_file, shipped_voice
 from .safety import Authorization, ConsentGate
-from .safety.consent import CorpusAttestation
 
 MODES = ("cross", "continuation")
 
@@ -146,7 +145,7 @@ class VallE2:
             raise ConsentError(f"voice_id={voice_id!r} is a shipped voice: it brings its own attested clip; "
                                "leave corpus_file out")
         voice = shipped_voice(voice_id)
-        self.gate.registry.import_attestation(CorpusAttestation.from_json(voice.attestation.read_text()))
+        self.gate.registry.import_attestation_file(voice.attestation)
         clip = AudioFile.read(voice.clip)   # read once: the gate hashes the bytes that are decoded
         if prompt_wav is None:
             prompt_wav, prompt_sr = clip.load()

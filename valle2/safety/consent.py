@@ -458,6 +458,10 @@ class ConsentRegistry:
             self.audit.append("import_attestation", corpus_id=att.corpus_id, name=att.name, key_id=att.key_id)
         return att
 
+    def import_attestation_file(self, path) -> CorpusAttestation:
+        """Import a signed attestation JSON file (see :meth:`import_attestation`)."""
+        return self.import_attestation(CorpusAttestation.from_json(Path(path).read_text()))
+
     def corpus_for_file(self, path) -> CorpusAttestation:
         """A verified attestation listing the file at ``path`` (matched by SHA-256 of its bytes)."""
         return self.corpus_for_sha256(file_sha256(path), str(path))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import DeploymentNotFound
 from .audit import AuditLog
-from .consent import ConsentRegistry, CorpusAttestation
+from .consent import ConsentRegistry
 from .gate import ConsentGate, default_liveness_checks
 from .keys import generate_operator_key, generate_watermark_key, load_operator_key, load_public_key, load_watermark_key
 from .registry import RegistryDB, default_home
@@ -60,7 +60,3 @@ class Deployment:
         """The consent gate every synthesis of this deployment passes."""
         return ConsentGate(self.registry, self.audit, self.watermark_key, model_id=model_id,
                            liveness_checks=default_liveness_checks(self.watermark_key))
-
-    def import_attestation_file(self, path) -> CorpusAttestation:
-        """Import a signed attestation JSON file (see :meth:`ConsentRegistry.import_attestation`)."""
-        return self.registry.import_attestation(CorpusAttestation.from_json(Path(path).read_text()))

@@ -75,7 +75,7 @@ class Service:
         """A voice shipped in the package, its attestation imported (signature checked) so the
         gate passes its clip as any attested corpus file."""
         voice = shipped_voice(name)
-        attestation = self.deployment.import_attestation_file(voice.attestation)
+        attestation = self.deployment.registry.import_attestation_file(voice.attestation)
         return StoredVoice(name, f"{name}: {attestation.name}, speaker {voice.speaker}", "shipped",
                            attestation.created, str(voice.clip), voice.text)
 
