@@ -193,6 +193,11 @@ def load_audio(source, sr: int | None = None, max_seconds: float = MAX_SECONDS, 
 OUTPUT_PEAK_DBFS = -1.0  # the loudest sample an output may have: 0.891 of full scale
 
 
+def pcm16(wav) -> bytes:
+    """Float ``[samples]`` in [-1, 1] -> little-endian 16-bit PCM bytes (clipped, rounded)."""
+    return (np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
 def limit_peak(wav, peak_dbfs: float = OUTPUT_PEAK_DBFS) -> np.ndarray:
     """``wav [samples]`` as float32 with its peak at most ``peak_dbfs`` dB of full scale, by one
     gain for the whole clip (no clipping, so no distortion); quieter clips are returned unchanged."""

@@ -15,7 +15,7 @@ import unicodedata
 
 import numpy as np
 
-from .audio import resample, validate_waveform
+from .audio import pcm16, resample, validate_waveform
 from .imports import import_quietly
 
 METRIC_RATE = 16_000
@@ -148,7 +148,7 @@ def _voiced_mask(audio: np.ndarray) -> np.ndarray:
     from scipy.ndimage import binary_dilation
 
     n = audio.size - audio.size % _VAD_SAMPLES
-    pcm = (np.round(np.clip(audio[:n], -1.0, 1.0) * 32767)).astype("<i2").tobytes()
+    pcm = pcm16(audio[:n])
     vad = webrtcvad.Vad(mode=3)
     flags = np.array([vad.is_speech(pcm[i * 2: (i + _VAD_SAMPLES) * 2], sample_rate=METRIC_RATE)
                       for i in range(0, n, _VAD_SAMPLES)], dtype=float)

@@ -23,7 +23,7 @@ from typing import Literal
 import av
 import numpy as np
 
-from ..audio import resample
+from ..audio import pcm16, resample
 
 AudioFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 MEDIA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg; codecs=opus", "aac": "audio/aac", "flac": "audio/flac",
@@ -43,11 +43,6 @@ def wav_stream_header(sr: int) -> bytes:
     """A 44-byte mono 16-bit PCM WAV header with unknown (maximal) sizes."""
     return (b"RIFF" + struct.pack("<I", UNKNOWN) + b"WAVE" + b"fmt " +
             struct.pack("<IHHIIHH", 16, 1, 1, sr, sr * 2, 2, 16) + b"data" + struct.pack("<I", UNKNOWN))
-
-
-def pcm16(wav: np.ndarray) -> bytes:
-    """Float ``[samples]`` in [-1, 1] -> little-endian 16-bit PCM bytes."""
-    return (np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
 
 
 class _Sink:
