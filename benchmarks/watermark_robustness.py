@@ -11,8 +11,10 @@ telephony, sox tempo 0.9 / 1.1, librosa pitch shifts of -1, -0.5, +0.5 and +1 se
 EnCodec when the offline codec's weights are missing: the table says which).  ffmpeg and sox
 come from ``scripts/install_audio_tools.sh``.
 
+It also measures the mark's quality: SNR, and wideband PESQ (ITU-T P.862.2, the ``pesq`` package:
+``pip install pesq``) of each marked clip against the unmarked one.
 Then it runs the detector on every real clip of the shared data unmarked (false positives).
-Last line: ``mean_auc=<x> fp_real=<n> snr_db=<y>``.
+Last line: ``mean_auc=<x> fp_real=<n> snr_db=<y> pesq=<median>``.
 
 Usage: ``python -m benchmarks.watermark_robustness [--data ../shared/data] [--clips 20] [--skip-fp]
 [--attacks a,b] [--fp-every N]``
@@ -170,6 +172,10 @@ def main() -> None:
     ap.add_argument("--fp-every", type=int, default=1, help="false-positive pass over every N-th real clip only")
     args = ap.parse_args()
     speech_data(args.data)
+    try:
+        from pesq import pesq
+    except ImportError:
+        raise SystemExit("the pesq package is missing: pip install pesq (or pip install -e '.[test]')") from None
     torch.set_num_threads(1)
     for tool in ("ffmpeg", "sox"):
         if shutil.which(tool) is None:
@@ -185,7 +191,7 @@ def main() -> None:
             raise SystemExit(f"unknown attacks {sorted(unknown)}; known: {', '.join(attack_fns)}")
         attack_fns = {k: v for k, v in attack_fns.items() if k in args.attacks.split(",")}
     scores = {a: ([], [], []) for a in attack_fns}     # marked scores, unmarked scores, bit accuracies
-    snr, t_embed, t_detect, seconds, n_detect = [], 0.0, 0.0, 0.0, 0
+    snr, quality, t_embed, t_detect, seconds, n_detect = [], [], 0.0, 0.0, 0.0, 0
     for row in chosen:
         x, _ = load_audio(args.data / row["path"], sr=SR)
         t = time.perf_counter()
@@ -193,6 +199,7 @@ def main() -> None:
         t_embed += time.perf_counter() - t
         seconds += x.size / SR
         snr.append(10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum((y - x).astype(np.float64) ** 2)))
+        quality.append(pesq(SR, x, y, "wb"))
         for name, fn in attack_fns.items():
             for marked, clip in ((True, y), (False, x)):
                 a = fn(clip.copy())
@@ -214,6 +221,8 @@ def main() -> None:
     if added and len(added) < len(scores):
         print(f"mean AUC over the {len(scores) - len(added)} earlier attacks {np.mean([v for a, v in zip(scores, aucs) if a not in ISSUE_30]):.4f}, "
               f"over the {len(added)} added for issue 30 (pitch shift, 10 dB noise) {np.mean([v for a, v in zip(scores, aucs) if a in ISSUE_30]):.4f}")
+    print(f"quality of the marked clips: SNR mean {np.mean(snr):.2f} dB, min {np.min(snr):.2f} dB; "
+          f"wideband PESQ median {np.median(quality):.3f}, min {np.min(quality):.3f}")
     print(f"embed {t_embed / seconds:.4f} x real time, detect {t_detect / (seconds * n_detect / len(chosen) / 2):.4f} x real time"
           f" (per second of input, 1 CPU thread)")
     fp = -1
@@ -229,7 +238,7 @@ def main() -> None:
         worst.sort(reverse=True)
         print(f"false positives over {len(real)} real clips ({total / 3600:.2f} h): {fp}; "
               f"highest scores {worst[:5]}; threshold {wm.THRESHOLD}")
-    print(f"mean_auc={np.mean(aucs):.4f} fp_real={fp} snr_db={np.mean(snr):.2f}")
+    print(f"mean_auc={np.mean(aucs):.4f} fp_real={fp} snr_db={np.mean(snr):.2f} pesq={np.median(quality):.3f}")
 
 
 if __name__ == "__main__":
