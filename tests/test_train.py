@@ -164,6 +164,11 @@ def test_concat_same_speaker_joins_text_and_codes_of_one_speaker():
     assert out[1].text_ids.tolist() == [2, 2, 1] and torch.equal(out[1].codes, torch.cat([data[1].codes, data[0].codes], 1))
     assert out[0].speaker == "a"
     assert concat_same_speaker(data, pool, data, 0.0, random.Random(0)) == data
+    # with groups of 2, the first utterance (3 frames) loses its first frame, as a decoding prompt does:
+    # the second starts on a group boundary
+    grouped = concat_same_speaker(data, pool, data, 1.0, random.Random(0), group_size=2)
+    assert torch.equal(grouped[0].codes, torch.cat([data[0].codes[:, 1:], data[1].codes], 1))
+    assert torch.equal(grouped[1].codes, torch.cat([data[1].codes, data[0].codes], 1))  # 4 frames: kept whole
 
 
 def test_resume_is_exact(tmp_path, prepared):

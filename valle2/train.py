@@ -79,16 +79,24 @@ def lr_lambda(cfg: OptimConfig):
     return f
 
 
+def join(prompt: Utterance, target: Utterance, group_size: int) -> Utterance:
+    """``prompt`` then ``target``, as cross-sentence decoding reads them: text ``[L1 + L2]`` and codes
+    ``[n_q, T1' + T2]``, the prompt's codes trimmed at the start to a multiple of ``group_size``
+    (what :func:`valle2.decoding.ar_generate` does to a prompt), so that the target starts on a
+    group boundary in training as it does in decoding."""
+    codes = prompt.codes[:, prompt.codes.shape[1] % group_size:]
+    return Utterance(torch.cat([prompt.text_ids, target.text_ids]), torch.cat([codes, target.codes], 1), prompt.speaker)
+
+
 def concat_same_speaker(utts: list[Utterance], pool: dict[str, list[int]], data: list[Utterance], prob: float,
-                        rng: random.Random) -> list[Utterance]:
+                        rng: random.Random, group_size: int = 1) -> list[Utterance]:
     """Join each utterance, with probability ``prob``, to a random other utterance of its speaker
-    (``pool``: speaker -> indices into ``data``): text ``[L1 + L2]`` and codes ``[n_q, T1 + T2]``."""
+    (``pool``: speaker -> indices into ``data``) with :func:`join`."""
     out = []
     for u in utts:
         others = [i for i in pool.get(u.speaker, ()) if data[i] is not u] if prob > 0 else []
         if others and rng.random() < prob:
-            v = data[rng.choice(others)]
-            u = Utterance(torch.cat([u.text_ids, v.text_ids]), torch.cat([u.codes, v.codes], 1), u.speaker)
+            u = join(u, data[rng.choice(others)], group_size)
         out.append(u)
     return out
 
@@ -276,6 +284,33 @@ def fit_code0(code0: Code0, log_emission: Tensor, data: list[Utterance], code_ve
     return code0.table.fit(items, code_vectors, min_voice_frames=int(min_voice_seconds * frame_rate))
 
 
+def bundle_from_checkpoint(path: str | Path):
+    """The model a training checkpoint (``run.out_dir/checkpoints/step-N.pt`` or ``last.pt``) holds,
+    as a :class:`~valle2.checkpoint.ModelBundle` (the run's prepared data gives its tokenizer and
+    codec): what a run exported had it stopped there.  Metadata ``{"steps": N, "checkpoint": path}``."""
+    from .checkpoint import ModelBundle
+    from .config import config_from_dict
+    from .data import load_prepared
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = config_from_dict(state["config"])
+    train = load_prepared(cfg.data.train)
+    limit = cfg.data.max_utterance_seconds * float(train.codec["frame_rate"])
+    data = [u for u in train.utterances if 1 < u.codes.shape[1] <= limit]
+    dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
+                     codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
+    ar, nar = ARModel(dims), NARModel(dims)
+    ar.load_state_dict(state["trainer"]["ar"])
+    nar.load_state_dict(state["trainer"]["nar"])
+    code0 = None
+    if state["trainer"]["code0"] is not None:
+        code0 = Code0(dims)
+        code0.load_state_dict(state["trainer"]["code0"])
+    return ModelBundle(dims, ar.eval(), nar.eval(), train.tokenizer, train.codec, frames_per_token(data),
+                       {**state.get("meta", {}), "steps": state["trainer"]["step"], "checkpoint": str(path)}, code0,
+                       "ar" if code0 is None else code0.source)
+
+
 def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
     """Join the process group that torchrun describes (gloo on CPU, nccl on GPU).
 
@@ -416,7 +451,7 @@ def run(cfg: Config) -> Path:
             epoch += 1
             sampler.set_epoch(epoch)
 
-    stream = (concat_same_speaker(b, pool, data, cfg.data.concat_prob, concat_rng) for b in batches())
+    stream = (concat_same_speaker(b, pool, data, cfg.data.concat_prob, concat_rng, dims.group_size) for b in batches())
     bar = tqdm(total=cfg.optim.steps, initial=trainer.step_count, desc="training", disable=rank != 0)
     while trainer.step_count < cfg.optim.steps:
         micro = [next(stream) for _ in range(cfg.optim.grad_accum)]

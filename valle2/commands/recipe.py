@@ -1,4 +1,5 @@
-"""``valle2 recipe tiny|demo``: end-to-end recipes (:mod:`valle2.recipe`): prepare, train, export."""
+"""``valle2 recipe tiny|demo|synthetic``: end-to-end recipes (:mod:`valle2.recipe`,
+:mod:`valle2.recipe_synthetic`): prepare, train, export."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ from .options import output_file
 
 def register(sub) -> None:
     from ..recipe import DemoRecipe
+    from ..recipe_synthetic import SyntheticRecipe
 
     p = sub.add_parser("recipe", help="end-to-end recipes (prepare, train, export)")
     rsub = p.add_subparsers(dest="recipe", required=True)
@@ -30,6 +32,24 @@ def register(sub) -> None:
                    help="override a config value, e.g. --set run.threads=1 (repeatable)")
     d.add_argument("--ship", action="store_true", help="copy the model into the package (assets/demo, beside the demo voice)")
     d.set_defaults(func=run_demo)
+    s = rsub.add_parser("synthetic", help="the paper's AR and NAR on synthetic speech (Debian voices reading fortunes); "
+                                          "resumable, so training can be spread over sessions")
+    s.add_argument("--out", type=Path, default=SyntheticRecipe.out, help="output folder of every step")
+    s.add_argument("--config", type=Path, default=SyntheticRecipe.config, help="training config")
+    s.add_argument("--voice", action="append", default=None, metavar="ENGINE:NAME", dest="voices",
+                   help=f"a training voice, e.g. flite:kal16 or festival:ked_diphone (repeatable; default "
+                        f"{' '.join(SyntheticRecipe.voices)})")
+    s.add_argument("--heldout-voice", default=None, metavar="ENGINE:NAME",
+                   help="a voice never trained on that reads the test sentences (for a multi-voice model)")
+    s.add_argument("--texts", type=int, default=0, help="training sentences (0 = every one not held out)")
+    s.add_argument("--test-sentences", type=int, default=SyntheticRecipe.test_sentences, help="sentences held out for tests")
+    s.add_argument("--steps", type=int, default=None, help="override optim.steps (a rerun with more steps trains on)")
+    s.add_argument("--workers", type=int, default=2, help="processes for the codec encoding")
+    s.add_argument("--home", type=Path, default=None,
+                   help="the deployment the test files are attested in, as prompts (default $VALLE2_HOME or ~/.valle2)")
+    s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set run.threads=2 (repeatable)")
+    s.set_defaults(func=run_synthetic)
 
 
 def run_tiny(args: argparse.Namespace) -> int:
@@ -46,4 +66,14 @@ def run_demo(args: argparse.Namespace) -> int:
                         asr_speakers=not args.no_asr_speakers, synthetic_texts=args.synthetic_texts,
                         workers=args.workers, overrides=tuple(args.set), code0_steps=args.code0_steps)
     print(run(recipe, ship=args.ship))
+    return 0
+
+
+def run_synthetic(args: argparse.Namespace) -> int:
+    from ..recipe_synthetic import SyntheticRecipe, run_synthetic as run
+
+    recipe = SyntheticRecipe(out=args.out, config=args.config, voices=tuple(args.voices or SyntheticRecipe.voices),
+                             heldout_voice=args.heldout_voice, texts=args.texts, test_sentences=args.test_sentences,
+                             steps=args.steps, workers=args.workers, overrides=tuple(args.set), home=args.home)
+    print(run(recipe))
     return 0

@@ -16,7 +16,15 @@ from .manifests import (
     split_by_speaker,
 )
 from .prepare import Prepared, PrepareReport, load_prepared, load_shards, load_tokenizer, prepare
-from .synthetic import ESPEAK_VOICES, SyntheticVoice, default_voices, festival_voices, flite_voices, synthesize_corpus
+from .synthetic import (
+    ESPEAK_VOICES,
+    SyntheticVoice,
+    attest_synthetic_corpus,
+    default_voices,
+    festival_voices,
+    flite_voices,
+    synthesize_corpus,
+)
 from .utterance import Utterance
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "RECIPES",
     "TRAIN_PARTS",
     "Utterance",
+    "attest_synthetic_corpus",
     "PrepareReport",
     "Prepared",
     "SyntheticVoice",

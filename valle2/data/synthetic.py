@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from lhotse import CutSet, Recording, SupervisionSegment
+from tqdm.auto import tqdm
 
 from ..audio import load_audio, save_audio
-from ..errors import AudioError, DataError
+from ..errors import AudioError, ConsentError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +101,8 @@ def default_voices() -> list[SyntheticVoice]:
     return list(ESPEAK_VOICES) + flite_voices() + festival_voices()
 
 
-def _synthesize(voice: SyntheticVoice, text: str, path: Path, scratch: Path) -> None:
-    """Write ``text`` in ``voice`` to ``path`` as 16 kHz mono FLAC, atomically; AudioError on failure."""
+def render(voice: SyntheticVoice, text: str, scratch: Path):
+    """``text`` in ``voice``: 16 kHz mono float32 ``[samples]``; AudioError on failure."""
     raw = scratch / "raw.wav"
     raw.unlink(missing_ok=True)   # text2wave exits 0 even when it writes nothing
     cmd, stdin = voice.command(text, raw)
@@ -108,8 +110,12 @@ def _synthesize(voice: SyntheticVoice, text: str, path: Path, scratch: Path) -> 
     if proc.returncode != 0 or not raw.is_file():
         what = f"failed (exit {proc.returncode})" if proc.returncode != 0 else f"wrote no audio for voice '{voice.name}'"
         raise AudioError(f"{voice.engine} {what}: {(proc.stderr or proc.stdout).strip()[:200]}")
-    wav, _ = load_audio(raw, sr=SAMPLE_RATE)
-    save_audio(path, wav, SAMPLE_RATE)
+    return load_audio(raw, sr=SAMPLE_RATE)[0]
+
+
+def _synthesize(voice: SyntheticVoice, text: str, path: Path, scratch: Path) -> None:
+    """Write ``text`` in ``voice`` to ``path`` as 16 kHz mono FLAC, atomically; AudioError on failure."""
+    save_audio(path, render(voice, text, scratch), SAMPLE_RATE)
 
 
 def synthesize_corpus(texts: Sequence[str], out_dir: str | Path, voices: Sequence[SyntheticVoice] | None = None) -> CutSet:
@@ -133,7 +139,7 @@ def synthesize_corpus(texts: Sequence[str], out_dir: str | Path, voices: Sequenc
     cuts = []
     with tempfile.TemporaryDirectory(prefix="valle2-synth-") as scratch:
         for voice in voices:
-            for i, text in enumerate(texts):
+            for i, text in enumerate(tqdm(texts, desc=f"{voice.speaker} reading", unit="sentence", leave=False)):
                 utt_id = f"{voice.speaker}_{i:05d}"
                 path = out_dir / voice.speaker / f"{utt_id}.flac"
                 if not path.is_file():
@@ -150,3 +156,23 @@ def synthesize_corpus(texts: Sequence[str], out_dir: str | Path, voices: Sequenc
                 )]
                 cuts.append(cut)
     return CutSet.from_cuts(cuts)
+
+
+def attest_synthetic_corpus(registry, name: str, cuts: CutSet, voice: SyntheticVoice, licence: str):
+    """Attest ``cuts`` (one file each, as :func:`synthesize_corpus` writes them) as research corpus
+    ``name`` whose every file is ``voice``'s rendering of its transcript, after proving it: each
+    transcript is rendered again and must give the file's samples exactly (the engines are
+    deterministic).  ``registry``: a :class:`~valle2.safety.ConsentRegistry`.  ConsentError naming
+    the first file that differs; returns the signed
+    :class:`~valle2.safety.consent.CorpusAttestation` (``synthetic_voice`` set)."""
+    files = []
+    with tempfile.TemporaryDirectory(prefix="valle2-synth-check-") as scratch:
+        for cut in tqdm(cuts, desc=f"proving {voice.speaker}'s files", unit="file", leave=False):
+            path = Path(cut.recording.sources[0].source)
+            again = render(voice, cut.supervisions[0].text, Path(scratch))
+            wav, _ = load_audio(path, sr=SAMPLE_RATE)
+            if wav.shape != again.shape or not np.allclose(wav, again, atol=1.5 / 32768):
+                raise ConsentError(f"'{path}' is not {voice.engine}:{voice.name}'s rendering of its transcript "
+                                   f"(rendered again, the samples differ): attest it as an ordinary research corpus")
+            files.append(path)
+    return registry.attest_corpus(name, files, licence, synthetic_voice=f"{voice.engine}:{voice.name}")

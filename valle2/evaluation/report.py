@@ -45,18 +45,20 @@ def results_table(summaries: dict[str, dict[str, dict]]) -> str:
 
 def ras_table(rows: list[dict]) -> str:
     """Markdown table of the RAS ablation: one row per ``{ras, top_p, summary}``."""
-    lines = ["| decoding | top-p | n | WER % | SIM to prompt | SIM to original | length-limit hits |", "|" + "---|" * 7]
+    lines = ["| decoding | top-p | n | WER % | SIM to prompt | SIM to original | length-limit hits | repetition loops |",
+             "|" + "---|" * 8]
     for r in rows:
         s = r["summary"]
         lines.append(f"| {'RAS' if r['ras'] else 'nucleus'} | {r['top_p']:g} | {s['n']} | {_fmt(s['wer'], 2, 100)} | "
-                     f"{_fmt(s['sim_prompt'])} | {_fmt(s['sim_original'])} | {s.get('hit_limit', 0)} |")
+                     f"{_fmt(s['sim_prompt'])} | {_fmt(s['sim_original'])} | {s.get('hit_limit', 0)} | {s.get('loops', 0)} |")
     return "\n".join(lines)
 
 
 def ras_figure(rows: list[dict]):
-    """WER and SIM against top-p, with and without RAS (the paper's Figure 4).  Returns a Figure."""
+    """WER, SIM and the share of outputs that loop (a repetition loop or the length limit) against
+    top-p, with and without RAS (the paper's Figure 4).  Returns a Figure."""
     plt = _pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.6))
     for ras, style in ((False, "o--"), (True, "s-")):
         pts = sorted((r["top_p"], r["summary"]) for r in rows if r["ras"] == ras)
         if not pts:
@@ -64,9 +66,12 @@ def ras_figure(rows: list[dict]):
         label = "RAS" if ras else "nucleus sampling"
         a.plot([p for p, _ in pts], [100 * (s["wer"] or 0) for _, s in pts], style, label=label)
         b.plot([p for p, _ in pts], [s["sim_prompt"] or 0 for _, s in pts], style, label=label)
+        c.plot([p for p, _ in pts], [100 * (s.get("loops", 0) + s.get("hit_limit", 0)) / max(1, s["n"]) for _, s in pts],
+               style, label=label)
     a.set(xlabel="top-p", ylabel="WER %", title="WER vs top-p")
     b.set(xlabel="top-p", ylabel="SIM to prompt", title="SIM vs top-p")
-    for ax in (a, b):
+    c.set(xlabel="top-p", ylabel="% of outputs", title="repetition loops + length-limit hits")
+    for ax in (a, b, c):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

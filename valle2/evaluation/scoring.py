@@ -7,11 +7,32 @@ from typing import Callable
 
 import numpy as np
 
-from ..metrics import word_errors
+from ..metrics import wer_normalize, word_errors
 from .backends import ASR, SpeakerEncoder
 
 SIM_CAP = 0.3
 """Best-of-N ranks by ``(min(SIM, SIM_CAP), -WER)``: above this similarity only WER counts."""
+LOOP_REPEATS = 3
+"""A repetition loop: a run of 1-4 words said this many times in a row (more than the reference says it)."""
+
+
+def longest_repeat(words: list[str], max_n: int = 4) -> int:
+    """The most times any run of 1..``max_n`` words follows itself back to back in ``words``."""
+    best = 1 if words else 0
+    for n in range(1, max_n + 1):
+        for start in range(len(words) - n + 1):
+            k = 1
+            while words[start + k * n: start + (k + 1) * n] == words[start: start + n]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+def repetition_loop(reference: str, hypothesis: str) -> bool:
+    """Whether the recognised ``hypothesis`` holds a repeated-word loop: a run of 1-4 words said
+    :data:`LOOP_REPEATS` or more times back to back, and more often than the reference repeats any."""
+    hyp = longest_repeat(wer_normalize(hypothesis).split())
+    return hyp >= LOOP_REPEATS and hyp > longest_repeat(wer_normalize(reference).split())
 
 
 @dataclass
@@ -24,6 +45,7 @@ class Scores:
     sim_prompt: float | None
     sim_original: float | None
     dnsmos: float | None = None
+    loop: bool = False   # a repeated-word loop (:func:`repetition_loop`)
 
     @property
     def wer(self) -> float:
@@ -58,7 +80,8 @@ class Scorer:
         return Scores(hyp, errors, n_ref,
                       cosine(emb, prompt_emb) if prompt_emb is not None else None,
                       cosine(emb, original_emb) if original_emb is not None else None,
-                      float(self.mos(wav, sr)) if with_mos and self.mos is not None else None)
+                      float(self.mos(wav, sr)) if with_mos and self.mos is not None else None,
+                      repetition_loop(text, hyp))
 
 
 def rerank_key(sim: float, wer: float) -> tuple[float, float]:
@@ -83,7 +106,8 @@ def summarize(rows: list[dict]) -> dict:
 
     n_ref = sum(r["ref_words"] for r in rows)
     out = {"n": len(rows), "wer": sum(r["errors"] for r in rows) / n_ref if n_ref else None,
-           "sim_prompt": mean("sim_prompt"), "sim_original": mean("sim_original"), "dnsmos": mean("dnsmos")}
+           "sim_prompt": mean("sim_prompt"), "sim_original": mean("sim_original"), "dnsmos": mean("dnsmos"),
+           "loops": sum(int(r.get("loop", False)) for r in rows)}
     if any("hit_limit" in r for r in rows):
         out["hit_limit"] = sum(int(r.get("hit_limit", 0)) for r in rows)
         out["ar_seconds"] = sum(r.get("ar_seconds", 0.0) for r in rows)

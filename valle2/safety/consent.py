@@ -167,7 +167,13 @@ class VoiceRecord(SignedRecord):
 @dataclass(frozen=True)
 class CorpusAttestation(SignedRecord):
     """A signed statement that ``files`` (each ``{"name", "sha256"}``) form research corpus
-    ``name`` under ``licence``; prompts whose source file hash is listed may be used."""
+    ``name`` under ``licence``; prompts whose source file hash is listed may be used.
+
+    ``synthetic_voice`` (``ENGINE:NAME``, e.g. ``flite:kal16``) states that every file is that
+    synthesizer's rendering, which :func:`valle2.data.synthetic.attest_synthetic_corpus` proves by
+    rendering each transcript again before it signs; excerpts of such files are nobody's voice, so
+    the gate does not ask the synthesized-speech classifier about them.  Signed only when set, so
+    attestations made before it verify unchanged."""
 
     corpus_id: str
     name: str
@@ -176,6 +182,13 @@ class CorpusAttestation(SignedRecord):
     created: float
     key_id: str
     signature: str = ""
+    synthetic_voice: str = ""
+
+    def payload(self) -> dict:
+        d = super().payload()
+        if not d["synthetic_voice"]:
+            d.pop("synthetic_voice")
+        return d
 
 
 @dataclass(frozen=True)
@@ -433,8 +446,9 @@ class ConsentRegistry:
         return problems
 
     # -------------------------------------------------------------------------------- corpora
-    def attest_corpus(self, name: str, files: Sequence[Path], licence: str) -> CorpusAttestation:
-        """Sign and store a research-corpus attestation listing each file's SHA-256."""
+    def attest_corpus(self, name: str, files: Sequence[Path], licence: str, synthetic_voice: str = "") -> CorpusAttestation:
+        """Sign and store a research-corpus attestation listing each file's SHA-256 (``synthetic_voice``:
+        see :class:`CorpusAttestation`; set it only where each file was proved that voice's rendering)."""
         if not isinstance(name, str) or not CORPUS_NAME_RE.fullmatch(name):
             raise ConsentError(f"invalid corpus name {name!r}: letters, digits, spaces and . - _ ( ) only, 1-100 characters")
         if not isinstance(licence, str) or not licence.strip():
@@ -443,10 +457,11 @@ class ConsentRegistry:
         if not listed:
             raise ConsentError("a corpus attestation needs at least one file: list the corpus's audio files")
         att = CorpusAttestation("c_" + secrets.token_hex(8), name, licence.strip(), listed, self.clock(),
-                                key_id(self.operator_key))
+                                key_id(self.operator_key), synthetic_voice=synthetic_voice)
         att = CorpusAttestation(**{**asdict(att), "files": listed, "signature": sign(self.operator_key, att.payload())})
         self.db.add_corpus(att.corpus_id, name, att.to_json(), att.signature, [h for _, h in listed])
-        self.audit.append("attest_corpus", corpus_id=att.corpus_id, name=name, licence=att.licence, files=len(listed))
+        self.audit.append("attest_corpus", corpus_id=att.corpus_id, name=name, licence=att.licence, files=len(listed),
+                          **({"synthetic_voice": synthetic_voice} if synthetic_voice else {}))
         return att
 
     def import_attestation(self, att: CorpusAttestation) -> CorpusAttestation:

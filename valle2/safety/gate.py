@@ -139,7 +139,9 @@ class ConsentGate:
     ``liveness_checks`` run on every prompt (default :func:`default_liveness_checks`: refuse prompts
     that carry the watermark, so an output cannot be laundered into a new prompt, or that the
     synthesized-speech classifier calls synthesized); the registry runs the same on consent
-    recordings.  ``embedder(wav, sr) -> [256]`` defaults to
+    recordings.  An excerpt of a file attested as a synthesizer's proved rendering
+    (``CorpusAttestation.synthetic_voice``) is nobody's voice: it passes ``synthetic_checks`` (the
+    watermark check) instead.  ``embedder(wav, sr) -> [256]`` defaults to
     :func:`valle2.metrics.speaker_embedding`; ``window_embedder(wav, sr) -> (embeddings [n, 256],
     spans [n, 2] seconds)`` scores every stretch of a prompt, by default
     :func:`valle2.metrics.speaker_window_embeddings` with the default embedder, else
@@ -157,6 +159,7 @@ class ConsentGate:
             raise ValueError("watermark key must be at least 16 bytes")
         self.registry, self.audit, self.key = registry, audit_log, bytes(watermark_key)
         self.liveness_checks = list(liveness_checks) if liveness_checks is not None else default_liveness_checks(self.key)
+        self.synthetic_checks = [watermark_liveness(self.key)]   # what excerpts of proved synthetic-voice files pass
         self.model_id, self.threshold, self.window_threshold = model_id, speaker_threshold, window_threshold
         self.embedder = embedder or registry.embedder
         self._window_embedder = window_embedder
@@ -193,6 +196,7 @@ class ConsentGate:
         that a prompt spliced from the consenting speaker and someone else is refused.  Raises
         :class:`ConsentError` with the reason otherwise."""
         wav = validate_waveform(prompt_wav, prompt_sr)
+        checks = self.liveness_checks
         if voice_id is not None:
             record = self.registry.verify_record(self.registry.get_record(voice_id))
             reference, kind, corpus_id, label = np.asarray(record.embedding), "consent", None, voice_id
@@ -203,11 +207,13 @@ class ConsentGate:
             excerpt = file_sr == prompt_sr and is_excerpt(wav, file_wav)
             reference = None if excerpt else self._memo(self.embedder, file_wav, file_sr)
             kind, corpus_id, label = "research", att.corpus_id, att.corpus_id
+            if excerpt and att.synthetic_voice:   # proved a synthesizer's rendering: only a valle2 mark may refuse it
+                checks = self.synthetic_checks
         else:
             raise ConsentError("no voice_id and no attested corpus file: cloning a voice needs a consent record; "
                                "give voice_id (an enrolled voice, or 'demo', the shipped demo voice) or corpus_file (a "
                                "file of a research corpus attested with `valle2 corpus attest`)")
-        for check in self.liveness_checks:
+        for check in checks:
             reason = self._memo(check, wav, prompt_sr)
             if reason:
                 raise ConsentError(f"prompt refused by a liveness check: {reason}; use a real recording of the "

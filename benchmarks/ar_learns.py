@@ -1,0 +1,148 @@
+"""The paper's AR, shown to learn: free-running VALL-E 2 on the synthetic-speech task.
+
+Reads a ``valle2 recipe synthetic`` output folder (``--run``; it names the one command that makes
+it when missing).  Test set: the recipe's held-out sentences (never trained on), spoken by each
+training voice and by the held-out voice when the recipe has one; setting ``reference`` (each
+sentence synthesized from the same voice's rendering of another held-out sentence, in cross mode).
+Codebook 0 comes from the AR, sampled with RAS (top-p 0.8), one sample, no reranking; every
+prompt passes the consent gate (the test files are attested as a proved synthetic-voice corpus)
+and every output is watermarked before it is scored.
+
+- ``wer_ratio``: pocketsphinx WER of valle2's outputs over that of the voices' own renderings of
+  the same sentences (target <= 1.5).  ``limit_hits``: outputs whose AR stopped at its frame
+  limit instead of emitting end-of-speech (target <= 2 %).  ``loops``: outputs whose transcript
+  repeats a run of 1-4 words 3 times or more (target 0).  ``train_hours``: the recipe's training
+  wall-clock hours (``OUT/times.json``; threads as its config says).
+- ``--curve``: the same on the first ``--curve-limit`` trials for every ``--curve-every``-th
+  checkpoint the run kept, drawn as WER against training steps (``--figure``).
+
+Last line: ``wer_ratio=<> limit_hits=<%> train_hours=<>`` (and ``loops=``, ``wer=``, ``wer_voice=``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from tools import run_main
+from valle2.checkpoint import save_model
+from valle2.decoding import DecodingOptions
+from valle2.evaluation.backends import load_asr, load_speaker_encoder
+from valle2.evaluation.runner import EvalOptions, Evaluation
+from valle2.evaluation.scoring import Scorer, summarize
+from valle2.evaluation.testset import load_test_utterances
+from valle2.recipe_synthetic import attest_test_voices, parse_voice, test_cuts_path
+from valle2.safety.deployment import Deployment
+from valle2.synthesis import load_model
+from valle2.train import bundle_from_checkpoint
+
+DECODING = DecodingOptions(code0="ar", code_choice="sample", ras=True, top_p=0.8)
+
+
+def evaluate(model_path: Path, items, out: Path, limit: int | None, gate, references: bool) -> dict:
+    """Run the benchmark's setting on ``items`` into ``out``; returns ``{row: summary}`` and, per
+    speaker, ``{"by_voice": {speaker: {row: summary}}}``."""
+    options = EvalOptions(setting="reference", min_seconds=0.0, max_seconds=60.0, limit=limit, references=references,
+                          dnsmos=False, decoding=DECODING)
+    result = Evaluation(load_model(model_path, gate=gate), out, options, Scorer(load_asr("pocketsphinx"), load_speaker_encoder("resemblyzer")),
+                        gate).run(items, progress=True)
+    by_voice: dict[str, dict] = {}
+    for record in result.records:
+        speaker = next(u.speaker for u in items if u.id == record["id"])
+        for row, scores in record["rows"].items():
+            by_voice.setdefault(speaker, {}).setdefault(row, []).append(scores)
+    return {**result.summary, "by_voice": {s: {row: summarize(v) for row, v in rows.items()} for s, rows in by_voice.items()}}
+
+
+def curve(run: Path, items, out: Path, limit: int, every: int, gate) -> list[dict]:
+    """``{"step", "wer", "hit_limit", "loops", "n"}`` for every ``every``-th kept checkpoint."""
+    ckpts = sorted((run / "train" / "checkpoints").glob("step-*.pt"))[every - 1::every]
+    points = []
+    for ckpt in ckpts:
+        step = int(ckpt.stem.split("-")[1])
+        with tempfile.TemporaryDirectory() as tmp:
+            model_path = save_model(Path(tmp) / "model.pt", bundle_from_checkpoint(ckpt), half=True)
+            s = evaluate(model_path, items, out / f"step-{step:08d}", limit, gate, references=False)["valle2"]
+        points.append({"step": step, "wer": s["wer"], "hit_limit": s.get("hit_limit", 0), "loops": s["loops"], "n": s["n"]})
+        print(f"step {step}: WER {100 * s['wer']:.1f} %  limit hits {s.get('hit_limit', 0)}/{s['n']}  loops {s['loops']}",
+              flush=True)
+    return points
+
+
+def curve_figure(points: list[dict], wer_voice: float, title: str):
+    """Free-running WER against training steps, with the voice's own WER and the 1.5x target."""
+    from valle2.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot([p["step"] for p in points], [100 * p["wer"] for p in points], "o-", label="valle2, free-running AR (RAS)")
+    ax.axhline(100 * wer_voice, color="gray", ls=":", label="the voice's own rendering")
+    ax.axhline(150 * wer_voice, color="tab:red", ls="--", label="target: 1.5x the voice's own")
+    ax.set(xlabel="training step", ylabel="pocketsphinx WER %", title=title, ylim=(0, None))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, required=True, help="a `valle2 recipe synthetic --out` folder")
+    p.add_argument("--model", type=Path, default=None, help="the model file (default RUN/train/model.pt)")
+    p.add_argument("--limit", type=int, default=None, help="test trials (default: every one)")
+    p.add_argument("--curve", action="store_true", help="also draw WER against training steps from the kept checkpoints")
+    p.add_argument("--curve-limit", type=int, default=40, help="trials per checkpoint on the curve")
+    p.add_argument("--curve-every", type=int, default=4, help="use every N-th kept checkpoint")
+    p.add_argument("--figure", type=Path, default=None, help="where the curve PNG goes (default RUN/bench/curve.png)")
+    p.add_argument("--home", type=Path, default=None, help="deployment whose gate the prompts pass (default: a temporary one)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    model_path = args.model or args.run / "train" / "model.pt"
+    if not test_cuts_path(args.run).is_file() or not model_path.is_file():
+        print(f"no synthetic-recipe model at {model_path}: run `valle2 recipe synthetic --out {args.run}` first")
+        return 2
+    torch.set_num_threads(args.threads)
+    home = args.home or Path(tempfile.mkdtemp(prefix="valle2_ar_learns_"))
+    recipe = json.loads(json.dumps(torch.load(model_path, map_location="cpu", weights_only=False)["meta"]["recipe"]))
+    voices = [parse_voice(v) for v in [*recipe["voices"], *([recipe["heldout_voice"]] if recipe["heldout_voice"] else [])]]
+    items = load_test_utterances(cuts=test_cuts_path(args.run))
+    from lhotse import CutSet
+
+    attest_test_voices(CutSet.from_file(test_cuts_path(args.run)), voices, home)
+    gate = Deployment.open(home).gate()
+    bench = args.run / "bench"
+    final = evaluate(model_path, items, bench / "final", args.limit, gate, references=True)
+    print(f"\n{'voice':<22} {'n':>4} {'voice WER %':>11} {'codec WER %':>11} {'valle2 WER %':>12} {'ratio':>6} "
+          f"{'limit hits':>10} {'loops':>5} {'SIM':>6}")
+    heldout = parse_voice(recipe["heldout_voice"]).speaker if recipe["heldout_voice"] else None
+    for speaker, rows in sorted(final["by_voice"].items()):
+        v, gt, c = rows["valle2"], rows["ground_truth"], rows["codec"]
+        tag = " (held out)" if speaker == heldout else ""
+        print(f"{speaker + tag:<22} {v['n']:>4} {100 * gt['wer']:>11.1f} {100 * c['wer']:>11.1f} {100 * v['wer']:>12.1f} "
+              f"{v['wer'] / max(gt['wer'], 1e-9):>6.2f} {v.get('hit_limit', 0):>10} {v['loops']:>5} {v['sim_prompt']:>6.3f}")
+    v, gt = final["valle2"], final["ground_truth"]
+    ratio = v["wer"] / max(gt["wer"], 1e-9)
+    if args.curve:
+        points = curve(args.run, items, bench / "curve", args.curve_limit, args.curve_every, gate)
+        wer_voice = summarize([json.loads(f.read_text())["rows"]["ground_truth"]
+                               for f in sorted((bench / "final" / "records").glob("*.json"))[: args.curve_limit]])["wer"]
+        from valle2.plots import save_figure
+
+        figure = args.figure or bench / "curve.png"
+        save_figure(curve_figure(points, wer_voice, f"synthetic task ({', '.join(recipe['voices'])}): held-out sentences"),
+                    figure)
+        (bench / "curve.json").write_text(json.dumps(points, indent=1))
+        print(f"wrote {figure}")
+    times = json.loads((args.run / "times.json").read_text()) if (args.run / "times.json").is_file() else {}
+    hours = times.get("train_seconds", 0.0) / 3600
+    print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} loops={v['loops']} "
+          f"wer_ratio={ratio:.2f} limit_hits={100 * v.get('hit_limit', 0) / max(1, v['n']):.1f} train_hours={hours:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
