@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from . import code0
 from .audio import MAX_SPEED, MIN_SPEED, AudioFile, change_speed, validate_waveform
 from .checkpoint import ModelBundle, load_model_bundle
+from .code0.adapter import VoiceAdapter
 from .codec import Codec, load_codec
 from .decoding import DecodingOptions, frame_bounds
 from .errors import AudioError, ConsentError, DecodingError, ModelError, TextError
@@ -126,6 +127,15 @@ class VallE2:
         the paper), ``"nar"`` (the NAR's stage 0) or ``"table"`` (the context table)."""
         return self.bundle.code0_source
 
+    def voice_adapter(self, voice_id: str | None) -> VoiceAdapter | None:
+        """Voice ``voice_id``'s adapter (``valle2 voice adapt``, :mod:`valle2.adapt`) from the gate's
+        registry, its signature checked and, for an enrolled voice, its record verified now; None
+        when the voice has none."""
+        if voice_id is None or is_shipped_voice(voice_id):
+            return None
+        stored = self.gate.registry.adapter(voice_id)
+        return VoiceAdapter.from_bytes(stored[1]) if stored is not None else None
+
     def consent_source(self, prompt_wav, prompt_sr: int | None, prompt_text: str | None, voice_id: str | None,
                        corpus_file, mode: str) -> tuple:
         """``(prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file)`` as the gate takes them.
@@ -133,13 +143,25 @@ class VallE2:
         A shipped voice's name as ``voice_id`` (:func:`valle2.names.shipped_voice`) becomes its
         attested clip as ``corpus_file``, its attestation imported into the gate's registry once
         its signature checks; with no ``prompt_wav`` the clip is the prompt and, in "cross" mode,
-        its transcript ``prompt_text``.  A given prompt must then match the clip's speaker.
+        its transcript ``prompt_text``.  A given prompt must then match the clip's speaker.  An
+        adapted voice (:meth:`voice_adapter`) brings its chosen recording the same way (a research
+        voice's ``r_...`` id becomes that attested file as ``corpus_file``).
         Anything else passes through unchanged; AudioError when no prompt is given and no
-        shipped voice named."""
+        shipped or adapted voice named."""
+        adapter = self.voice_adapter(voice_id)
+        if adapter is not None:
+            if corpus_file is not None:
+                raise ConsentError(f"voice_id={voice_id!r} is an adapted voice: it brings its own recording; "
+                                   "leave corpus_file out")
+            clip = AudioFile(adapter.prompt_name, adapter.prompt_data)
+            if prompt_wav is None:
+                prompt_wav, prompt_sr = clip.load()
+                prompt_text = prompt_text or (adapter.prompt_text if mode == "cross" else None)
+            return (prompt_wav, prompt_sr, prompt_text) + ((voice_id, None) if adapter.kind == "consent" else (None, clip))
         if not is_shipped_voice(voice_id):
             if prompt_wav is None or prompt_sr is None:
                 raise AudioError("no prompt: give prompt_wav and prompt_sr, or a shipped voice's name as voice_id "
-                                 "(voice_id='demo')")
+                                 "(voice_id='demo'), or an adapted voice's id (`valle2 voice adapt`)")
             return prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file
         if corpus_file is not None:
             raise ConsentError(f"voice_id={voice_id!r} is a shipped voice: it brings its own attested clip; "
@@ -174,7 +196,9 @@ class VallE2:
         ``n_outputs`` outputs (default one a sample).  No audio: decode what you keep and pass
         each output through ``self.gate.finalize(wav, sr, generation.authorization, text)``.
         DecodingError for an option that does not apply to the codebook-0 source in use
-        (:func:`valle2.code0.choose_source`)."""
+        (:func:`valle2.code0.choose_source`).  An adapted voice (:meth:`voice_adapter`) drafts
+        codebook 0 from its own context table and matches the voice to its recordings' codes."""
+        adapter = self.voice_adapter(voice_id)
         prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file = self.consent_source(
             prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file, mode)
         options = options or DecodingOptions()
@@ -202,11 +226,13 @@ class VallE2:
                              progress=lambda s: bar.update(min(g, bar.total - bar.n)), min_frames=floors,
                              ordinal=self.codec.ordinal_codebooks, prompt_text_lens=given_text,
                              code_vectors=self.codec.code0_vectors(),
-                             n_codebooks=nar_codebooks(self.codec, self.bundle.dims, options.nar_codebooks))
+                             n_codebooks=nar_codebooks(self.codec, self.bundle.dims, options.nar_codebooks),
+                             table=adapter.context_table(self.bundle.dims.n_text_vocab) if adapter else None)
         bar.close()
         codes = [self.codec.complete(c) for c in gen.codes]
         if options.match_voice:
-            codes = [self.codec.match_voice(c, prompt_codes) for c in codes]
+            reference = adapter.reference if adapter is not None else prompt_codes
+            codes = [self.codec.match_voice(c, reference) for c in codes]
         per_text = range(0, len(ids), n_samples)
         return Generation([codes[i:i + n_samples] for i in per_text], [gen.hit_limit[i:i + n_samples] for i in per_text],
                           gen.ar_seconds, gen.nar_seconds, prompt_codes, source, auth)

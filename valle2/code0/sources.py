@@ -64,11 +64,12 @@ def generate(ar: ARModel, nar: NARModel, code0: Code0 | None, source: str, text:
              max_frames: list[int], options: DecodingOptions, progress: Callable[[int], None] | None = None,
              min_frames: list[int] | None = None, ordinal: Mapping[int, int] | None = None,
              prompt_text_lens: list[int | None] | None = None, code_vectors: Tensor | None = None,
-             n_codebooks: int | None = None) -> Generated:
+             n_codebooks: int | None = None, table: ContextTable | None = None) -> Generated:
     """Codebook 0 from ``source`` (:func:`choose_source`), then the NAR, for B samples: text B
     LongTensors ``[L_i]``, prompt B LongTensors ``[n_q, P_i]``, the rest as
     :func:`valle2.decoding.generate`.  ``prompt_text_lens[i]``: how many of text i's first tokens
-    are its prompt's transcript (None: continuation).
+    are its prompt's transcript (None: continuation).  ``table``: a context table in place of the
+    model's (a voice's adapter, :mod:`valle2.code0.adapter`).
 
     Without the AR each sample's frames follow :func:`~valle2.code0.durations.token_index` (at most
     ``max_frames``; ``hit_limit`` when that cut the text short), and ``ar_seconds`` is 0.
@@ -89,9 +90,10 @@ def generate(ar: ARModel, nar: NARModel, code0: Code0 | None, source: str, text:
     index = [token_index(code0.token_frames, ar.log_emission, t, p[0], n, m, pace, a)
              for t, p, n, m, a in zip(text, prompt, lens, max_frames, aligned)]
     if source == "table":
-        voices = [code0.table.choose_voice(t, p[0], a, code_vectors) if a is not None else 0
+        table = table if table is not None else code0.table
+        voices = [table.choose_voice(t, p[0], a, code_vectors) if a is not None else 0
                   for t, p, a in zip(text, prompt, aligned)]
-        codes0 = [code0.table.draft(v, t, ix) for v, t, ix in zip(voices, text, index)]
+        codes0 = [table.draft(v, t, ix) for v, t, ix in zip(voices, text, index)]
     else:
         codes0 = code0.network.predict(nar, text, [p.T for p in prompt], index,
                                        code_vectors if options.by_mean(code_vectors) else None)

@@ -13,9 +13,9 @@ def register(sub) -> None:
     add_model_arg(p)
     p.add_argument("--prompt", type=Path, default=None, help="prompt recording (wav, flac, ogg, mp3), about 3 s "
                    "(default with --voice demo: the demo voice's clip)")
-    p.add_argument("--voice", default=None, help="id of the enrolled voice whose consent covers the prompt, or a "
-                   "shipped voice's name: demo, the attested demo voice (without --voice, the prompt file must "
-                   "belong to an attested research corpus)")
+    p.add_argument("--voice", default=None, help="id of the enrolled voice whose consent covers the prompt (an "
+                   "adapted voice, v_... or r_..., needs no --prompt), or a shipped voice's name: demo, the attested "
+                   "demo voice (without --voice, the prompt file must belong to an attested research corpus)")
     p.add_argument("--prompt-text", default=None, help="transcript of the prompt (needed for --mode cross; with "
                    "--voice demo and no --prompt, the clip's own)")
     p.add_argument("--text", required=True, help="what to say")
@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     options = decoding_options(args)   # bad options fail before the model loads
     shipped = shipped_voice(args.voice) if is_shipped_voice(args.voice) else None
-    if args.prompt is None and shipped is None:
+    if args.prompt is None and shipped is None and not args.voice:
         raise AudioError("--prompt is needed (a recording of the voice to speak in), unless --voice names a shipped "
-                         "voice: --voice demo")
+                         "voice (--voice demo) or an adapted one (`valle2 voice adapt`)")
     deployment = Deployment.open()
     signer = None
     if args.c2pa:   # fail on a missing extra or a format without C2PA support before any synthesis
@@ -57,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
         mime_type(args.out.suffix.lstrip(".") or "wav")
         signer = ProvenanceSigner.open(deployment.home)
     model = load_model(args.model, gate=deployment.gate(), int8=args.int8)
-    prompt = AudioFile.read(args.prompt or shipped.clip)   # read once: the gate hashes the bytes that were decoded
-    wav, sr = prompt.load()
-    wav = cut_prompt(wav, sr, args.prompt_seconds, args.mode)
-    own_text = shipped.text if args.prompt is None and args.mode == "cross" else None   # the shipped clip's transcript
+    if args.prompt is None and shipped is None:   # an adapted voice brings its own prompt (VallE2.consent_source)
+        prompt, wav, sr, own_text = None, None, None, None
+    else:
+        prompt = AudioFile.read(args.prompt or shipped.clip)   # read once: the gate hashes the bytes that were decoded
+        wav, sr = prompt.load()
+        wav = cut_prompt(wav, sr, args.prompt_seconds, args.mode)
+        own_text = shipped.text if args.prompt is None and args.mode == "cross" else None   # the shipped clip's transcript
     consent = {"voice_id": args.voice} if args.voice else {"corpus_file": prompt}
     out, out_sr = model.synthesize(args.text, wav, sr, prompt_text=args.prompt_text or own_text, mode=args.mode,
                                    **consent, options=options, include_prompt=args.include_prompt, speed=args.speed,

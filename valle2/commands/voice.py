@@ -1,4 +1,5 @@
-"""``valle2 voice phrase|enroll|revoke|list``: the consent protocol on the deployment at
+"""``valle2 voice phrase|enroll|adapt|revoke|list``: the consent protocol, and adapting a voice to its
+own recordings (``voice adapt``, :mod:`valle2.adapt`), on the deployment at
 ``--home`` / ``$VALLE2_HOME`` (default ``~/.valle2``).  Only ``voice phrase`` creates a deployment
 there on first use; the others need one that exists and say so, naming the folder."""
 from __future__ import annotations
@@ -7,7 +8,7 @@ import argparse
 import datetime
 from pathlib import Path
 
-from .options import home_parent, open_deployment
+from .options import add_model_arg, home_parent, open_deployment
 
 
 def when(t: float) -> str:
@@ -17,7 +18,7 @@ def when(t: float) -> str:
 
 def register(sub) -> None:
     home = home_parent()
-    voice = sub.add_parser("voice", help="the consent protocol: phrase, enroll, list, revoke")
+    voice = sub.add_parser("voice", help="the consent protocol: phrase, enroll, adapt, list, revoke")
     vsub = voice.add_subparsers(dest="voice_command", required=True)
     p = vsub.add_parser("phrase", parents=[home], help="issue a one-time consent phrase for a speaker")
     p.add_argument("--name", required=True, help="the speaker's full name")
@@ -27,6 +28,16 @@ def register(sub) -> None:
     p.add_argument("--phrase-id", required=True, help="the id `valle2 voice phrase` printed")
     p.add_argument("--consent", required=True, type=Path, help="recording of the speaker reading the phrase")
     p.set_defaults(func=run_enroll)
+    p = vsub.add_parser("adapt", parents=[home], help="adapt a voice to its own recordings (30 s to 10 min); "
+                        "then `valle2 synthesize --voice ID` needs no --prompt")
+    p.add_argument("inputs", nargs="+", metavar="VOICE_ID FILE", help="the enrolled voice's id (v_...) then its "
+                   "recordings; with --research, only the files (of an attested research corpus)")
+    p.add_argument("--research", action="store_true", help="a new research voice from files of an attested corpus")
+    p.add_argument("--name", default=None, help="the research voice's name (default: its first file's name)")
+    p.add_argument("--texts", type=Path, default=None, help="transcripts, a TSV of FILE<TAB>TEXT lines (default: "
+                   "the offline recogniser, pocketsphinx)")
+    add_model_arg(p)
+    p.set_defaults(func=run_adapt)
     p = vsub.add_parser("revoke", parents=[home], help="revoke a voice at once")
     p.add_argument("voice_id", help="the voice's id (v_...)")
     p.add_argument("--reason", default="", help="why, for the audit log")
@@ -52,6 +63,27 @@ def run_enroll(args: argparse.Namespace) -> int:
     wav, sr = load_audio(args.consent)
     record = open_deployment(args).registry.enroll(args.name, wav, sr, args.phrase_id)
     print(f"enrolled {record.name}: voice id {record.voice_id} (valid until {when(record.expires)})")
+    return 0
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    from ..adapt import adapt_voice, read_texts
+    from ..errors import ConsentError
+    from ..synthesis import load_model
+
+    voice_id, files = (None, args.inputs) if args.research else (args.inputs[0], args.inputs[1:])
+    if voice_id is not None and not voice_id.startswith("v_"):
+        raise ConsentError(f"voice adapt takes an enrolled voice's id (v_...) first, got {voice_id!r}; for files of an "
+                           "attested research corpus give --research")
+    if args.name is not None and not args.research:
+        raise ConsentError("--name names a new research voice (--research); an enrolled voice keeps its name")
+    texts = read_texts(args.texts) if args.texts is not None else None
+    model = load_model(args.model, gate=open_deployment(args).gate())
+    result = adapt_voice(model, files, voice_id, name=args.name, texts=texts, progress=True)
+    print(f"adapted {result.adapter.name} on {len(result.used)} recording(s), {result.speech_seconds:.0f} s of speech, "
+          f"in {result.seconds:.0f} s ({len(result.skipped)} skipped); prompt {result.adapter.prompt_name}; "
+          f"adapter {result.adapter_bytes / 1e6:.2f} MB")
+    print(f"voice_id={result.voice_id}")
     return 0
 
 

@@ -203,6 +203,21 @@ class Revocation(SignedRecord):
     signature: str = ""
 
 
+@dataclass(frozen=True)
+class AdapterRecord(SignedRecord):
+    """A signed statement that the adapter bytes with SHA-256 ``sha256`` (:mod:`valle2.adapt`) belong
+    to voice ``voice_id`` (``kind`` "consent": an enrolled ``v_...`` voice; "research": ``r_...``,
+    adapted from files of an attested research corpus), named ``name``, made at ``created``."""
+
+    voice_id: str
+    kind: str
+    name: str
+    sha256: str
+    created: float
+    key_id: str
+    signature: str = ""
+
+
 def file_sha256(path) -> str:
     """SHA-256 (hex) of a file's bytes."""
     h = hashlib.sha256()
@@ -444,6 +459,38 @@ class ConsentRegistry:
                 except ConsentError as e:
                     problems.append(f"{e}; the voice stays revoked")
         return problems
+
+    # ------------------------------------------------------------------------------- adapters
+    def store_adapter(self, voice_id: str, kind: str, name: str, data: bytes) -> AdapterRecord:
+        """Sign and store ``data`` as voice ``voice_id``'s adapter (replacing any earlier one), in
+        one transaction; a consent voice must verify first (enrolled, not revoked)."""
+        if kind == "consent":
+            self.verify_record(self.get_record(voice_id))
+        rec = AdapterRecord(voice_id, kind, name, hashlib.sha256(data).hexdigest(), self.clock(), key_id(self.operator_key))
+        rec = AdapterRecord(**{**asdict(rec), "signature": sign(self.operator_key, rec.payload())})
+        self.db.put_adapter(voice_id, rec.to_json(), data)
+        self.audit.append("adapt", voice_id=voice_id, kind=kind, sha256=rec.sha256, bytes=len(data))
+        return rec
+
+    def adapter(self, voice_id: str) -> tuple[AdapterRecord, bytes] | None:
+        """Voice ``voice_id``'s adapter as stored, its signature and hash checked (and, for a consent
+        voice, its record verified: a revoked voice's adapter is refused), or None when it has none.
+        ConsentError when the record or bytes were altered."""
+        row = self.db.adapter(voice_id) if isinstance(voice_id, str) else None
+        if row is None:
+            return None
+        try:
+            rec = AdapterRecord.from_json(row[0])
+        except (ValueError, TypeError):
+            raise ConsentError(f"the adapter record of voice {voice_id} cannot be read: adapt the voice again "
+                               "(`valle2 voice adapt`)") from None
+        self._check_signed(rec.payload(), rec.signature, rec.key_id, f"the adapter of voice {voice_id}")
+        if rec.voice_id != voice_id or hashlib.sha256(row[1]).hexdigest() != rec.sha256:
+            raise ConsentError(f"the adapter of voice {voice_id} differs from what was signed: it was altered; adapt "
+                               "the voice again (`valle2 voice adapt`) and run `valle2 audit verify`")
+        if rec.kind == "consent":
+            self.verify_record(self.get_record(voice_id))
+        return rec, row[1]
 
     # -------------------------------------------------------------------------------- corpora
     def attest_corpus(self, name: str, files: Sequence[Path], licence: str, synthetic_voice: str = "") -> CorpusAttestation:

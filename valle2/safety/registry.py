@@ -7,7 +7,8 @@ transactions, parameterised SQL only.
 A revocation is stored as ``voices.revoked`` (its time) and ``voices.revocation`` (the signed
 :class:`valle2.safety.consent.Revocation` JSON); the audit log holds it too, and authorisation
 checks both, so clearing it here (or restoring an older copy of this file) does not bring a voice
-back.  A phrase counts its enrolment attempts (``phrases.attempts``) and keeps the speaker
+back.  A voice's adapter (``adapters``: its signed record and bytes, :mod:`valle2.adapt`) is
+deleted in the revocation's transaction.  A phrase counts its enrolment attempts (``phrases.attempts``) and keeps the speaker
 embedding of the first attempt that said it (``phrases.speaker``, JSON).  Databases from before
 these columns get them on first open.
 """
@@ -29,6 +30,8 @@ CREATE TABLE IF NOT EXISTS voices (
 CREATE TABLE IF NOT EXISTS corpora (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, attestation TEXT NOT NULL, signature TEXT NOT NULL,
     created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS adapters (
+    voice_id TEXT PRIMARY KEY, record TEXT NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS corpus_files (
     sha256 TEXT NOT NULL, corpus_id TEXT NOT NULL REFERENCES corpora(id), PRIMARY KEY (sha256, corpus_id));
 """
@@ -130,6 +133,7 @@ class RegistryDB:
         """Mark voice ``vid`` revoked at ``when`` with the signed ``revocation`` JSON; False if it does
         not exist or was already revoked."""
         with self.transaction() as con:
+            con.execute("DELETE FROM adapters WHERE voice_id = ?", (vid,))
             return con.execute("UPDATE voices SET revoked = ?, revocation = ? WHERE id = ? AND revoked IS NULL",
                                (when, revocation, vid)).rowcount == 1
 
@@ -137,6 +141,17 @@ class RegistryDB:
         """The signed revocation JSON stored for voice ``vid``, or None."""
         rows = self.query("SELECT revocation FROM voices WHERE id = ?", (vid,))
         return rows[0][0] if rows else None
+
+    # ------------------------------------------------------------------------------ adapters
+    def put_adapter(self, vid: str, record: str, data: bytes) -> None:
+        """Store (or replace) voice ``vid``'s adapter: its signed ``record`` JSON and its bytes, in one transaction."""
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO adapters (voice_id, record, data) VALUES (?, ?, ?)", (vid, record, data))
+
+    def adapter(self, vid: str) -> tuple[str, bytes] | None:
+        """(signed record JSON, bytes) of voice ``vid``'s adapter, or None."""
+        rows = self.query("SELECT record, data FROM adapters WHERE voice_id = ?", (vid,))
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
 
     # ------------------------------------------------------------------------------- corpora
     def add_corpus(self, cid: str, name: str, attestation: str, signature: str, hashes: list[str]) -> None:
