@@ -11,6 +11,9 @@ telephony, sox tempo 0.9 / 1.1, librosa pitch shifts of -1, -0.5, +0.5 and +1 se
 EnCodec when the offline codec's weights are missing: the table says which).  ffmpeg and sox
 come from ``scripts/install_audio_tools.sh``.
 
+It also passes the marked and unmarked clips through each channel of ``valle2.data.channels`` (the
+ones ``benchmarks/detector_eval.py`` applies to valle2's outputs for ``tpr_valle2``; settings drawn per
+clip as there) and prints the share of marked clips detected and the highest unmarked score.
 It also measures the mark's quality: SNR, and wideband PESQ (ITU-T P.862.2, the ``pesq`` package:
 ``pip install pesq``) of each marked clip against the unmarked one.
 Then it runs the detector on every real clip of the shared data unmarked (false positives).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import shutil
 import subprocess
@@ -152,6 +156,21 @@ def attacks(rng) -> dict:
     }, codec_name
 
 
+def channel_rates(clips: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    """Print, per channel of ``valle2.data.channels``, the share of marked clips detected and the
+    highest unmarked score; ``clips`` holds (id, unmarked, marked) float32 [samples] at 16 kHz."""
+    from valle2.data.channels import CHANNELS, apply
+
+    print(f"{'channel':22s} {'detected':>8s} {'unmarked_max':>12s}   (valle2.data.channels, settings drawn per clip)")
+    for name in CHANNELS:
+        found, worst = [], -np.inf
+        for clip_id, x, y in clips:
+            seed = int(hashlib.sha256(f"{clip_id}/{name}".encode()).hexdigest()[:8], 16)
+            found.append(wm.detect(apply(name, y, np.random.default_rng(seed)), SR, KEY).present)
+            worst = max(worst, wm.detect(apply(name, x, np.random.default_rng(seed)), SR, KEY).score)
+        print(f"{name:22s} {np.mean(found):8.2f} {worst:12.2f}")
+
+
 def auc(pos: list[float], neg: list[float]) -> float:
     """Probability that a marked score beats an unmarked one (ties count half)."""
     p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
@@ -192,6 +211,7 @@ def main() -> None:
         attack_fns = {k: v for k, v in attack_fns.items() if k in args.attacks.split(",")}
     scores = {a: ([], [], []) for a in attack_fns}     # marked scores, unmarked scores, bit accuracies
     snr, quality, t_embed, t_detect, seconds, n_detect = [], [], 0.0, 0.0, 0.0, 0
+    marked_clips = []
     for row in chosen:
         x, _ = load_audio(args.data / row["path"], sr=SR)
         t = time.perf_counter()
@@ -200,6 +220,7 @@ def main() -> None:
         seconds += x.size / SR
         snr.append(10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum((y - x).astype(np.float64) ** 2)))
         quality.append(pesq(SR, x, y, "wb"))
+        marked_clips.append((row["id"], x, y))
         for name, fn in attack_fns.items():
             for marked, clip in ((True, y), (False, x)):
                 a = fn(clip.copy())
@@ -225,6 +246,7 @@ def main() -> None:
           f"wideband PESQ median {np.median(quality):.3f}, min {np.min(quality):.3f}")
     print(f"embed {t_embed / seconds:.4f} x real time, detect {t_detect / (seconds * n_detect / len(chosen) / 2):.4f} x real time"
           f" (per second of input, 1 CPU thread)")
+    channel_rates(marked_clips)
     fp = -1
     if not args.skip_fp:
         fp, worst, total = 0, [], 0.0
