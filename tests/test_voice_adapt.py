@@ -11,7 +11,7 @@ import pytest
 
 import valle2
 from valle2.adapt import adapt_voice, read_texts
-from valle2.audio import load_audio
+from valle2.audio import encode_audio, load_audio
 from valle2.code0.adapter import VoiceAdapter
 from valle2.commands import main
 from valle2.errors import ConsentError, DataError
@@ -115,3 +115,34 @@ def test_cli_refuses_a_research_name_for_an_enrolled_voice_and_bad_transcripts(t
     bad.write_text("only-a-file\n")
     with pytest.raises(DataError, match="line 1"):
         read_texts(bad)
+
+
+def test_http_api_speaks_an_adapted_voice_with_its_adapter(tmp_path, demo):
+    """Enrolled through the API, adapted with the CLI's function, spoken through the API: the
+    adapter's prompt (a bdl clip, not the consent recording) is what the gate authorizes."""
+    from fastapi.testclient import TestClient
+
+    from valle2.server import KeyStore, ServerSettings, create_app
+
+    dep = Deployment.open(tmp_path / "server")
+    said = Said()
+    dep.registry.transcriber = said
+    key = KeyStore(dep.home / "api_keys.db").create("adapt test")[1]
+    model = VallE2(demo.bundle, demo.codec, dep.gate())
+    with TestClient(create_app(model, dep, ServerSettings(rate_limit=0)), raise_server_exceptions=False,
+                    headers={"Authorization": f"Bearer {key}"}) as client:
+        pid = client.post("/v1/voices/phrases", json={"name": "John Smith"}).json()["phrase_id"]
+        said.text = dep.registry.db.phrase(pid)[1]
+        consent = np.concatenate([load_audio(p)[0] for p in BDL])
+        resp = client.post("/v1/voices", data={"name": "John Smith", "phrase_id": pid},
+                           files={"file": ("consent.flac", encode_audio(consent, 16000, "flac"), "audio/flac")})
+        assert resp.status_code == 201, resp.text
+        vid = resp.json()["voice_id"]
+        adapter = adapt_voice(model, BDL, vid, texts=texts()).adapter
+        resp = client.post("/v1/audio/speech", json={"model": "valle2", "input": "There was a change now.",
+                                                       "voice": vid, "response_format": "wav"})
+        assert resp.status_code == 200, resp.text
+    prompt_wav, _ = load_audio(CLIPS / adapter.prompt_name)
+    last = [e for e in dep.audit.entries() if e["event"] == "authorize"][-1]
+    assert last["voice_id"] == vid
+    assert abs(last["similarity"] - dep.gate().authorize(vid, prompt_wav, 16000).similarity) < 1e-3

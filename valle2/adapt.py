@@ -10,9 +10,10 @@ the aligned AR's emission table, and the adapter gets:
 - the speaker's context table, fitted on those alignments as the model's own table was fitted on
   its training voices (:meth:`valle2.code0.table.ContextTable.fit`), with the token(-place) codes
   the speaker never said taken from the model's training voice nearest the speaker;
-- the prompt: the recording of ``AdaptConfig.prompt_seconds`` at most whose speaker embedding is
-  nearest the mean of all of them;
-- the voice-match reference: the codes of the recordings, up to ``AdaptConfig.reference_seconds``.
+- the voice-match reference: the codes of the recordings, up to ``AdaptConfig.reference_seconds``;
+- of the speaker's own table and the model's, and of the recordings (``AdaptConfig.prompt_seconds``
+  at most) whose speaker embedding is nearest the mean of all of them: the table and prompt whose
+  renderings of other recordings' transcripts lie nearest that mean (:func:`score_candidate`).
 
 It is signed and stored in the registry (:meth:`valle2.safety.ConsentRegistry.store_adapter`);
 revoking the voice deletes it.  ``docs/adapt.md`` has the measured effect.
@@ -42,24 +43,29 @@ from .synthesis import VallE2
 class AdaptConfig:
     """``prompt_seconds``: the longest recording that may be the voice's prompt; ``reference_seconds``:
     how much of the recordings' codes the voice match reads; ``max_seconds``: speech beyond this
-    total is refused (the 5-minute budget on 2 cores is measured up to it)."""
+    total is refused (the 5-minute budget on 2 cores is measured up to it); ``prompt_candidates``
+    (recordings nearest the mean embedding) x 2 tables (the speaker's own, the model's) are the
+    candidates, each scored on ``score_texts`` of the other recordings' transcripts
+    (:func:`score_candidate`)."""
 
     prompt_seconds: float = 10.0
     reference_seconds: float = 60.0
     max_seconds: float = 600.0
+    prompt_candidates: int = 4
+    score_texts: int = 2
 
 
 @dataclass
 class Recording:
     """One adaptation recording that passed the gate: its file, waveform ``[samples]`` at ``sr``,
-    transcript, codes ``[n_codebooks, T]`` and speaker embedding ``[256]``."""
+    speaker embedding ``[256]`` (unit norm), transcript and codes ``[n_codebooks, T]``."""
 
     file: AudioFile
     wav: np.ndarray
     sr: int
+    embedding: np.ndarray
     text: str = ""
     codes: torch.Tensor | None = None
-    embedding: np.ndarray | None = None
 
 
 @dataclass
@@ -105,25 +111,35 @@ def _text_for(name: str, texts: dict[str, str] | None, wav: np.ndarray, sr: int)
 def check_recordings(model: VallE2, files: Sequence, voice_id: str | None,
                      progress: Callable | None = None) -> tuple[list[Recording], list[tuple[str, str]]]:
     """The recordings of ``files`` that pass the gate (see the module docstring) and the skipped
-    ones as (file, reason).  ``voice_id`` None: research files, matched to the first that passes."""
-    gate, passed, skipped, reference = model.gate, [], [], None
+    ones as (file, reason).  ``voice_id`` None: research files, matched to the reference file, the
+    one whose speaker embedding is nearest the others' (if it fails, the next that passes)."""
+    gate, loaded, passed, skipped, reference = model.gate, [], [], [], None
     for path in files:
-        name = str(path)
         try:
             clip = AudioFile.read(path)
             wav, sr = clip.load()
+            e = np.asarray(gate.embedder(wav, sr), dtype=np.float64)
+            loaded.append(Recording(clip, wav, sr, embedding=e / (np.linalg.norm(e) + 1e-12)))
+        except AudioError as e:
+            skipped.append((str(path), str(e)))
+    if voice_id is None and len(loaded) > 2:
+        unit = np.stack([r.embedding for r in loaded])
+        first = int(np.argmax((unit @ unit.T).sum(1)))
+        loaded = [loaded[first]] + loaded[:first] + loaded[first + 1:]
+    for r in loaded:
+        try:
             if voice_id is not None:
-                gate.authorize(voice_id, wav, sr)
+                gate.authorize(voice_id, r.wav, r.sr)
             else:
-                gate.authorize(None, wav, sr, corpus_file=clip)              # attested, and its liveness
+                gate.authorize(None, r.wav, r.sr, corpus_file=r.file)              # attested, and its liveness
                 if reference is not None:
-                    gate.authorize(None, wav, sr, corpus_file=reference)     # the same speaker as the first
-                reference = reference or clip
-            passed.append(Recording(clip, wav, sr))
+                    gate.authorize(None, r.wav, r.sr, corpus_file=reference)     # the reference file's speaker
+                reference = reference or r.file
+            passed.append(r)
         except (ConsentError, AudioError) as e:
-            skipped.append((name, str(e)))
+            skipped.append((r.file.name, str(e)))
         if progress:
-            progress(name)
+            progress(r.file.name)
     return passed, skipped
 
 
@@ -143,6 +159,24 @@ def fit_table(model: VallE2, items: list[tuple[torch.Tensor, torch.Tensor, torch
             mine, theirs = getattr(table, name), getattr(base, name)[v:v + 1].to(getattr(table, name).device)
             setattr(table, name, torch.where(mine < 0, theirs, mine))
     return table
+
+
+def score_candidate(model: VallE2, adapter: VoiceAdapter, recordings: list[Recording], centroid: np.ndarray,
+                    voice_id: str | None, n_texts: int) -> float:
+    """How near the voice ``adapter`` speaks: the mean cosine, to the recordings' mean speaker
+    embedding ``centroid [256]``, of its renderings of the transcripts of the ``n_texts`` longest
+    recordings other than its prompt (decoded here, never finalized: nothing leaves)."""
+    texts = [r.text for r in sorted(recordings, key=lambda r: -r.wav.size) if r.file.name != adapter.prompt_name]
+    texts = texts[:n_texts] or [recordings[0].text]
+    clip = AudioFile(adapter.prompt_name, adapter.prompt_data)
+    wav, sr = clip.load()
+    consent = {"voice_id": voice_id} if voice_id is not None else {"corpus_file": clip}
+    gen = model.generate_codes(texts, wav, sr, adapter.prompt_text, adapter=adapter, **consent)
+    sims = []
+    for samples in gen.codes:
+        e = np.asarray(model.gate.embedder(model.codec.decode(samples[0]).numpy(), model.sample_rate), dtype=np.float64)
+        sims.append(float(e @ centroid) / (np.linalg.norm(e) + 1e-12))
+    return float(np.mean(sims))
 
 
 def adapt_voice(model: VallE2, files: Sequence, voice_id: str | None = None, *, name: str | None = None,
@@ -179,7 +213,6 @@ def adapt_voice(model: VallE2, files: Sequence, voice_id: str | None = None, *, 
             bar.update(1)
             continue
         r.codes = model.codec.encode(r.wav, r.sr)
-        r.embedding = np.asarray(model.gate.embedder(r.wav, r.sr), dtype=np.float64)
         items.append((ids, r.codes[0], align(model.ar.log_emission, ids, r.codes[0])))
         kept.append(r)
         bar.update(1)
@@ -189,18 +222,21 @@ def adapt_voice(model: VallE2, files: Sequence, voice_id: str | None = None, *, 
     if not kept:
         raise ConsentError(f"none of the {len(files)} recordings can adapt the voice: "
                            + "; ".join(f"{f}: {w}" for f, w in skipped))
-    table = fit_table(model, items)
-    unit = np.stack([r.embedding / (np.linalg.norm(r.embedding) + 1e-12) for r in kept])
-    score = unit @ unit.mean(0)
-    short = [i for i, r in enumerate(kept) if r.wav.size / r.sr <= config.prompt_seconds] or list(range(len(kept)))
-    best = kept[max(short, key=lambda i: score[i])]
+    own = {k: v.cpu() for k, v in fit_table(model, items).state_dict().items()}
+    base = {k: v.cpu() for k, v in model.bundle.code0.table.state_dict().items()}
     frames = int(config.reference_seconds * model.codec.frame_rate)
     reference = torch.cat([r.codes for r in kept], dim=1)[:, :frames]
     kind = "consent" if voice_id is not None else "research"
     vid = voice_id if voice_id is not None else "r_" + secrets.token_hex(8)
     label = name or (Path(kept[0].file.name).stem if kind == "research" else vid)
-    adapter = VoiceAdapter(vid, kind, label, {k: v.cpu() for k, v in table.state_dict().items()},
-                           Path(best.file.name).name, best.file.data, best.text, reference)
+    unit = np.stack([r.embedding for r in kept])
+    centroid = unit.mean(0) / (np.linalg.norm(unit.mean(0)) + 1e-12)
+    short = [i for i, r in enumerate(kept) if r.wav.size / r.sr <= config.prompt_seconds] or list(range(len(kept)))
+    prompts = sorted(short, key=lambda i: -float(unit[i] @ centroid))[: config.prompt_candidates]
+    candidates = [VoiceAdapter(vid, kind, label, table, Path(kept[i].file.name).name, kept[i].file.data, kept[i].text,
+                               reference) for i in prompts for table in (own, base)]
+    adapter = max(tqdm(candidates, desc="choosing the prompt", disable=not progress or len(candidates) < 2),
+                  key=lambda a: score_candidate(model, a, kept, centroid, voice_id, config.score_texts))
     data = adapter.to_bytes()
     model.gate.registry.store_adapter(vid, kind, label, data)
     return AdaptResult(vid, adapter, [r.file.name for r in kept], skipped, total, time.perf_counter() - start, len(data))

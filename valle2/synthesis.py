@@ -190,15 +190,17 @@ class VallE2:
                        prompt_text: str | None = None, *,
                        voice_id: str | None = None, corpus_file=None, mode: str = "cross",
                        options: DecodingOptions | None = None, n_samples: int = 1, n_outputs: int | None = None,
-                       progress: bool = False) -> Generation:
+                       progress: bool = False, adapter: VoiceAdapter | None = None) -> Generation:
         """Codes for each of ``texts``, ``n_samples`` samples each, decoded in one batch, once the
         gate has authorized the prompt (consent arguments as :meth:`synthesize_batch`) for
         ``n_outputs`` outputs (default one a sample).  No audio: decode what you keep and pass
         each output through ``self.gate.finalize(wav, sr, generation.authorization, text)``.
         DecodingError for an option that does not apply to the codebook-0 source in use
         (:func:`valle2.code0.choose_source`).  An adapted voice (:meth:`voice_adapter`) drafts
-        codebook 0 from its own context table and matches the voice to its recordings' codes."""
-        adapter = self.voice_adapter(voice_id)
+        codebook 0 from its own context table and matches the voice to its recordings' codes;
+        ``adapter`` gives one in place of the stored one (``valle2 voice adapt`` tries candidates
+        with it; the prompt is gated all the same)."""
+        adapter = adapter if adapter is not None else self.voice_adapter(voice_id)
         prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file = self.consent_source(
             prompt_wav, prompt_sr, prompt_text, voice_id, corpus_file, mode)
         options = options or DecodingOptions()

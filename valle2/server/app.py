@@ -116,10 +116,13 @@ class Service:
         return load_audio(data, max_seconds=limit, allow_silent=allow_silent)
 
     def synthesize(self, text: str, voice: StoredVoice, speed: float = 1.0) -> np.ndarray:
-        """One sentence in ``voice`` (its stored recording as the cross-mode prompt), watermarked."""
+        """One sentence in ``voice`` (its stored recording as the cross-mode prompt; an adapted voice,
+        ``valle2 voice adapt``, its adapter's), watermarked."""
         if voice.kind == "consent":   # a revoked voice is refused as such, though its recording is gone
             registry = self.deployment.registry
             registry.verify_record(registry.get_record(voice.voice_id))
+            if registry.adapter(voice.voice_id) is not None:
+                return self.model.synthesize(text, voice_id=voice.voice_id, mode="cross", speed=speed)[0]
         path = self.audio_path(voice)
         if not path.is_file():
             raise NotFound(f"voice {voice.voice_id!r} has no prompt recording on this server")
