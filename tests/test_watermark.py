@@ -51,13 +51,13 @@ def test_mark_keeps_speech_quality(speech):
 
 def test_loud_layer_survives_10_db_white_noise(speech):
     """White noise at 10 dB SNR fills the quiet cells that carry the fine layer; the loud layer,
-    in the pairs within LOUD_RANGE_DB of the loudest, is still found, and the same noise on the
-    unmarked speech is not flagged."""
+    in the pairs within LOUD_RANGE_DB of the loudest, is still found (with no payload: the fine
+    layer's is unreadable), and the same noise on the unmarked speech is not flagged."""
     x = np.tile(speech[0], 2)
     y = embed(x, 16_000, 0x1357, KEY)
     noise = np.random.default_rng(4).standard_normal(x.size).astype(np.float32) * np.sqrt(np.mean(x ** 2) / 10)
     marked, unmarked = detect(y + noise, 16_000, KEY), detect(x + noise, 16_000, KEY)
-    assert marked.present and marked.layer == "loud", marked
+    assert marked.present and marked.layer == "loud" and marked.payload is None, marked
     assert not unmarked.present, unmarked
 
 

@@ -67,7 +67,10 @@ def _detect(args: argparse.Namespace) -> int:
         print(f"{args.file}: {report['verdict']}")
         print(f"  watermark {'PRESENT' if w['present'] else 'absent'} (score {w['score']})")
         if w["present"]:
-            print(f"  payload {w['payload']} (model id {w['payload'] >> 8}, consent id hash {w['payload'] & 0xFF})")
+            if w["payload"] is None:
+                print("  payload unreadable (the mark was found in its loud layer only, which carries none)")
+            else:
+                print(f"  payload {w['payload']} (model id {w['payload'] >> 8}, consent id hash {w['payload'] & 0xFF})")
             print(f"  marked seconds: {', '.join(f'{a}-{b}' for a, b in w['marked_seconds'])}")
         if "error" in classifier:
             print(f"  classifier: not scored: {classifier['error']}")

@@ -159,8 +159,9 @@ class Detection:
     z-score (about N(0, 1) plus the bias of the search on unmarked audio), less :data:`OFF_PRIOR`
     when the best match needed a speed or tempo change, or :data:`PITCH_PRIOR` (fine layer) or
     :data:`LOUD_PRIOR` (loud layer) when it needed a pitch shift.  payload: the 16-bit payload
-    decoded from the fine layer's best match (``None`` when not present; when only the loud layer
-    matched, it may be wrong: the loud layer carries no payload).  marked_seconds: ``(start, end)``
+    decoded from the fine layer's best match; ``None`` when not present, and when only the loud
+    layer passed the threshold (it carries no payload, and the fine layer's guess would often be
+    wrong).  marked_seconds: ``(start, end)``
     spans of the input, in seconds, whose blocks carry the mark.  speed, tempo, pitch: the hypothesis
     that matched best (pitch in semitones); layer: the layer that matched best, "fine" or "loud".
     """
@@ -621,9 +622,10 @@ def detect(wav, sr: int, key: bytes, always_decode: bool = False) -> Detection:
     hypothesis = (best.speed, best.tempo, best.pitch, best.layer)
     expected = base if fine.pitch == 0.0 else smeared
     sync = loud if best.layer == "loud" else expected[0]
+    payload = _decode(fine, expected) if always_decode or fine.score >= THRESHOLD else None
     if best.score < THRESHOLD:
-        return Detection(False, best.score, _decode(fine, expected) if always_decode else None, [], *hypothesis)
-    return Detection(True, best.score, _decode(fine, expected), _spans(best, sync, x.size / sr), *hypothesis)
+        return Detection(False, best.score, payload if always_decode else None, [], *hypothesis)
+    return Detection(True, best.score, payload, _spans(best, sync, x.size / sr), *hypothesis)
 
 
 __all__ = ["Detection", "embed", "detect", "PAYLOAD_BITS", "THRESHOLD", "RATE"]
