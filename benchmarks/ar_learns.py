@@ -14,7 +14,8 @@ and every output is watermarked before it is scored.
   repeats a run of 1-4 words 3 times or more (target 0).  ``train_hours``: the recipe's training
   wall-clock hours (``OUT/times.json``; threads as its config says).
 - ``--curve``: the same on the first ``--curve-limit`` trials for every ``--curve-every``-th
-  checkpoint the run kept, drawn as WER against training steps (``--figure``).
+  checkpoint the run kept, drawn as WER against training steps (``--figure``), with the voices'
+  own WER on the final run's trials as the reference line.
 
 Last line: ``wer_ratio=<> limit_hits=<%> train_hours=<>`` (and ``loops=``, ``wer=``, ``wer_voice=``).
 """
@@ -36,6 +37,7 @@ from valle2.evaluation.runner import EvalOptions, Evaluation
 from valle2.evaluation.scoring import Scorer, summarize
 from valle2.evaluation.testset import load_test_utterances
 from valle2.recipe_synthetic import attest_test_voices, parse_voice, test_cuts_path
+from valle2.safety.consent import file_sha256
 from valle2.safety.deployment import Deployment
 from valle2.synthesis import load_model
 from valle2.train import bundle_from_checkpoint
@@ -43,13 +45,13 @@ from valle2.train import bundle_from_checkpoint
 DECODING = DecodingOptions(code0="ar", code_choice="sample", ras=True, top_p=0.8)
 
 
-def evaluate(model_path: Path, items, out: Path, limit: int | None, gate, references: bool) -> dict:
+def evaluate(model_path: Path, items, out: Path, limit: int | None, gate, references: bool, model_id: str) -> dict:
     """Run the benchmark's setting on ``items`` into ``out``; returns ``{row: summary}`` and, per
     speaker, ``{"by_voice": {speaker: {row: summary}}}``."""
     options = EvalOptions(setting="reference", min_seconds=0.0, max_seconds=60.0, limit=limit, references=references,
                           dnsmos=False, decoding=DECODING)
     result = Evaluation(load_model(model_path, gate=gate), out, options, Scorer(load_asr("pocketsphinx"), load_speaker_encoder("resemblyzer")),
-                        gate).run(items, progress=True)
+                        gate, model_id).run(items, progress=True)
     by_voice: dict[str, dict] = {}
     for record in result.records:
         speaker = next(u.speaker for u in items if u.id == record["id"])
@@ -59,14 +61,19 @@ def evaluate(model_path: Path, items, out: Path, limit: int | None, gate, refere
 
 
 def curve(run: Path, items, out: Path, limit: int, every: int, gate) -> list[dict]:
-    """``{"step", "wer", "hit_limit", "loops", "n"}`` for every ``every``-th kept checkpoint."""
+    """``{"step", "wer", "hit_limit", "loops", "n"}`` for every ``every``-th kept checkpoint (a
+    checkpoint scored before is read back from its records)."""
     ckpts = sorted((run / "train" / "checkpoints").glob("step-*.pt"))[every - 1::every]
     points = []
     for ckpt in ckpts:
         step = int(ckpt.stem.split("-")[1])
-        with tempfile.TemporaryDirectory() as tmp:
-            model_path = save_model(Path(tmp) / "model.pt", bundle_from_checkpoint(ckpt), half=True)
-            s = evaluate(model_path, items, out / f"step-{step:08d}", limit, gate, references=False)["valle2"]
+        done = out / f"step-{step:08d}" / "results.json"
+        if done.is_file() and json.loads(done.read_text())["summary"]["valle2"]["n"] == limit:
+            s = json.loads(done.read_text())["summary"]["valle2"]
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                model_path = save_model(Path(tmp) / "model.pt", bundle_from_checkpoint(ckpt), half=True)
+                s = evaluate(model_path, items, out / f"step-{step:08d}", limit, gate, False, str(ckpt))["valle2"]
         points.append({"step": step, "wer": s["wer"], "hit_limit": s.get("hit_limit", 0), "loops": s["loops"], "n": s["n"]})
         print(f"step {step}: WER {100 * s['wer']:.1f} %  limit hits {s.get('hit_limit', 0)}/{s['n']}  loops {s['loops']}",
               flush=True)
@@ -92,22 +99,26 @@ def curve_figure(points: list[dict], wer_voice: float, title: str):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="a `valle2 recipe synthetic --out` folder")
-    p.add_argument("--model", type=Path, default=None, help="the model file (default RUN/train/model.pt)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="the model file, or a training checkpoint (default RUN/train/model.pt)")
     p.add_argument("--limit", type=int, default=None, help="test trials (default: every one)")
     p.add_argument("--curve", action="store_true", help="also draw WER against training steps from the kept checkpoints")
     p.add_argument("--curve-limit", type=int, default=40, help="trials per checkpoint on the curve")
     p.add_argument("--curve-every", type=int, default=4, help="use every N-th kept checkpoint")
+    p.add_argument("--curve-only", action="store_true", help="only the curve's points (e.g. while training runs)")
     p.add_argument("--figure", type=Path, default=None, help="where the curve PNG goes (default RUN/bench/curve.png)")
     p.add_argument("--home", type=Path, default=None, help="deployment whose gate the prompts pass (default: a temporary one)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     model_path = args.model or args.run / "train" / "model.pt"
-    if not test_cuts_path(args.run).is_file() or not model_path.is_file():
+    if not test_cuts_path(args.run).is_file() or not (args.curve_only or model_path.is_file()):
         print(f"no synthetic-recipe model at {model_path}: run `valle2 recipe synthetic --out {args.run}` first")
         return 2
     torch.set_num_threads(args.threads)
     home = args.home or Path(tempfile.mkdtemp(prefix="valle2_ar_learns_"))
-    recipe = json.loads(json.dumps(torch.load(model_path, map_location="cpu", weights_only=False)["meta"]["recipe"]))
+    if not args.curve_only and "trainer" in torch.load(model_path, map_location="cpu", weights_only=False):   # a checkpoint
+        model_path = save_model(Path(home) / "checkpoint_model.pt", bundle_from_checkpoint(model_path), half=True)
+    recipe = json.loads((args.run / "recipe.json").read_text())
     voices = [parse_voice(v) for v in [*recipe["voices"], *([recipe["heldout_voice"]] if recipe["heldout_voice"] else [])]]
     items = load_test_utterances(cuts=test_cuts_path(args.run))
     from lhotse import CutSet
@@ -115,7 +126,12 @@ def main(argv=None) -> int:
     attest_test_voices(CutSet.from_file(test_cuts_path(args.run)), voices, home)
     gate = Deployment.open(home).gate()
     bench = args.run / "bench"
-    final = evaluate(model_path, items, bench / "final", args.limit, gate, references=True)
+    if args.curve:   # first, so that a run during training draws what the checkpoints so far show
+        points = curve(args.run, items, bench / "curve", args.curve_limit, args.curve_every, gate)
+        (bench / "curve.json").write_text(json.dumps(points, indent=1))
+    if args.curve_only:
+        return 0
+    final = evaluate(model_path, items, bench / "final", args.limit, gate, True, file_sha256(model_path))
     print(f"\n{'voice':<22} {'n':>4} {'voice WER %':>11} {'codec WER %':>11} {'valle2 WER %':>12} {'ratio':>6} "
           f"{'limit hits':>10} {'loops':>5} {'SIM':>6}")
     heldout = parse_voice(recipe["heldout_voice"]).speaker if recipe["heldout_voice"] else None
@@ -127,15 +143,11 @@ def main(argv=None) -> int:
     v, gt = final["valle2"], final["ground_truth"]
     ratio = v["wer"] / max(gt["wer"], 1e-9)
     if args.curve:
-        points = curve(args.run, items, bench / "curve", args.curve_limit, args.curve_every, gate)
-        wer_voice = summarize([json.loads(f.read_text())["rows"]["ground_truth"]
-                               for f in sorted((bench / "final" / "records").glob("*.json"))[: args.curve_limit]])["wer"]
         from valle2.plots import save_figure
 
         figure = args.figure or bench / "curve.png"
-        save_figure(curve_figure(points, wer_voice, f"synthetic task ({', '.join(recipe['voices'])}): held-out sentences"),
+        save_figure(curve_figure(points, gt["wer"], f"synthetic task ({', '.join(recipe['voices'])}): held-out sentences"),
                     figure)
-        (bench / "curve.json").write_text(json.dumps(points, indent=1))
         print(f"wrote {figure}")
     times = json.loads((args.run / "times.json").read_text()) if (args.run / "times.json").is_file() else {}
     hours = times.get("train_seconds", 0.0) / 3600

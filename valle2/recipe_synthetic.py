@@ -71,6 +71,11 @@ class SyntheticRecipe:
             raise DataError(f"the held-out voice '{self.heldout_voice}' is also a training voice")
 
 
+def recipe_dict(r: SyntheticRecipe) -> dict:
+    """``r`` as JSON-ready values (what ``OUT/recipe.json`` and the model's metadata hold)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(r).items()}
+
+
 def split_sentences(sentences: list[str], r: SyntheticRecipe) -> dict[str, list[str]]:
     """``{"test", "valid", "train"}`` disjoint lists drawn from ``sentences`` with ``r.seed``."""
     order = sentences[:]
@@ -130,7 +135,7 @@ def attest_test_voices(test: CutSet, voices: list[SyntheticVoice], home: Path | 
 
     registry = Deployment.open(home).registry
     for voice in voices:
-        cuts = test.filter(lambda c: c.supervisions[0].speaker == voice.speaker).to_eager()
+        cuts = CutSet.from_cuts(c for c in test if c.supervisions[0].speaker == voice.speaker)
         try:
             registry.corpus_for_file(cuts[0].recording.sources[0].source)
         except ConsentError:
@@ -169,6 +174,7 @@ def run_synthetic(r: SyntheticRecipe) -> Path:
     from .train import run
 
     r.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(r.out / "recipe.json", json.dumps(recipe_dict(r), indent=1).encode())
     prepared = build_data(r)
     overrides = [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'train'}",
                  *r.overrides, *([f"optim.steps={r.steps}"] if r.steps else [])]
@@ -182,8 +188,7 @@ def run_synthetic(r: SyntheticRecipe) -> Path:
     times["runs"].append({"seconds": took, "to_step": cfg.optim.steps, "threads": cfg.run.threads})
     atomic_write_bytes(times_path, json.dumps(times, indent=1).encode())
     bundle = load_model_bundle(model_path)
-    bundle.meta.update(recipe={k: str(v) if isinstance(v, Path) else v for k, v in asdict(r).items()},
-                       test_cuts=str(test_cuts_path(r.out)))
+    bundle.meta.update(recipe=recipe_dict(r), test_cuts=str(test_cuts_path(r.out)))
     save_model(model_path, bundle, half=True)
     tqdm.write(f"recipe: training took {took / 60:.1f} min ({times['train_seconds'] / 3600:.2f} h in all)")
     return model_path
