@@ -339,3 +339,14 @@ def test_cli_evaluate_writes_report_with_figures(tmp_path, libri, tiny_model, mo
     args = parser.parse_args(["ablate", "group", "--data", "p", "--config", "c.yaml", "--eval-data", "d", "--out", "o",
                               "--groups", "1", "2", "--steps", "5"])
     assert args.groups == [1, 2] and args.eval_data == Path("d") and args.func is ablate.run_group
+
+
+def test_a_repetition_loop_is_a_run_of_words_said_three_times_more_than_the_reference_says_it():
+    from valle2.evaluation.scoring import longest_repeat, repetition_loop
+
+    assert longest_repeat("the cat the cat the cat sat".split()) == 3
+    assert longest_repeat("a b c".split()) == 1 and longest_repeat([]) == 0
+    assert repetition_loop("The cat sat on the mat.", "the cat sat on on on on the mat")
+    assert repetition_loop("Open the door.", "open the door the door the door the door")
+    assert not repetition_loop("The cat sat on the mat.", "the cat sat on the mat mat")     # twice is no loop
+    assert not repetition_loop("Bye bye bye, my love.", "bye bye bye my love")           # the text says it so
