@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 import valle2
 from tools import DEFAULT_DATA, run_main, speech_data
 from valle2 import metrics
-from valle2.adapt import adapt_voice
+from valle2.adapt import AdaptConfig, adapt_voice
 from valle2.audio import load_audio
 from valle2.evaluation.safeguards import open_research_gate
 
@@ -63,6 +63,7 @@ def main() -> None:
     p.add_argument("--n-adapt", type=int, default=12)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--home", type=Path, default=None, help="deployment (default: a temporary one)")
+    p.add_argument("--tables", default="own,model", help="the context tables adapt chooses among (AdaptConfig.tables)")
     args = p.parse_args()
     speech_data(args.data)
     torch.set_num_threads(args.threads)
@@ -82,7 +83,9 @@ def main() -> None:
     rows: dict[str, list] = {"adapted": [], "zero_shot": []}
     seconds, sizes = [], []
     for s in tqdm(speakers, desc="speakers"):
-        result = adapt_voice(model, clips[s][: args.n_adapt], name=s, log=lambda line: print(f"{s}: {line}"))
+        result = adapt_voice(model, clips[s][: args.n_adapt], name=s, log=lambda line: print(f"{s}: {line}"),
+                             config=AdaptConfig(tables=tuple(args.tables.split(","))))
+        print(f"{s}: {result.table} table, prompt {result.adapter.prompt_name}, {result.seconds:.1f} s")
         seconds.append(result.seconds)
         sizes.append(result.adapter_bytes / 1e6)
         zs_wav, zs_sr = load_audio(clips[s][0])

@@ -44,8 +44,8 @@ class AdaptConfig:
     """``prompt_seconds``: the longest recording that may be the voice's prompt; ``reference_seconds``:
     how much of the recordings' codes the voice match reads; ``max_seconds``: speech beyond this
     total is refused (the 5-minute budget on 2 cores is measured up to it); ``prompt_candidates``
-    (recordings nearest the mean embedding) x 2 tables (the speaker's own, the model's) are the
-    candidates, each scored on ``score_texts`` of the other recordings' transcripts
+    (recordings nearest the mean embedding) x ``tables`` ("own": the speaker's, "model": the
+    model's) are the candidates, each scored on ``score_texts`` of the other recordings' transcripts
     (:func:`score_candidate`)."""
 
     prompt_seconds: float = 10.0
@@ -53,6 +53,7 @@ class AdaptConfig:
     max_seconds: float = 600.0
     prompt_candidates: int = 4
     score_texts: int = 2
+    tables: tuple[str, ...] = ("own", "model")
 
 
 @dataclass
@@ -70,10 +71,12 @@ class Recording:
 
 @dataclass
 class AdaptResult:
-    """What :func:`adapt_voice` made: the voice id, its adapter, the files skipped with why, seconds."""
+    """What :func:`adapt_voice` made: the voice id, its adapter, which table it chose ("own",
+    "model"), the files used and those skipped with why, seconds of speech, wall seconds, bytes."""
 
     voice_id: str
     adapter: VoiceAdapter
+    table: str
     used: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     speech_seconds: float = 0.0
@@ -189,6 +192,8 @@ def adapt_voice(model: VallE2, files: Sequence, voice_id: str | None = None, *, 
     if model.code0_source != "table":
         raise DataError(f"voice adaptation fits a context table; this model's codebook 0 comes from "
                         f"'{model.code0_source}', not 'table' (the demo model's)")
+    if not config.tables or set(config.tables) - {"own", "model"}:
+        raise DataError(f"AdaptConfig.tables must name 'own' and/or 'model', got {config.tables!r}")
     if not files:
         raise AudioError("voice adapt needs at least one recording of the voice")
     start = time.perf_counter()
@@ -233,10 +238,11 @@ def adapt_voice(model: VallE2, files: Sequence, voice_id: str | None = None, *, 
     centroid = unit.mean(0) / (np.linalg.norm(unit.mean(0)) + 1e-12)
     short = [i for i, r in enumerate(kept) if r.wav.size / r.sr <= config.prompt_seconds] or list(range(len(kept)))
     prompts = sorted(short, key=lambda i: -float(unit[i] @ centroid))[: config.prompt_candidates]
-    candidates = [VoiceAdapter(vid, kind, label, table, Path(kept[i].file.name).name, kept[i].file.data, kept[i].text,
-                               reference) for i in prompts for table in (own, base)]
-    adapter = max(tqdm(candidates, desc="choosing the prompt", disable=not progress or len(candidates) < 2),
-                  key=lambda a: score_candidate(model, a, kept, centroid, voice_id, config.score_texts))
+    tables = {"own": own, "model": base}
+    candidates = [(t, VoiceAdapter(vid, kind, label, tables[t], Path(kept[i].file.name).name, kept[i].file.data,
+                                   kept[i].text, reference)) for i in prompts for t in config.tables]
+    table, adapter = max(tqdm(candidates, desc="choosing the prompt", disable=not progress or len(candidates) < 2),
+                         key=lambda c: score_candidate(model, c[1], kept, centroid, voice_id, config.score_texts))
     data = adapter.to_bytes()
     model.gate.registry.store_adapter(vid, kind, label, data)
-    return AdaptResult(vid, adapter, [r.file.name for r in kept], skipped, total, time.perf_counter() - start, len(data))
+    return AdaptResult(vid, adapter, table, [r.file.name for r in kept], skipped, total, time.perf_counter() - start, len(data))
