@@ -11,8 +11,8 @@ and every output is watermarked before it is scored.
 - ``wer_ratio``: pocketsphinx WER of valle2's outputs over that of the voices' own renderings of
   the same sentences (target <= 1.5).  ``limit_hits``: outputs whose AR stopped at its frame
   limit instead of emitting end-of-speech (target <= 2 %).  ``loops``: outputs whose transcript
-  repeats a run of 1-4 words 3 times or more (target 0).  ``train_hours``: the recipe's training
-  wall-clock hours (``OUT/times.json``; threads as its config says).
+  repeats a run of 1-4 words 3 times or more (target 0).  ``train_hours``: the model's training
+  wall-clock hours over every resumed run (its ``train_seconds``; threads as the config says).
 - ``--curve``: the same on the first ``--curve-limit`` trials for every ``--curve-every``-th
   checkpoint the run kept, drawn as WER against training steps (``--figure``), with the voices'
   own WER on the final run's trials as the reference line.
@@ -36,7 +36,7 @@ from valle2.evaluation.backends import load_asr, load_speaker_encoder
 from valle2.evaluation.runner import EvalOptions, Evaluation
 from valle2.evaluation.scoring import Scorer, summarize
 from valle2.evaluation.testset import load_test_utterances
-from valle2.recipe_synthetic import attest_test_voices, parse_voice, test_cuts_path
+from valle2.recipe_synthetic import attest_test_voices, parse_voice, heldout_cuts_path
 from valle2.safety.consent import file_sha256
 from valle2.safety.deployment import Deployment
 from valle2.synthesis import load_model
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     model_path = args.model or args.run / "train" / "model.pt"
-    if not test_cuts_path(args.run).is_file() or not (args.curve_only or model_path.is_file()):
+    if not heldout_cuts_path(args.run).is_file() or not (args.curve_only or model_path.is_file()):
         print(f"no synthetic-recipe model at {model_path}: run `valle2 recipe synthetic --out {args.run}` first")
         return 2
     torch.set_num_threads(args.threads)
@@ -120,10 +120,10 @@ def main(argv=None) -> int:
         model_path = save_model(Path(home) / "checkpoint_model.pt", bundle_from_checkpoint(model_path), half=True)
     recipe = json.loads((args.run / "recipe.json").read_text())
     voices = [parse_voice(v) for v in [*recipe["voices"], *([recipe["heldout_voice"]] if recipe["heldout_voice"] else [])]]
-    items = load_test_utterances(cuts=test_cuts_path(args.run))
+    items = load_test_utterances(cuts=heldout_cuts_path(args.run))
     from lhotse import CutSet
 
-    attest_test_voices(CutSet.from_file(test_cuts_path(args.run)), voices, home)
+    attest_test_voices(CutSet.from_file(heldout_cuts_path(args.run)), voices, home)
     gate = Deployment.open(home).gate()
     bench = args.run / "bench"
     if args.curve:   # first, so that a run during training draws what the checkpoints so far show
@@ -149,8 +149,7 @@ def main(argv=None) -> int:
         save_figure(curve_figure(points, gt["wer"], f"synthetic task ({', '.join(recipe['voices'])}): held-out sentences"),
                     figure)
         print(f"wrote {figure}")
-    times = json.loads((args.run / "times.json").read_text()) if (args.run / "times.json").is_file() else {}
-    hours = times.get("train_seconds", 0.0) / 3600
+    hours = (torch.load(model_path, map_location="cpu", weights_only=False)["meta"].get("train_seconds") or 0.0) / 3600
     print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} loops={v['loops']} "
           f"wer_ratio={ratio:.2f} limit_hits={100 * v.get('hit_limit', 0) / max(1, v['n']):.1f} train_hours={hours:.2f}")
     return 0

@@ -185,6 +185,15 @@ def test_resume_is_exact(tmp_path, prepared):
     sa = torch.load(straight / "last.pt", weights_only=False)["trainer"]["opt"]["state"]
     sb = torch.load(resumed / "last.pt", weights_only=False)["trainer"]["opt"]["state"]
     assert all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
+    # the training time adds up over the runs that led here: the step-2 checkpoint's, then the resumed run's
+    before = torch.load(straight / "checkpoints" / "step-00000002.pt", weights_only=False)["train_seconds"]
+    after = torch.load(resumed / "last.pt", weights_only=False)["train_seconds"]
+    assert 0 < before < after
+    from valle2.checkpoint import load_model_bundle
+    from valle2.train import bundle_from_checkpoint
+
+    assert load_model_bundle(resumed / "model.pt").meta["train_seconds"] >= after
+    assert bundle_from_checkpoint(resumed / "last.pt").meta["train_seconds"] == after
 
 
 def test_torchrun_ddp_two_ranks_stay_identical(tmp_path, prepared):

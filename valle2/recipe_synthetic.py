@@ -17,14 +17,14 @@ so a 4-hour budget can be spread over several sessions):
    synthetic-voice research corpus, proved by rendering them again
    (:func:`valle2.data.attest_synthetic_corpus`), so that they pass the consent gate as prompts.
 3. ``valle2 prepare`` shards with the offline codec (``OUT/prepared/{train,valid}``).
-4. Training (``OUT/train``), with checkpoints kept for the learning curve; each invocation's
-   wall-clock seconds are added to ``OUT/times.json`` (``train_seconds``).
+4. Training (``OUT/train``), with checkpoints kept for the learning curve; each checkpoint and the
+   model file carry the wall-clock seconds of training so far, over every resumed run
+   (``train_seconds``).
 """
 from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -73,7 +73,7 @@ class SyntheticRecipe:
 
 def recipe_dict(r: SyntheticRecipe) -> dict:
     """``r`` as JSON-ready values (what ``OUT/recipe.json`` and the model's metadata hold)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(r).items()}
+    return json.loads(json.dumps(asdict(r), default=str))
 
 
 def split_sentences(sentences: list[str], r: SyntheticRecipe) -> dict[str, list[str]]:
@@ -117,7 +117,7 @@ def speak(texts: list[str], out_dir: Path, voices: list[SyntheticVoice], what: s
     return CutSet.from_cuts(cuts)
 
 
-def test_cuts_path(out: Path) -> Path:
+def heldout_cuts_path(out: Path) -> Path:
     """Where the recipe keeps the test sentences' cuts (every voice, the held-out one included)."""
     return out / "test" / "cuts.jsonl.gz"
 
@@ -154,8 +154,8 @@ def build_data(r: SyntheticRecipe) -> Path:
     voices = [parse_voice(v) for v in r.voices]
     test_voices = voices + ([parse_voice(r.heldout_voice)] if r.heldout_voice else [])
     test = speak(split["test"], r.out / "audio" / "test", test_voices, "the test sentences")
-    test_cuts_path(r.out).parent.mkdir(parents=True, exist_ok=True)
-    test.to_file(test_cuts_path(r.out))
+    heldout_cuts_path(r.out).parent.mkdir(parents=True, exist_ok=True)
+    test.to_file(heldout_cuts_path(r.out))
     attest_test_voices(test, test_voices, r.home)
     train = speak(split["train"], r.out / "audio" / "train", voices, "the training sentences")
     valid = speak(split["valid"], r.out / "audio" / "valid", voices, "the validation sentences")
@@ -178,17 +178,9 @@ def run_synthetic(r: SyntheticRecipe) -> Path:
     prepared = build_data(r)
     overrides = [f"data.train={prepared / 'train'}", f"data.valid={prepared / 'valid'}", f"run.out_dir={r.out / 'train'}",
                  *r.overrides, *([f"optim.steps={r.steps}"] if r.steps else [])]
-    times_path = r.out / "times.json"
-    times = json.loads(times_path.read_text()) if times_path.is_file() else {"train_seconds": 0.0, "runs": []}
-    tick = time.perf_counter()
     model_path = run(load_config(r.config, overrides))
-    took = time.perf_counter() - tick
-    cfg = load_config(r.config, overrides)
-    times["train_seconds"] += took
-    times["runs"].append({"seconds": took, "to_step": cfg.optim.steps, "threads": cfg.run.threads})
-    atomic_write_bytes(times_path, json.dumps(times, indent=1).encode())
     bundle = load_model_bundle(model_path)
-    bundle.meta.update(recipe=recipe_dict(r), test_cuts=str(test_cuts_path(r.out)))
+    bundle.meta.update(recipe=recipe_dict(r), test_cuts=str(heldout_cuts_path(r.out)))
     save_model(model_path, bundle, half=True)
-    tqdm.write(f"recipe: training took {took / 60:.1f} min ({times['train_seconds'] / 3600:.2f} h in all)")
+    tqdm.write(f"recipe: {bundle.meta['train_seconds'] / 3600:.2f} h of training in all")
     return model_path

@@ -307,7 +307,8 @@ def bundle_from_checkpoint(path: str | Path):
         code0 = Code0(dims)
         code0.load_state_dict(state["trainer"]["code0"])
     return ModelBundle(dims, ar.eval(), nar.eval(), train.tokenizer, train.codec, frames_per_token(data),
-                       {**state.get("meta", {}), "steps": state["trainer"]["step"], "checkpoint": str(path)}, code0,
+                       {**state.get("meta", {}), "steps": state["trainer"]["step"], "checkpoint": str(path),
+                        "train_seconds": state.get("train_seconds")}, code0,
                        "ar" if code0 is None else code0.source)
 
 
@@ -399,12 +400,14 @@ def run(cfg: Config) -> Path:
         pool.setdefault(u.speaker, []).append(i)
     concat_rng = random.Random(cfg.optim.seed + 7919 * rank)
     epoch = 0
+    trained = 0.0   # wall-clock seconds of training over every run that led here (kept in each checkpoint)
     meta: dict = {}  # what the exported model's metadata adds to the run's: that of the run.init_from model
     last = out / "last.pt"
     if last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=False)
         trainer.load_state_dict(state["trainer"])
         epoch = state["epoch"]
+        trained = state.get("train_seconds", 0.0)
         sampler.load_state_dict(state["sampler"])
         concat_rng.setstate(state["concat_rng"])
         meta = state.get("meta", {})
@@ -431,7 +434,8 @@ def run(cfg: Config) -> Path:
 
     def save_checkpoint() -> None:
         state = {"trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "epoch": epoch, "config": asdict(cfg),
-                 "concat_rng": concat_rng.getstate(), "meta": meta}
+                 "concat_rng": concat_rng.getstate(), "meta": meta,
+                 "train_seconds": trained + time.perf_counter() - started}
         ckpt = out / "checkpoints" / f"step-{trainer.step_count:08d}.pt"
         _atomic_torch_save(state, ckpt)
         _atomic_torch_save(state, last)
@@ -452,6 +456,7 @@ def run(cfg: Config) -> Path:
             sampler.set_epoch(epoch)
 
     stream = (concat_same_speaker(b, pool, data, cfg.data.concat_prob, concat_rng, dims.group_size) for b in batches())
+    started = time.perf_counter()
     bar = tqdm(total=cfg.optim.steps, initial=trainer.step_count, desc="training", disable=rank != 0)
     while trainer.step_count < cfg.optim.steps:
         micro = [next(stream) for _ in range(cfg.optim.grad_accum)]
@@ -484,7 +489,8 @@ def run(cfg: Config) -> Path:
     model_path = out / "model.pt"
     if rank == 0:
         bundle = ModelBundle(dims, trainer.ar, trainer.nar, train.tokenizer, train.codec, fpt,
-                             {**meta, "steps": trainer.step_count, "config": asdict(cfg)}, trainer.code0,
+                             {**meta, "steps": trainer.step_count, "config": asdict(cfg),
+                              "train_seconds": trained + time.perf_counter() - started}, trainer.code0,
                              "ar" if trainer.code0 is None else trainer.code0.source)
         save_model(model_path, bundle, half=cfg.run.export_half)
         summary = {"step": trainer.step_count, "world_size": world, "rank_weight_digests": digests}
