@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--n-adapt", type=int, default=12)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--home", type=Path, default=None, help="deployment (default: a temporary one)")
-    p.add_argument("--tables", default="own,model", help="the context tables adapt chooses among (AdaptConfig.tables)")
+    p.add_argument("--tables", default="model", help="the context tables adapt chooses among (AdaptConfig.tables)")
     args = p.parse_args()
     speech_data(args.data)
     torch.set_num_threads(args.threads)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import valle2
-from valle2.adapt import adapt_voice, read_texts
+from valle2.adapt import AdaptConfig, adapt_voice, read_texts
 from valle2.audio import encode_audio, load_audio
 from valle2.code0.adapter import VoiceAdapter
 from valle2.commands import main
@@ -57,7 +57,7 @@ def test_adapt_enrolled_voice_skips_another_speaker_and_speaks_without_prompt(en
     assert [f for f, _ in result.skipped] == [str(SLT[0])] and "does not match" in result.skipped[0][1]
     assert said and str(SLT[0]) in said[0]
     assert result.adapter_bytes < 2e6 and result.adapter.prompt_name in {p.name for p in BDL}
-    assert result.adapter.table["voice_codes"].numel() == 1 and result.adapter.reference.shape[0] == 8
+    assert result.table == "model" and result.adapter.reference.shape[0] == 8
     wav, sr = model.synthesize("Will we ever forget it.", voice_id=vid)
     assert wav.size > 0.5 * sr and detect(wav, sr, dep.watermark_key).present
 
@@ -82,8 +82,9 @@ def test_revoking_the_voice_deletes_its_adapter(enrolled):
 
 def test_an_altered_adapter_is_refused(enrolled):
     dep, vid, model = enrolled
-    adapt_voice(model, BDL, vid, texts=texts())
+    result = adapt_voice(model, BDL, vid, texts=texts(), config=AdaptConfig(tables=("own",)))
     adapter = VoiceAdapter.from_bytes(dep.registry.adapter(vid)[1])
+    assert result.table == "own" and adapter.table["voice_codes"].numel() == 1      # the speaker's one-voice table
     adapter.table["voice_codes"][0] = (adapter.table["voice_codes"][0] + 1) % 1024
     con = sqlite3.connect(dep.registry.db.path)
     con.execute("UPDATE adapters SET data = ? WHERE voice_id = ?", (adapter.to_bytes(), vid))

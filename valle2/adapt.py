@@ -45,7 +45,7 @@ class AdaptConfig:
     how much of the recordings' codes the voice match reads; ``max_seconds``: speech beyond this
     total is refused (the 5-minute budget on 2 cores is measured up to it); ``prompt_candidates``
     (recordings nearest the mean embedding) x ``tables`` ("own": the speaker's, "model": the
-    model's) are the candidates, each scored on ``score_texts`` of the other recordings' transcripts
+    model's; by default the model's alone, which measured better: docs/adapt.md) are the candidates, each scored on ``score_texts`` of the other recordings' transcripts
     (:func:`score_candidate`)."""
 
     prompt_seconds: float = 10.0
@@ -53,7 +53,7 @@ class AdaptConfig:
     max_seconds: float = 600.0
     prompt_candidates: int = 4
     score_texts: int = 2
-    tables: tuple[str, ...] = ("own", "model")
+    tables: tuple[str, ...] = ("model",)
 
 
 @dataclass
