@@ -17,7 +17,9 @@ and every output is watermarked before it is scored.
   checkpoint the run kept, drawn as WER against training steps (``--figure``), with the voices'
   own WER on the final run's trials as the reference line.
 
-Last line: ``wer_ratio=<> limit_hits=<%> train_hours=<>`` (and ``loops=``, ``wer=``, ``wer_voice=``).
+Last line: ``wer_ratio=<> limit_hits=<%> train_hours=<>`` (and ``wer=``, ``wer_voice=``, ``loops=``, and the
+teacher-forced probe's ``acc_right_text=``, ``acc_wrong_text=``: codebook-0 accuracy with the right text and with
+another sentence's, equal when the AR does not read).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tools import run_main
@@ -80,6 +83,34 @@ def curve(run: Path, items, out: Path, limit: int, every: int, gate) -> list[dic
     return points
 
 
+@torch.no_grad()
+def text_probe(model_path: Path, items, n: int) -> tuple[float, float]:
+    """Teacher-forced top-1 accuracy of codebook 0 over the target's frames, with the right text and
+    with the target's text swapped for another test sentence's: ``(right, wrong)``.  Each of the
+    first ``n`` utterances is the target after a prompt of the next one (cross mode, the prompt
+    trimmed at the start to a multiple of G, as decoding does).  An AR that does not read scores
+    the same on both."""
+    from valle2.checkpoint import load_model_bundle
+    from valle2.codec import load_codec
+
+    bundle = load_model_bundle(model_path)
+    codec = load_codec(bundle.codec["name"], **bundle.codec.get("options", {}))
+    g = bundle.dims.group_size
+    said = [(torch.tensor(bundle.tokenizer.encode(u.text)), codec.encode(*u.load())[0]) for u in items[: n + 2]]
+    hits = {True: [], False: []}
+    for i in range(n):
+        (pt, pc), (tt, tc), (wt, _) = said[i + 1], said[i], said[i + 2]
+        pc = pc[pc.shape[0] % g:]
+        for right, text in ((True, tt), (False, wt)):
+            ids = torch.cat([pt, text])
+            logits, tgt, _ = bundle.ar.teacher_forced(ids[None], torch.tensor([ids.shape[0]]), [torch.cat([pc, tc])])
+            first = pc.shape[0] // g   # the first group of the target
+            pred, ref = logits[0, first:].argmax(-1), tgt[0, first:]
+            keep = (ref >= 0) & (ref < bundle.dims.codebook_size)
+            hits[right].append((pred[keep] == ref[keep]).float().mean().item())
+    return float(np.mean(hits[True])), float(np.mean(hits[False]))
+
+
 def curve_figure(points: list[dict], wer_voice: float, title: str):
     """Free-running WER against training steps, with the voice's own WER and the 1.5x target."""
     from valle2.plots import _pyplot
@@ -107,6 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--curve-every", type=int, default=4, help="use every N-th kept checkpoint")
     p.add_argument("--curve-only", action="store_true", help="only the curve's points (e.g. while training runs)")
     p.add_argument("--figure", type=Path, default=None, help="where the curve PNG goes (default RUN/bench/curve.png)")
+    p.add_argument("--probe", type=int, default=30, help="pairs in the teacher-forced right-vs-wrong-text probe")
     p.add_argument("--home", type=Path, default=None, help="deployment whose gate the prompts pass (default: a temporary one)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -142,6 +174,9 @@ def main(argv=None) -> int:
               f"{v['wer'] / max(gt['wer'], 1e-9):>6.2f} {v.get('hit_limit', 0):>10} {v['loops']:>5} {v['sim_prompt']:>6.3f}")
     v, gt = final["valle2"], final["ground_truth"]
     ratio = v["wer"] / max(gt["wer"], 1e-9)
+    right, wrong = text_probe(model_path, [u for u in items if u.speaker == items[0].speaker], args.probe)
+    print(f"\nteacher-forced codebook-0 accuracy on the target ({args.probe} pairs of {items[0].speaker}): "
+          f"right text {100 * right:.1f} %, another sentence's text {100 * wrong:.1f} % (equal: the AR does not read)")
     if args.curve:
         from valle2.plots import save_figure
 
@@ -151,6 +186,7 @@ def main(argv=None) -> int:
         print(f"wrote {figure}")
     hours = (torch.load(model_path, map_location="cpu", weights_only=False)["meta"].get("train_seconds") or 0.0) / 3600
     print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} loops={v['loops']} "
+          f"acc_right_text={100 * right:.1f} acc_wrong_text={100 * wrong:.1f} "
           f"wer_ratio={ratio:.2f} limit_hits={100 * v.get('hit_limit', 0) / max(1, v['n']):.1f} train_hours={hours:.2f}")
     return 0
 
