@@ -284,6 +284,21 @@ def fit_code0(code0: Code0, log_emission: Tensor, data: list[Utterance], code_ve
     return code0.table.fit(items, code_vectors, min_voice_frames=int(min_voice_seconds * frame_rate))
 
 
+def training_set(cfg: Config, train) -> tuple[list[Utterance], ModelDims]:
+    """The utterances a run trains on (more than one frame, at most ``data.max_utterance_seconds``)
+    and the model's dims, from ``cfg`` and its prepared training data ``train``
+    (:class:`~valle2.data.Prepared`).  ConfigError for a model setting the prepared codec does not
+    allow (``model.nar_codebooks``)."""
+    limit = cfg.data.max_utterance_seconds * float(train.codec["frame_rate"])
+    data = [u for u in train.utterances if 1 < u.codes.shape[1] <= limit]
+    try:
+        dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
+                         codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
+    except ValueError as exc:
+        raise ConfigError(f"config section 'model': {exc}") from None
+    return data, dims
+
+
 def bundle_from_checkpoint(path: str | Path):
     """The model a training checkpoint (``run.out_dir/checkpoints/step-N.pt`` or ``last.pt``) holds,
     as a :class:`~valle2.checkpoint.ModelBundle` (the run's prepared data gives its tokenizer and
@@ -295,10 +310,7 @@ def bundle_from_checkpoint(path: str | Path):
     state = torch.load(path, map_location="cpu", weights_only=False)
     cfg = config_from_dict(state["config"])
     train = load_prepared(cfg.data.train)
-    limit = cfg.data.max_utterance_seconds * float(train.codec["frame_rate"])
-    data = [u for u in train.utterances if 1 < u.codes.shape[1] <= limit]
-    dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
-                     codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
+    data, dims = training_set(cfg, train)
     ar, nar = ARModel(dims), NARModel(dims)
     ar.load_state_dict(state["trainer"]["ar"])
     nar.load_state_dict(state["trainer"]["nar"])
@@ -378,12 +390,7 @@ def run(cfg: Config) -> Path:
     valid = load_prepared(cfg.data.valid) if cfg.data.valid else None
     frame_rate = float(train.codec["frame_rate"])
     limit = cfg.data.max_utterance_seconds * frame_rate
-    data = [u for u in train.utterances if 1 < u.codes.shape[1] <= limit]
-    try:
-        dims = ModelDims(n_text_vocab=train.tokenizer.vocab_size, n_codebooks=train.codec["n_codebooks"],
-                         codebook_size=train.codec["codebook_size"], **asdict(cfg.model))
-    except ValueError as exc:  # a model setting the prepared codec does not allow (model.nar_codebooks)
-        raise ConfigError(f"config section 'model': {exc}") from None
+    data, dims = training_set(cfg, train)
     if dims.nar_predicts < dims.n_codebooks:  # the codec must complete what the NAR leaves out
         required = train.load_codec().required_codebooks
         if dims.nar_predicts < required:
