@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from tools import run_main
-from tools.detector_data import (DEFAULT_CACHE, DEFAULT_DATA, DEFAULT_MODEL, PLAIN_TAG, REAL_SOURCES, SR, UNSEEN_GENERATORS, build,
+from tools.detector_data import (DEFAULT_CACHE, DEFAULT_DATA, DEFAULT_MODELS, PLAIN_TAG, REAL_SOURCES, SR, UNSEEN_GENERATORS, build,
                                 eer, read_manifest)
 from tools.train_detector import CHANNEL_ORDER, load_clip, train_to
 
@@ -104,7 +104,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared speech data, to build the data set")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the data set and leave-one-out runs are kept")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="valle2 model whose outputs are the 'valle2' generator")
+    p.add_argument("--model", action="append", default=None,
+                   help="valle2 model whose outputs join the 'valle2' generator, a file or 'tiny' (repeatable; "
+                        "default: the shipped demo model and the tiny model)")
     p.add_argument("--weights", type=Path, default=None, help="detector weights to score (default: the shipped ones)")
     p.add_argument("--steps", type=int, default=1000, help="training steps of each leave-one-out run")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
 
     if not (args.cache / "manifest.tsv").is_file():
         print(f"building the data set in {args.cache} (about 40 min the first time)", file=sys.stderr)
-        build(args.data, args.cache, args.model)
+        build(args.data, args.cache, tuple(args.model or DEFAULT_MODELS))
     items = read_manifest(args.cache)
     for source, channel in RUNS:
         path = args.cache / "loso" / f"{run_name(source, channel)}.pt"

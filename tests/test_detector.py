@@ -248,6 +248,23 @@ def test_training_data_decodes_both_ways(offline, tmp_path):
     assert plain.fingerprint() == shipped.fingerprint() != shipped.decoder_fingerprint() != plain.decoder_fingerprint()
 
 
+def test_lpc_generator_resynthesises(clips):
+    """The detector's LPC generator (tools/detector_data.py, Praat) re-synthesises a real clip with
+    other prosody: finite, below full scale, at the clip's loudness, about its length, and not the clip."""
+    from tools.detector_data import lpc
+
+    wav = load_audio(clips[0].path, sr=SR)[0]
+    outs = [lpc(wav, np.random.default_rng(seed)) for seed in range(3)]
+    for y in outs:
+        assert y.dtype == np.float32 and np.isfinite(y).all() and np.abs(y).max() <= 0.99 + 1e-6
+        assert 0.7 * wav.size < y.size < 1.3 * wav.size
+        rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))  # noqa: E731
+        assert rms(y) == pytest.approx(rms(wav), rel=0.5)
+        n = min(y.size, wav.size)
+        assert abs(np.corrcoef(y[:n], wav[:n])[0, 1]) < 0.9
+    assert len({y.size for y in outs}) > 1, "the timing is drawn per seed"
+
+
 def test_espeak_speech_is_synthesized(det, tmp_path):
     for voice in ("en-us+f2", "en+m1"):
         wav, sr = espeak("The quick brown fox jumps over the lazy dog near the river bank.", tmp_path, voice)

@@ -16,10 +16,13 @@ source has several speakers (:data:`REAL_SOURCES`):
 Synthesized speech (label 1), by ``generator``:
 
 - ``codec``: offline-codec resyntheses of the real clips (with and without the codec's post-net);
-- ``pulsenoise``, ``griffinlim``: classic vocoders re-synthesising real clips;
+- ``pulsenoise``, ``griffinlim``, ``lpc``: classic vocoders re-synthesising real clips (``lpc``:
+  Praat's linear prediction through ``parselmouth``, with the stylised pitch and changed timing of
+  rule-based prosody);
 - ``espeak``, ``festival``: their voices reading ARCTIC sentences (held-out ones for the test split);
-- ``valle2``: unwatermarked outputs of a valle2 model (the shipped demo model by default, decoded as
-  ``valle2 synthesize`` decodes) prompted by 3 s of LibriSpeech speakers;
+- ``valle2``: unwatermarked outputs of valle2 models (the shipped demo model and the tiny model of
+  ``valle2 recipe tiny``, trained into the cache on first use; decoded as ``valle2 synthesize``
+  decodes) prompted by 3 s of LibriSpeech speakers;
 - ``flite``: flite's voices, test only: the generator left out of training (``eer_unseen``).
 
 Fakes made from a real clip (codec, vocoders) carry that clip's ``source``, so that leaving a
@@ -48,8 +51,10 @@ from tools import DEFAULT_DATA, run_main
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = Path("/tmp/valle2_detector")
 DEFAULT_MODEL = ROOT / "valle2" / "assets" / "demo" / "model.pt"
+TINY = "tiny"          # ``--model tiny``: the model of ``valle2 recipe tiny``, trained into the cache on first use
+DEFAULT_MODELS = (str(DEFAULT_MODEL), TINY)
 REAL_SOURCES = ("arctic", "librispeech", "commonvoice", "cathy", "vcc2016", "fsdd")
-TRAIN_GENERATORS = ("codec", "espeak", "festival", "valle2", "pulsenoise", "griffinlim")
+TRAIN_GENERATORS = ("codec", "espeak", "festival", "valle2", "pulsenoise", "griffinlim", "lpc")
 UNSEEN_GENERATORS = ("flite",)   # never trained on; the first one's EER is ``eer_unseen``
 PLAIN_TAG = "plain-"   # item ids of clips decoded by plain WORLD when the codec has a post-net: codec_plain-..., valle2_plain-...
 SR = 16_000
@@ -224,8 +229,62 @@ def griffin_lim(wav: np.ndarray, rng: np.random.Generator, iters: int = 16) -> n
     return (y * np.sqrt(np.mean(wav ** 2) / (np.mean(y ** 2) + 1e-12))).astype(np.float32)
 
 
-VOCODERS = {"pulsenoise": pulse_noise_vocoder, "griffinlim": griffin_lim}
-VOCODER_SHARE = {"pulsenoise": 1.0, "griffinlim": 0.5}   # Griffin-Lim is the slower one: half as many clips
+def _praat_prosody(wav: np.ndarray, rng: np.random.Generator):
+    """A Praat Manipulation (pitch-synchronous overlap-add) of 16 kHz ``wav [samples]`` with rule-like prosody: the pitch contour
+    stylised to straight lines (1-4 semitone resolution) and scaled by 0.85-1.15, the timing
+    stretched by 0.85-1.2; returns (sound, manipulation)."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    snd = parselmouth.Sound(wav.astype(np.float64), sampling_frequency=SR)
+    manip = call(snd, "To Manipulation", 0.01, 75, 600)
+    pitch = call(manip, "Extract pitch tier")
+    call(pitch, "Stylize...", float(rng.uniform(1.0, 4.0)), "Semitones")
+    call(pitch, "Multiply frequencies", snd.xmin, snd.xmax, float(rng.uniform(0.85, 1.15)))
+    call([pitch, manip], "Replace pitch tier")
+    timing = call(manip, "Extract duration tier")
+    call(timing, "Add point", snd.xmin, float(rng.uniform(0.85, 1.2)))
+    call([timing, manip], "Replace duration tier")
+    return snd, manip
+
+
+def _rms_like(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``y`` at the RMS of ``x``, its peak held below full scale."""
+    y = y * np.sqrt(np.mean(x ** 2) / (np.mean(y ** 2) + 1e-12))
+    return (y * min(1.0, 0.99 / (np.abs(y).max() + 1e-12))).astype(np.float32)
+
+
+def lpc(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Linear-prediction resynthesis of 16 kHz ``wav [samples]`` (Praat, Burg, order 16-20, 25 ms
+    windows every 5 ms): the filter driven, half of the time, by a pulse train at the stylised
+    pitch of :func:`_praat_prosody` plus noise where unvoiced, otherwise by the clip's own
+    residual re-timed by overlap-add (residual-excited LP, as classic diphone voices)."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    snd = parselmouth.Sound(wav.astype(np.float64), sampling_frequency=SR)
+    order = int(rng.integers(16, 21))
+    if rng.random() < 0.5:
+        source_wav = call([snd, call(snd, "To LPC (burg)", order, 0.025, 0.005, 50.0)], "Filter (inverse)").values[0]
+        _, manip = _praat_prosody(source_wav, rng)
+        source = call(manip, "Get resynthesis (overlap-add)")
+    else:
+        _, manip = _praat_prosody(wav, rng)
+        points = call(call(manip, "Extract pitch tier"), "To PointProcess")
+        pulses = call(points, "To Sound (pulse train)", SR, 1.0, 0.05, 2000).values[0]
+        f0 = snd.to_pitch(0.01, 75, 600)
+        voiced = np.interp(np.arange(pulses.size) / SR, f0.xs(), (f0.selected_array["frequency"] > 0).astype(float))
+        noise = rng.standard_normal(pulses.size) * float(np.sqrt(np.mean(pulses ** 2)) + 1e-4) * 0.5
+        source = parselmouth.Sound(pulses + noise * (voiced < 0.5), sampling_frequency=SR)
+    # the filter of the clip's own timing cannot follow a re-timed source: re-time the clip the same way first
+    target = call(manip, "Get resynthesis (overlap-add)")
+    filt = call(target, "To LPC (burg)", order, 0.025, 0.005, 50.0)
+    y = call([source, filt], "Filter", "no").values[0]
+    return _rms_like(np.nan_to_num(y), wav)
+
+
+VOCODERS = {"pulsenoise": pulse_noise_vocoder, "griffinlim": griffin_lim, "lpc": lpc}
+VOCODER_SHARE = {"pulsenoise": 1.0, "griffinlim": 0.5, "lpc": 1.0}   # Griffin-Lim is the slower one: half as many clips
 
 
 def vocoder_items(kind: str, real: list[Item], per_split: dict[str, int], cache: Path, seed: int) -> list[Item]:
@@ -301,8 +360,22 @@ def load_valle2_bundle(path: Path, prepared: Path | None = None):
                        "ar" if code0 is None else code0.source)
 
 
+def resolve_model(model: str | Path, cache: Path) -> Path:
+    """A model file of the valle2 generator: a path, or :data:`TINY` (``valle2 recipe tiny``'s model,
+    trained into ``cache/tiny/model.pt`` the first time: about 2 minutes)."""
+    if str(model) != TINY:
+        return Path(model)
+    path = cache / "tiny" / "model.pt"
+    if not path.is_file():
+        from valle2.recipe import train_tiny
+
+        print(f"training the tiny model into {path} (valle2 recipe tiny)", file=sys.stderr)
+        train_tiny(path)
+    return path
+
+
 def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_test: int, cache: Path, seed: int,
-                 prepared: Path | None = None, minutes: float | None = None) -> list[Item]:
+                 prepared: Path | None = None, minutes: float | None = None, model_name: str = "") -> list[Item]:
     """Unwatermarked valle2 outputs: the codes :meth:`VallE2.generate_codes` makes with the default
     decoding options (what ``valle2 synthesize`` decodes), decoded by each of :func:`decoders` and
     not passed through ``gate.finalize``, so not watermarked.  The prompts pass the consent gate of
@@ -312,7 +385,8 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
     Prompts: 3 s (0.5-3.5 s) of one LibriSpeech clip per speaker (up to ``n`` speakers of the
     split), transcribed by pocketsphinx; texts: ARCTIC sentences (held-out ones for the test split),
     4 (train) or 2 (test) per prompt, decoded as one batch.  Cached per model file and codec decoder;
-    with ``minutes``, generation stops after that long and the outputs made so far are used."""
+    with ``minutes``, generation stops after that long and the outputs made so far are used.  Item ids
+    are ``valle2_<model_name>_...``."""
     from valle2.audio import load_audio
     from valle2.codec import load_codec
     from valle2.decoding import DecodingOptions
@@ -378,8 +452,8 @@ def valle2_items(model_path: Path, data: Path, heldout: dict, n_train: int, n_te
                     path.with_suffix(".skip").write_text("nothing audible came out\n")
                 else:
                     _save(path, out)
-    return [Item(f"valle2_{tag}{item_id}", str(d / name), 1, "valle2", "", row["speaker"], split)
-            for tag, d, _ in out_dirs for split, (row, jobs) in plan for _, name, item_id in jobs if (d / name).is_file()]
+    return [Item(f"valle2_{model_name}_{tag}{item_id}", str(d / file), 1, "valle2", "", row["speaker"], split)
+            for tag, d, _ in out_dirs for split, (row, jobs) in plan for _, file, item_id in jobs if (d / file).is_file()]
 
 
 @dataclass
@@ -393,13 +467,15 @@ class DataOptions:
     vocoder_test: int = 60
     flite_per_voice: int = 30
     festival_per_voice: int = 100      # texts per festival voice and split
-    valle2_train: int = 120            # valle2 outputs prompted by LibriSpeech training speakers
+    valle2_train: int = 120            # outputs of the first valle2 model prompted by LibriSpeech training speakers
     valle2_test: int = 100             # ... by the 50 held-out speakers
+    other_model_train: int = 60        # ... of each further model (the tiny model)
+    other_model_test: int = 40
     valle2_minutes: float | None = None
     seed: int = 0
 
 
-def build(data: Path, cache: Path, model: Path | None = DEFAULT_MODEL, opts: DataOptions = DataOptions(),
+def build(data: Path, cache: Path, models: tuple[str | Path, ...] = DEFAULT_MODELS, opts: DataOptions = DataOptions(),
           prepared: Path | None = None) -> list[Item]:
     """Every clip of the detector's data set, generated files cached; writes ``cache/manifest.tsv``."""
     from valle2.audio import atomic_write_bytes
@@ -427,11 +503,13 @@ def build(data: Path, cache: Path, model: Path | None = DEFAULT_MODEL, opts: Dat
         items += vocoder_items(kind, real, {"train": opts.vocoder_train, "test": opts.vocoder_test}, cache, opts.seed)
     items += engine_items("flite", flite_voices(), {"test": texts["test"]}, opts.flite_per_voice, cache, opts.seed)
     items += engine_items("festival", festival_voices(), texts, opts.festival_per_voice, cache, opts.seed)
-    if model is not None and Path(model).is_file():
-        items += valle2_items(Path(model), data, heldout, opts.valle2_train, opts.valle2_test, cache, opts.seed, prepared,
-                              minutes=opts.valle2_minutes)
-    else:
-        print(f"no valle2 model at {model}: the valle2 generator is left out", file=sys.stderr)
+    for i, model in enumerate(models):
+        path = resolve_model(model, cache)
+        if not path.is_file():
+            raise SystemExit(f"no valle2 model at {path}: pass --model with a model file, or '{TINY}'")
+        n_train, n_test = (opts.valle2_train, opts.valle2_test) if i == 0 else (opts.other_model_train, opts.other_model_test)
+        items += valle2_items(path, data, heldout, n_train, n_test, cache, opts.seed, prepared if i == 0 else None,
+                              minutes=opts.valle2_minutes, model_name=TINY if str(model) == TINY else path.stem)
     lines = ["\t".join(Item.__dataclass_fields__)] + ["\t".join(str(v) for v in asdict(it).values()) for it in items]
     atomic_write_bytes(cache / "manifest.tsv", ("\n".join(lines) + "\n").encode())
     return items
@@ -454,8 +532,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared speech data (its README describes it)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where generated clips and manifest.tsv go")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="valle2 model whose outputs are the 'valle2' generator")
-    p.add_argument("--prepared", type=Path, default=None, help="prepared data of --model when it is a trainer checkpoint")
+    p.add_argument("--model", action="append", default=None,
+                   help=f"valle2 model whose outputs join the 'valle2' generator, a file or '{TINY}' (repeatable; "
+                        f"default: the shipped demo model and {TINY})")
+    p.add_argument("--prepared", type=Path, default=None, help="prepared data of the first --model when it is a trainer checkpoint")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     for f in fields(DataOptions):
         p.add_argument("--" + f.name.replace("_", "-"), type=float if "minutes" in f.name else int, default=f.default,
@@ -463,7 +543,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     opts = DataOptions(**{f.name: getattr(args, f.name) for f in fields(DataOptions)})
-    items = build(args.data, args.cache, args.model, opts, args.prepared)
+    items = build(args.data, args.cache, tuple(args.model or DEFAULT_MODELS), opts, args.prepared)
     print("clips:", json.dumps(summary(items), indent=1))
     return 0
 

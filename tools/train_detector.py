@@ -29,6 +29,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,10 @@ CHANNEL_ORDER = ("eq", "reverb", "noise", "gain", "resample", "telephone", "mp3"
 P_CLEAN, P_TWO = 0.25, 0.25        # shares of bank crops with no channel and with two chained channels
 # share of the synthesized half of each batch (renormalised over the generators present): valle2
 # outputs weigh most, as the detector is for them and resyntheses alone do not carry over to them
-FAKE_WEIGHTS = {"valle2": 0.30, "codec": 0.25, "espeak": 0.15, "festival": 0.10, "pulsenoise": 0.10, "griffinlim": 0.10}
+FAKE_WEIGHTS = {"valle2": 0.30, "codec": 0.25, "espeak": 0.15, "festival": 0.10, "pulsenoise": 0.10, "griffinlim": 0.10,
+                "lpc": 0.10}
+FRONT_END_FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_filters", "n_lfcc", "preemphasis", "log_floor",
+                    "delta_width", "target_rms")   # DetectorConfig fields that the bank's features depend on
 ENSEMBLE = 3         # networks per detector (seeds seed, seed + 1, ...); their probabilities are averaged
 
 
@@ -71,11 +75,11 @@ def draw_chain(rng: np.random.Generator) -> tuple[str, ...]:
             return tuple(c for c in CHANNEL_ORDER if c in chain)
 
 
-def features(crops: list[np.ndarray], chunk: int = 256) -> np.ndarray:
-    """LFCC of each crop, scaled to the detector's RMS first: ``[N, n_features, frames] float16``."""
-    from valle2.safety.detector import LFCC, DetectorConfig, normalize_rms
+def features(crops: list[np.ndarray], cfg, chunk: int = 256) -> np.ndarray:
+    """LFCC (``cfg``: a DetectorConfig) of each crop, scaled to the detector's RMS first:
+    ``[N, n_features, frames] float16``."""
+    from valle2.safety.detector import LFCC, normalize_rms
 
-    cfg = DetectorConfig()
     lfcc = LFCC(cfg)
     out = []
     with torch.no_grad():
@@ -85,14 +89,19 @@ def features(crops: list[np.ndarray], chunk: int = 256) -> np.ndarray:
     return np.concatenate(out)
 
 
-def build_bank(items: list[Item], cache: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """Augmented training crops of ``items``, as features: ``feats [N, n_features, frames] float16``
-    (:func:`features`), ``item [N]`` (index into ``items``) and ``chain [N]`` ("+"-joined channel
-    names, "" for none).  Cached by the items' ids."""
+def build_bank(items: list[Item], cache: Path, seed: int = 0, cfg=None) -> dict[str, np.ndarray]:
+    """Augmented training crops of ``items``, as features of ``cfg``'s front end (default: the
+    shipped DetectorConfig): ``feats [N, n_features, frames] float16`` (:func:`features`), ``item [N]``
+    (index into ``items``) and ``chain [N]`` ("+"-joined channel names, "" for none).  Cached by the
+    items' ids and the front end's settings."""
     from valle2.audio import atomic_write_bytes
     from valle2.data.channels import apply_batched
+    from valle2.safety.detector import DetectorConfig
 
-    key = hashlib.sha256(("\n".join(it.id for it in items) + f"|{seed}|{CROP_SECONDS}|{CHANNEL_ORDER}").encode()).hexdigest()[:12]
+    front = lambda c: {k: v for k, v in asdict(c).items() if k in FRONT_END_FIELDS}   # noqa: E731
+    cfg = cfg or DetectorConfig()
+    key = hashlib.sha256(("\n".join(it.id for it in items) + f"|{seed}|{CROP_SECONDS}|{CHANNEL_ORDER}"
+                          + ("" if front(cfg) == front(DetectorConfig()) else f"|{sorted(front(cfg).items())}")).encode()).hexdigest()[:12]
     path = cache / f"bank-{key}.npz"
     if path.is_file():
         z = np.load(path)
@@ -119,7 +128,7 @@ def build_bank(items: list[Item], cache: Path, seed: int = 0) -> dict[str, np.nd
         done = apply_batched(name, [crops[j] for j in idx], rng)
         for j, y in zip(idx, done):
             crops[j] = np.clip(y, -1, 1)
-    bank = {"feats": features(crops), "item": np.array(owner, np.int32), "chain": np.array(["+".join(c) for c in chains])}
+    bank = {"feats": features(crops, cfg), "item": np.array(owner, np.int32), "chain": np.array(["+".join(c) for c in chains])}
     buf = io.BytesIO()
     np.savez(buf, **bank)
     atomic_write_bytes(path, buf.getvalue())
@@ -175,8 +184,9 @@ def allowed_rows(items: list[Item], bank: dict[str, np.ndarray], leave_out: tupl
 
 
 def train_network(items: list[Item], bank: dict[str, np.ndarray], leave_out: tuple[str, ...] = (), steps: int = 1000,
-                  batch: int = 32, lr: float = 2e-3, seed: int = 0, desc: str = "training detector"):
-    """One :class:`DetectorNet` trained on the bank without ``leave_out``; returns (net, meta)."""
+                  batch: int = 32, lr: float = 2e-3, seed: int = 0, desc: str = "training detector", cfg=None):
+    """One :class:`DetectorNet` (``cfg``: its DetectorConfig, default the shipped one; the bank's
+    features must be its front end's) trained on the bank without ``leave_out``; returns (net, meta)."""
     from valle2.safety.detector import DetectorConfig, DetectorNet
 
     unknown = [x for x in leave_out if x not in REAL_SOURCES + CHANNEL_ORDER]
@@ -184,7 +194,7 @@ def train_network(items: list[Item], bank: dict[str, np.ndarray], leave_out: tup
         raise SystemExit(f"--leave-out {unknown[0]}: not a real source ({', '.join(REAL_SOURCES)}) "
                          f"or a channel ({', '.join(CHANNEL_ORDER)})")
     torch.manual_seed(seed)
-    cfg = DetectorConfig()
+    cfg = cfg or DetectorConfig()
     sampler = Sampler(items, bank, allowed_rows(items, bank, leave_out), seed)
     net = DetectorNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -211,18 +221,19 @@ def train_network(items: list[Item], bank: dict[str, np.ndarray], leave_out: tup
 
 
 def train_to(path: Path, cache: Path, leave_out: tuple[str, ...] = (), steps: int = 1000, seed: int = 0,
-             ensemble: int = ENSEMBLE) -> Path:
-    """Train ``ensemble`` networks (seeds ``seed``, ``seed + 1``, ...) on the cached data set (bank
-    built on first use) without ``leave_out``, and save them as one detector at ``path``."""
+             ensemble: int = ENSEMBLE, cfg=None) -> Path:
+    """Train ``ensemble`` networks (seeds ``seed``, ``seed + 1``, ...; ``cfg``: a DetectorConfig,
+    default the shipped one) on the cached data set (bank built on first use) without ``leave_out``,
+    and save them as one detector at ``path``."""
     from valle2.safety.detector import save_detector
 
     items = read_manifest(cache)
     train_items = [it for it in items if it.split == "train" and (it.label == 0 or it.generator in TRAIN_GENERATORS)]
-    bank = build_bank(train_items, cache)
+    bank = build_bank(train_items, cache, cfg=cfg)
     without = f" without {'+'.join(leave_out)}" if leave_out else ""
     members, metas = [], []
     for s in range(seed, seed + ensemble):
-        net, meta = train_network(train_items, bank, leave_out, steps, seed=s, desc=f"training detector {s - seed + 1}/{ensemble}{without}")
+        net, meta = train_network(train_items, bank, leave_out, steps, seed=s, desc=f"training detector {s - seed + 1}/{ensemble}{without}", cfg=cfg)
         members.append(net)
         metas.append(meta)
     meta = {**metas[0], "seeds": [m["seeds"][0] for m in metas], "train_seconds": round(sum(m["train_seconds"] for m in metas), 1),
@@ -230,6 +241,20 @@ def train_to(path: Path, cache: Path, leave_out: tuple[str, ...] = (), steps: in
     out = save_detector(path, members, meta)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): {json.dumps(meta)}")
     return out
+
+
+def detector_config(overrides: list[str]):
+    """The shipped DetectorConfig with ``FIELD=VALUE`` overrides (each value read as its field's type)."""
+    from valle2.safety.detector import DetectorConfig
+
+    cfg = asdict(DetectorConfig())
+    for o in overrides:
+        name, sep, value = o.partition("=")
+        if not sep or name not in cfg:
+            raise SystemExit(f"--set {o}: expected FIELD=VALUE with FIELD one of {', '.join(cfg)}")
+        kind = type(cfg[name])
+        cfg[name] = tuple(int(v) for v in value.split(",")) if kind is tuple else kind(value)
+    return DetectorConfig.from_dict(cfg)
 
 
 def main(argv=None) -> int:
@@ -243,12 +268,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch order of the first network")
     p.add_argument("--ensemble", type=int, default=ENSEMBLE, help="networks trained (seeds --seed, --seed + 1, ...) and averaged")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 trains fastest on a busy 2-core machine)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a DetectorConfig field other than the shipped one, e.g. --set n_filters=60 (repeatable)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not (args.cache / "manifest.tsv").is_file():
         print(f"no data set at {args.cache}: run `python -m tools.detector_data --cache {args.cache}` first", file=sys.stderr)
         return 2
-    train_to(args.out, args.cache, tuple(args.leave_out), args.steps, args.seed, args.ensemble)
+    train_to(args.out, args.cache, tuple(args.leave_out), args.steps, args.seed, args.ensemble, detector_config(args.set))
     return 0
 
 
