@@ -13,14 +13,20 @@ come from ``scripts/install_audio_tools.sh``.
 
 It also passes the marked and unmarked clips through each channel of ``valle2.data.channels`` (the
 ones ``benchmarks/detector_eval.py`` applies to valle2's outputs for ``tpr_valle2``; settings drawn per
-clip as there) and prints the share of marked clips detected and the highest unmarked score.
+clip as there) and prints the share of marked clips detected and the highest unmarked score.  With
+``--channel-clips N`` that pass runs instead on N clips held out from the detector's tuning: a third
+LibriSpeech, a third ARCTIC (rows spread over each table, leaving out the rows the detector was tuned
+on, :data:`TUNED_ROWS`) and a third ``real-extra/`` (Common Voice, VCC2016 and cathy, sources never
+tuned on; the FSDD digits, 0.5 s each, are shorter than one 1 s watermark block and are left out).
+``--channels-only`` runs that pass alone (no attacks, quality or false-positive pass); its last line is
+``channel_min=<share> channel_unmarked_max=<score>``.
 It also measures the mark's quality: SNR, and wideband PESQ (ITU-T P.862.2, the ``pesq`` package:
 ``pip install pesq``) of each marked clip against the unmarked one.
 Then it runs the detector on every real clip of the shared data unmarked (false positives).
 Last line: ``mean_auc=<x> fp_real=<n> snr_db=<y> pesq=<median>``.
 
 Usage: ``python -m benchmarks.watermark_robustness [--data ../shared/data] [--clips 20] [--skip-fp]
-[--attacks a,b] [--fp-every N]``
+[--attacks a,b] [--fp-every N] [--channel-clips N] [--channels-only]``
 """
 from __future__ import annotations
 
@@ -156,19 +162,57 @@ def attacks(rng) -> dict:
     }, codec_name
 
 
-def channel_rates(clips: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
-    """Print, per channel of ``valle2.data.channels``, the share of marked clips detected and the
-    highest unmarked score; ``clips`` holds (id, unmarked, marked) float32 [samples] at 16 kHz."""
+TUNED_ROWS = {"untranscribed.tsv": 12, "transcribed.tsv": 113}
+"""Rows i with i % m == 1 of each table are the clips the detector's whitening (2026-12-07) was tuned on;
+``--channel-clips`` never picks them."""
+EXTRA_SOURCES = ("cathy", "vcc2016", "commonvoice")
+
+
+def held_out_clips(data: Path, n: int) -> list[tuple[str, str, Path]]:
+    """``n`` clips (source, id, path) for the channel pass, none of them tuned on: a third LibriSpeech
+    and a third ARCTIC, spread evenly over the rows of each table outside :data:`TUNED_ROWS`, and
+    the rest spread evenly over the ``real-extra/`` clips of :data:`EXTRA_SOURCES`."""
+    def spread(items: list, k: int) -> list:
+        if k > len(items):
+            raise SystemExit(f"--channel-clips asks for {k} clips of a source that has {len(items)}")
+        return [items[int(i * len(items) / k)] for i in range(k)]
+
+    picked = []
+    for table, source, k in (("untranscribed.tsv", "librispeech", n // 3), ("transcribed.tsv", "arctic", n // 3)):
+        pool = [r for i, r in enumerate(rows(data, table)) if i % TUNED_ROWS[table] != 1]
+        picked += [(source, r["id"], data / r["path"]) for r in spread(pool, k)]
+    extra = data / "real-extra" / "clips.tsv"
+    if not extra.is_file():
+        raise SystemExit(f"--channel-clips needs {extra} (see ../shared/data/README.md, real-extra/)")
+    with open(extra) as f:
+        pool = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["source"] in EXTRA_SOURCES]
+    picked += [(r["source"], r["path"], data / "real-extra" / r["path"]) for r in spread(pool, n - 2 * (n // 3))]
+    return picked
+
+
+def channel_rates(clips: list[tuple[str, np.ndarray, np.ndarray]], sources: list[str] | None = None) -> tuple[float, float]:
+    """Per channel of ``valle2.data.channels``, the share of marked clips detected (overall and per
+    source when ``sources`` names each clip's) and the highest unmarked score; ``clips`` holds (id,
+    unmarked, marked) float32 [samples] at 16 kHz.  Returns (lowest share, highest unmarked score)."""
     from valle2.data.channels import CHANNELS, apply
 
-    print(f"{'channel':22s} {'detected':>8s} {'unmarked_max':>12s}   (valle2.data.channels, settings drawn per clip)")
+    groups = sorted(set(sources)) if sources else []
+    print(f"{'channel':22s} {'detected':>8s} {'unmarked_max':>12s} {'missed (marked score)':s}"
+          f"{''.join(f' {g:>11s}' for g in groups)}   (valle2.data.channels, settings drawn per clip; {len(clips)} clips)")
+    lowest, worst_all = 1.0, -np.inf
     for name in CHANNELS:
-        found, worst = [], -np.inf
+        found, worst, missed = [], -np.inf, []
         for clip_id, x, y in clips:
             seed = int(hashlib.sha256(f"{clip_id}/{name}".encode()).hexdigest()[:8], 16)
-            found.append(wm.detect(apply(name, y, np.random.default_rng(seed)), SR, KEY).present)
+            hit = wm.detect(apply(name, y, np.random.default_rng(seed)), SR, KEY)
+            found.append(hit.present)
+            if not hit.present:
+                missed.append(f"{clip_id} ({hit.score:.2f})")
             worst = max(worst, wm.detect(apply(name, x, np.random.default_rng(seed)), SR, KEY).score)
-        print(f"{name:22s} {np.mean(found):8.2f} {worst:12.2f}")
+        per = "".join(f" {np.mean([f for f, s in zip(found, sources) if s == g]):11.3f}" for g in groups)
+        print(f"{name:22s} {np.mean(found):8.3f} {worst:12.2f} {per}  {', '.join(missed[:6])}")
+        lowest, worst_all = min(lowest, float(np.mean(found))), max(worst_all, worst)
+    return lowest, worst_all
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -182,6 +226,20 @@ def rows(data: Path, name: str) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
+def channel_pass(data: Path, n: int) -> None:
+    """The channel pass on ``n`` held-out clips (:func:`held_out_clips`), each marked with ``embed``."""
+    clips, sources, seconds = [], [], 0.0
+    for source, clip_id, path in held_out_clips(data, n):
+        x, _ = load_audio(path, sr=SR)
+        clips.append((clip_id, x, wm.embed(x, SR, PAYLOAD, KEY)))
+        sources.append(source)
+        seconds += x.size / SR
+    print(f"channel pass: {len(clips)} held-out clips, {seconds:.0f} s "
+          f"({', '.join(f'{g} {sources.count(g)}' for g in sorted(set(sources)))})")
+    lowest, worst = channel_rates(clips, sources)
+    print(f"channel_min={lowest:.3f} channel_unmarked_max={worst:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the speech data folder (../shared/data)")
@@ -189,8 +247,18 @@ def main() -> None:
     ap.add_argument("--skip-fp", action="store_true", help="skip the false-positive pass over all real clips")
     ap.add_argument("--attacks", help="comma-separated attack names to run (default: all)")
     ap.add_argument("--fp-every", type=int, default=1, help="false-positive pass over every N-th real clip only")
+    ap.add_argument("--channel-clips", type=int, default=0,
+                    help="run the channel pass on this many held-out clips (a third each LibriSpeech, ARCTIC, real-extra/) "
+                         "instead of the --clips ones")
+    ap.add_argument("--channels-only", action="store_true", help="run the channel pass alone")
     args = ap.parse_args()
     speech_data(args.data)
+    if args.channels_only:
+        torch.set_num_threads(1)
+        if shutil.which("ffmpeg") is None:
+            raise SystemExit("ffmpeg is missing: run scripts/install_audio_tools.sh")
+        channel_pass(args.data, args.channel_clips or args.clips)
+        return
     try:
         from pesq import pesq
     except ImportError:
@@ -246,7 +314,10 @@ def main() -> None:
           f"wideband PESQ median {np.median(quality):.3f}, min {np.min(quality):.3f}")
     print(f"embed {t_embed / seconds:.4f} x real time, detect {t_detect / (seconds * n_detect / len(chosen) / 2):.4f} x real time"
           f" (per second of input, 1 CPU thread)")
-    channel_rates(marked_clips)
+    if args.channel_clips:
+        channel_pass(args.data, args.channel_clips)
+    else:
+        channel_rates(marked_clips)
     fp = -1
     if not args.skip_fp:
         fp, worst, total = 0, [], 0.0

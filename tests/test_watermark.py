@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from valle2.audio import load_audio, resample
+from valle2.safety import watermark
 from valle2.safety.watermark import (MIN_SNR_DB, PAYLOAD_BITS, THRESHOLD, _bands, _bin_power, _cumulative,
-                                     _row_median, _scaled_bands, detect, embed)
+                                     _row_median, _scaled_bands, _whitened, detect, embed)
 
 from conftest import CLIPS
 
@@ -59,6 +60,57 @@ def test_loud_layer_survives_10_db_white_noise(speech):
     marked, unmarked = detect(y + noise, 16_000, KEY), detect(x + noise, 16_000, KEY)
     assert marked.present and marked.layer == "loud" and marked.payload is None, marked
     assert not unmarked.present, unmarked
+
+
+def coloured(x, snr_db, slope, seed):
+    """Gaussian noise with power slope ``slope`` (valle2.data.channels.noise's spectrum) at ``snr_db``
+    below the mean power of ``x``."""
+    spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(x.size))
+    spec *= (np.maximum(np.fft.rfftfreq(x.size, 1 / 16_000), 50.0) / 1000.0) ** (slope / 2)
+    z = np.fft.irfft(spec, x.size)
+    return (z * np.sqrt(np.mean(x.astype(np.float64) ** 2) / np.mean(z ** 2)) * 10 ** (-snr_db / 20)).astype(np.float32)
+
+
+@pytest.mark.parametrize("slope", [-2.0, 0.0, 1.0])
+def test_channel_noise_at_10_db_is_found_on_a_short_clip(speech, slope):
+    """The noise channel of valle2.data.channels (coloured noise, power slope -2..+1) at 10 dB SNR on
+    the shortest fixture clip (1.3 s, about one block): the mark is found with a margin of 0.5 (scores
+    6.39 / 5.69 / 5.95 at slopes -2 / 0 / +1; the detector before the whitening of 2026-12-07 gave
+    4.99 / 5.51 / 5.56, the first a miss), and the unmarked clip under the same noise is not flagged."""
+    x = speech[1][0]
+    y = embed(x, 16_000, 0x2222, KEY)
+    noise = coloured(x, 10.0, slope, 7)
+    marked, unmarked = detect(y + noise, 16_000, KEY), detect(x + noise, 16_000, KEY)
+    assert marked.present and marked.score >= THRESHOLD + 0.5, marked
+    assert not unmarked.present, unmarked
+
+
+def test_fine_layer_only_marks_are_still_read(speech, monkeypatch):
+    """Marks made before the loud layer (commit 65f4301's embed: the fine layer alone, at most
+    TARGET_SNR_DB below the signal) are read by today's detector, payload included."""
+    x = speech[0]
+    monkeypatch.setattr(watermark, "_embed_loud", lambda x16, key: x16)
+    monkeypatch.setattr(watermark, "MIN_SNR_DB", watermark.TARGET_SNR_DB)
+    y = embed(x, 16_000, 0x4321, KEY)
+    monkeypatch.undo()
+    found = detect(y, 16_000, KEY)
+    assert found.present and found.layer == "fine" and found.payload == 0x4321, found
+    assert found.score > THRESHOLD + 5
+
+
+def test_whitening_removes_what_neighbouring_rows_share():
+    """A change common to neighbouring rows (speech raising several bands at once) is removed; a
+    keyed +-1 pattern, independent from row to row, keeps most of its correlation."""
+    rng = np.random.default_rng(5)
+    pattern = rng.choice([-1.0, 1.0], size=(36, 64))
+    common = np.tile(rng.standard_normal(64) * 3, (36, 1))
+    valid = np.ones((36, 64), bool)
+    white = _whitened(pattern + common, valid)
+    np.testing.assert_allclose(_whitened(common, valid)[2:-2], (1 - watermark.WHITEN) * common[2:-2], atol=1e-9)
+    corr = lambda a: np.corrcoef(a.ravel(), pattern.ravel())[0, 1]
+    assert corr(_whitened(pattern, valid)) > 0.9 and corr(white) > corr(pattern + common) + 0.3, (corr(white), corr(pattern + common))
+    valid[::3] = False
+    assert np.all(_whitened(pattern, valid)[~valid] == 0)
 
 
 def test_every_payload_bit_round_trips(speech):
@@ -160,3 +212,23 @@ def test_row_median_matches_numpy():
             want = np.nan_to_num(np.nanmedian(a, axis=1), nan=-1.0)
         np.testing.assert_allclose(_row_median(a, empty=-1.0), want)
     assert _row_median(np.zeros((3, 0)), empty=1.0).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_channel_clips_leave_out_the_tuned_rows(tmp_path):
+    """benchmarks.watermark_robustness --channel-clips: a third each LibriSpeech, ARCTIC and real-extra/
+    (no FSDD), none of them a row the detector was tuned on (TUNED_ROWS)."""
+    from benchmarks.watermark_robustness import EXTRA_SOURCES, TUNED_ROWS, held_out_clips
+
+    for table, n in (("untranscribed.tsv", 60), ("transcribed.tsv", 300)):
+        (tmp_path / table).write_text("id\tpath\n" + "".join(f"{table[:2]}{i}\t{table[:2]}{i}.flac\n" for i in range(n)))
+    (tmp_path / "real-extra").mkdir()
+    sources = list(EXTRA_SOURCES) + ["fsdd"]
+    (tmp_path / "real-extra" / "clips.tsv").write_text(
+        "path\tsource\tspeaker\tseconds\ttext\tlicence\n" + "".join(f"{s}/c{i}.flac\t{s}\tx\t2.0\t\"a\tb\n" for s in sources for i in range(10)))
+    picked = held_out_clips(tmp_path, 30)
+    assert [s for s, _, _ in picked].count("librispeech") == 10 and [s for s, _, _ in picked].count("arctic") == 10
+    assert len({c for _, c, _ in picked}) == 30 and not any(s == "fsdd" for s, _, _ in picked)
+    for source, table in (("librispeech", "untranscribed.tsv"), ("arctic", "transcribed.tsv")):
+        rows = [int(c[2:]) for s, c, _ in picked if s == source]
+        assert rows and all(i % TUNED_ROWS[table] != 1 for i in rows), rows
+    assert {s for s, _, _ in picked[20:]} == set(EXTRA_SOURCES)
