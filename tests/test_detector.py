@@ -124,7 +124,9 @@ def test_shipped_weights_load(det):
         assert trained[f"real/{source}"] > 0, source
     for generator in ("codec", "espeak", "festival", "valle2", "pulsenoise", "griffinlim"):
         assert trained[generator] > 0, generator
-    assert "flite" not in trained and det.meta["unseen_generators"] == ["flite"] and det.meta["left_out"] == []
+    assert "flite" not in trained and "lpc" not in trained and det.meta["left_out"] == []
+    assert det.meta["unseen_generators"] == ["flite", "lpc"]   # never trained on (benchmarks.detector_eval's EER)
+    assert det.meta["valle2_models"] == ["model", "tiny"]     # the demo model's outputs and the tiny model's
     assert len(det.net.members) == len(det.meta["seeds"]) == 3
     assert load_detector() is det                            # cached
 

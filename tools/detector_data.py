@@ -18,12 +18,15 @@ Synthesized speech (label 1), by ``generator``:
 - ``codec``: offline-codec resyntheses of the real clips (with and without the codec's post-net);
 - ``pulsenoise``, ``griffinlim``, ``lpc``: classic vocoders re-synthesising real clips (``lpc``:
   Praat's linear prediction through ``parselmouth``, with the stylised pitch and changed timing of
-  rule-based prosody);
+  rule-based prosody; test only, a second generator never trained on: in training it made the
+  detector refuse real speech through noise, docs/history/2026-12-07-detector.md);
 - ``espeak``, ``festival``: their voices reading ARCTIC sentences (held-out ones for the test split);
 - ``valle2``: unwatermarked outputs of valle2 models (the shipped demo model and the tiny model of
   ``valle2 recipe tiny``, trained into the cache on first use; decoded as ``valle2 synthesize``
   decodes) prompted by 3 s of LibriSpeech speakers;
 - ``flite``: flite's voices, test only: the generator left out of training (``eer_unseen``).
+
+``lpc`` and ``flite`` are test-only (:data:`UNSEEN_GENERATORS`).
 
 Fakes made from a real clip (codec, vocoders) carry that clip's ``source``, so that leaving a
 source out of training leaves out its resyntheses too.
@@ -54,8 +57,8 @@ DEFAULT_MODEL = ROOT / "valle2" / "assets" / "demo" / "model.pt"
 TINY = "tiny"          # ``--model tiny``: the model of ``valle2 recipe tiny``, trained into the cache on first use
 DEFAULT_MODELS = (str(DEFAULT_MODEL), TINY)
 REAL_SOURCES = ("arctic", "librispeech", "commonvoice", "cathy", "vcc2016", "fsdd")
-TRAIN_GENERATORS = ("codec", "espeak", "festival", "valle2", "pulsenoise", "griffinlim", "lpc")
-UNSEEN_GENERATORS = ("flite",)   # never trained on; the first one's EER is ``eer_unseen``
+TRAIN_GENERATORS = ("codec", "espeak", "festival", "valle2", "pulsenoise", "griffinlim")
+UNSEEN_GENERATORS = ("flite", "lpc")   # never trained on; the first one's EER is ``eer_unseen``
 PLAIN_TAG = "plain-"   # item ids of clips decoded by plain WORLD when the codec has a post-net: codec_plain-..., valle2_plain-...
 SR = 16_000
 # clips the tests score (valle2/assets/demo/clips, tests/fixtures/codec): never trained on
@@ -500,7 +503,8 @@ def build(data: Path, cache: Path, models: tuple[str | Path, ...] = DEFAULT_MODE
              "test": sorted({r["text"] for r in arctic if r["id"].rsplit("_", 1)[1] in held})}
     items += engine_items("espeak", ESPEAK_VOICES, texts, opts.espeak_per_voice, cache, opts.seed)
     for kind in VOCODERS:
-        items += vocoder_items(kind, real, {"train": opts.vocoder_train, "test": opts.vocoder_test}, cache, opts.seed)
+        splits = {"test": opts.vocoder_test} if kind in UNSEEN_GENERATORS else {"train": opts.vocoder_train, "test": opts.vocoder_test}
+        items += vocoder_items(kind, real, splits, cache, opts.seed)
     items += engine_items("flite", flite_voices(), {"test": texts["test"]}, opts.flite_per_voice, cache, opts.seed)
     items += engine_items("festival", festival_voices(), texts, opts.festival_per_voice, cache, opts.seed)
     for i, model in enumerate(models):

@@ -47,8 +47,7 @@ CHANNEL_ORDER = ("eq", "reverb", "noise", "gain", "resample", "telephone", "mp3"
 P_CLEAN, P_TWO = 0.25, 0.25        # shares of bank crops with no channel and with two chained channels
 # share of the synthesized half of each batch (renormalised over the generators present): valle2
 # outputs weigh most, as the detector is for them and resyntheses alone do not carry over to them
-FAKE_WEIGHTS = {"valle2": 0.30, "codec": 0.25, "espeak": 0.15, "festival": 0.10, "pulsenoise": 0.10, "griffinlim": 0.10,
-                "lpc": 0.10}
+FAKE_WEIGHTS = {"valle2": 0.30, "codec": 0.25, "espeak": 0.15, "festival": 0.10, "pulsenoise": 0.10, "griffinlim": 0.10}
 FRONT_END_FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_filters", "n_lfcc", "preemphasis", "log_floor",
                     "delta_width", "target_rms")   # DetectorConfig fields that the bank's features depend on
 ENSEMBLE = 3         # networks per detector (seeds seed, seed + 1, ...); their probabilities are averaged
@@ -237,7 +236,8 @@ def train_to(path: Path, cache: Path, leave_out: tuple[str, ...] = (), steps: in
         members.append(net)
         metas.append(meta)
     meta = {**metas[0], "seeds": [m["seeds"][0] for m in metas], "train_seconds": round(sum(m["train_seconds"] for m in metas), 1),
-            "final_loss": [m["final_loss"] for m in metas]}
+            "final_loss": [m["final_loss"] for m in metas],
+            "valle2_models": sorted({it.id.split("_")[1] for it in train_items if it.generator == "valle2"})}
     out = save_detector(path, members, meta)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): {json.dumps(meta)}")
     return out
