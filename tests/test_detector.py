@@ -369,3 +369,16 @@ def test_http_detect_reports_the_classifier(tiny_model, clips, offline, tmp_path
         schema = client.get("/openapi.json").json()["components"]["schemas"]
         assert "classifier" in schema["DetectResponse"]["properties"] and "ClassifierReport" in schema
 
+
+
+def test_train_detector_front_end_overrides():
+    """`python -m tools.train_detector --set FIELD=VALUE` builds another DetectorConfig; a wrong field
+    or a value without '=' is refused by name."""
+    from tools.train_detector import detector_config
+
+    cfg = detector_config(["n_filters=60", "n_lfcc=40", "dilations=2,3,4"])
+    assert (cfg.n_filters, cfg.n_lfcc, cfg.n_features, cfg.dilations) == (60, 40, 120, (2, 3, 4))
+    assert detector_config([]) == DetectorConfig()
+    for bad in ("n_filter=60", "n_filters"):
+        with pytest.raises(SystemExit, match="FIELD=VALUE"):
+            detector_config([bad])
