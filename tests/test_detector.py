@@ -370,7 +370,6 @@ def test_http_detect_reports_the_classifier(tiny_model, clips, offline, tmp_path
         assert "classifier" in schema["DetectResponse"]["properties"] and "ClassifierReport" in schema
 
 
-
 def test_train_detector_front_end_overrides():
     """`python -m tools.train_detector --set FIELD=VALUE` builds another DetectorConfig; a wrong field
     or a value without '=' is refused by name."""

@@ -172,6 +172,11 @@ def codec_items(real: list[Item], cache: Path) -> list[Item]:
             for tag, _, out_dir in ways for it in real]
 
 
+def _rms_matched(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``y`` scaled to the RMS of ``x`` (a re-synthesis at its original's loudness)."""
+    return y * np.sqrt(np.mean(x ** 2) / (np.mean(y ** 2) + 1e-12))
+
+
 def pulse_noise_vocoder(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Classic parametric-TTS vocoding of 16 kHz ``wav [samples]``: WORLD F0 (DIO + StoneMask) and
     CheapTrick envelope every 10 ms, re-synthesised from a pulse train (voiced) or white noise
@@ -194,7 +199,7 @@ def pulse_noise_vocoder(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray
     m = min(spec.shape[1], sp.shape[0])
     shaped = spec[:, :m] * torch.from_numpy(np.sqrt(sp[:m].T))
     y = torch.istft(shaped, 1024, hop, 1024, win, length=min(n, (m - 1) * hop)).numpy()
-    return (y * np.sqrt(np.mean(x ** 2) / (np.mean(y ** 2) + 1e-12))).astype(np.float32)
+    return _rms_matched(y, x).astype(np.float32)
 
 
 def _mel_filters(n_fft: int, n_mels: int) -> np.ndarray:
@@ -229,13 +234,13 @@ def griffin_lim(wav: np.ndarray, rng: np.random.Generator, iters: int = 16) -> n
         prev = rebuilt
         angles = angles / (angles.abs() + 1e-8)
     y = torch.istft(mag * angles, n_fft, hop, n_fft, win, length=x.numel()).numpy()
-    return (y * np.sqrt(np.mean(wav ** 2) / (np.mean(y ** 2) + 1e-12))).astype(np.float32)
+    return _rms_matched(y, wav).astype(np.float32)
 
 
 def _praat_prosody(wav: np.ndarray, rng: np.random.Generator):
-    """A Praat Manipulation (pitch-synchronous overlap-add) of 16 kHz ``wav [samples]`` with rule-like prosody: the pitch contour
-    stylised to straight lines (1-4 semitone resolution) and scaled by 0.85-1.15, the timing
-    stretched by 0.85-1.2; returns (sound, manipulation)."""
+    """A Praat Manipulation (pitch-synchronous overlap-add) of 16 kHz ``wav [samples]`` with rule-like
+    prosody: the pitch contour stylised to straight lines (1-4 semitone resolution) and scaled by
+    0.85-1.15, the timing stretched by 0.85-1.2."""
     import parselmouth
     from parselmouth.praat import call
 
@@ -248,13 +253,7 @@ def _praat_prosody(wav: np.ndarray, rng: np.random.Generator):
     timing = call(manip, "Extract duration tier")
     call(timing, "Add point", snd.xmin, float(rng.uniform(0.85, 1.2)))
     call([timing, manip], "Replace duration tier")
-    return snd, manip
-
-
-def _rms_like(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``y`` at the RMS of ``x``, its peak held below full scale."""
-    y = y * np.sqrt(np.mean(x ** 2) / (np.mean(y ** 2) + 1e-12))
-    return (y * min(1.0, 0.99 / (np.abs(y).max() + 1e-12))).astype(np.float32)
+    return manip
 
 
 def lpc(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -269,10 +268,10 @@ def lpc(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     order = int(rng.integers(16, 21))
     if rng.random() < 0.5:
         source_wav = call([snd, call(snd, "To LPC (burg)", order, 0.025, 0.005, 50.0)], "Filter (inverse)").values[0]
-        _, manip = _praat_prosody(source_wav, rng)
+        manip = _praat_prosody(source_wav, rng)
         source = call(manip, "Get resynthesis (overlap-add)")
     else:
-        _, manip = _praat_prosody(wav, rng)
+        manip = _praat_prosody(wav, rng)
         points = call(call(manip, "Extract pitch tier"), "To PointProcess")
         pulses = call(points, "To Sound (pulse train)", SR, 1.0, 0.05, 2000).values[0]
         f0 = snd.to_pitch(0.01, 75, 600)
@@ -282,8 +281,8 @@ def lpc(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # the filter of the clip's own timing cannot follow a re-timed source: re-time the clip the same way first
     target = call(manip, "Get resynthesis (overlap-add)")
     filt = call(target, "To LPC (burg)", order, 0.025, 0.005, 50.0)
-    y = call([source, filt], "Filter", "no").values[0]
-    return _rms_like(np.nan_to_num(y), wav)
+    y = _rms_matched(np.nan_to_num(call([source, filt], "Filter", "no").values[0]), wav)
+    return (y * min(1.0, 0.99 / (np.abs(y).max() + 1e-12))).astype(np.float32)   # peak below full scale
 
 
 VOCODERS = {"pulsenoise": pulse_noise_vocoder, "griffinlim": griffin_lim, "lpc": lpc}
