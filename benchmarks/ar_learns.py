@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     ratio = v["wer"] / max(gt["wer"], 1e-9)
     right, wrong = text_probe(model_path, [u for u in items if u.speaker == items[0].speaker], args.probe)
     print(f"\nteacher-forced codebook-0 accuracy on the target ({args.probe} pairs of {items[0].speaker}): "
-          f"right text {100 * right:.1f} %, another sentence's text {100 * wrong:.1f} % (equal: the AR does not read)")
+          f"right text {100 * right:.1f} %, another sentence's text {100 * wrong:.1f} % (an AR that does not read scores "
+          f"the same on both)")
     if args.curve:
         from valle2.plots import save_figure
 
