@@ -75,8 +75,9 @@ def coloured(x, snr_db, slope, seed):
 def test_channel_noise_at_10_db_is_found_on_a_short_clip(speech, slope):
     """The noise channel of valle2.data.channels (coloured noise, power slope -2..+1) at 10 dB SNR on
     the shortest fixture clip (1.3 s, about one block): the mark is found with a margin of 0.5 (scores
-    6.39 / 5.69 / 5.95 at slopes -2 / 0 / +1; the detector before the whitening of 2026-12-07 gave
-    4.99 / 5.51 / 5.56, the first a miss), and the unmarked clip under the same noise is not flagged."""
+    8.32 / 7.36 / 7.53 at slopes -2 / 0 / +1 with its weak loud layer boosted; without the boost
+    6.39 / 5.69 / 5.95, and the detector before the whitening of 2026-12-07 gave 4.99 / 5.51 / 5.56,
+    the first a miss), and the unmarked clip under the same noise is not flagged."""
     x = speech[1][0]
     y = embed(x, 16_000, 0x2222, KEY)
     noise = coloured(x, 10.0, slope, 7)
@@ -85,12 +86,33 @@ def test_channel_noise_at_10_db_is_found_on_a_short_clip(speech, slope):
     assert not unmarked.present, unmarked
 
 
+@pytest.mark.parametrize("slope", [-2.0, 0.0, 1.0])
+def test_channel_noise_at_6_db_is_found_on_a_3_s_clip(speech, slope, monkeypatch):
+    """Coloured noise at 6 dB SNR on 3.5 s of speech (the two slt fixture clips) whose loud layer is
+    weak (clean loud score 7.5, under LOUD_MIN_Z): the boosted loud layer (8.4 clean) is found with a
+    margin of 0.5 (scores 7.5 / 6.0 / 7.1 at slopes -2 / 0 / +1; without the boost 7.1 / 4.9 / 5.7,
+    the second a miss), the unmarked clip under the same noise is not, and the mark stays within
+    MIN_SNR_DB less LOUD_MAX_BOOST_DB of the speech."""
+    x = np.concatenate(speech[1][2:])
+    y = embed(x, 16_000, 0x3333, KEY)
+    noise = coloured(x, 6.0, slope, 7)
+    marked, unmarked = detect(y + noise, 16_000, KEY), detect(x + noise, 16_000, KEY)
+    assert marked.present and marked.score >= THRESHOLD + 0.5, marked
+    assert not unmarked.present, unmarked
+    assert snr_db(x, y) >= MIN_SNR_DB - watermark.LOUD_MAX_BOOST_DB
+    monkeypatch.setattr(watermark, "LOUD_MIN_Z", 0.0)
+    weak = embed(x, 16_000, 0x3333, KEY)
+    strength = [watermark._loud_strength(m.astype(np.float64), KEY) for m in (y, weak)]
+    assert strength[0] > strength[1] + 0.5, strength
+
+
 def test_fine_layer_only_marks_are_still_read(speech, monkeypatch):
     """Marks made before the loud layer (commit 65f4301's embed: the fine layer alone, at most
     TARGET_SNR_DB below the signal) are read by today's detector, payload included."""
     x = speech[0]
-    monkeypatch.setattr(watermark, "_embed_loud", lambda x16, key: x16)
+    monkeypatch.setattr(watermark, "_embed_loud", lambda x16, key, boost_db=0.0: x16)
     monkeypatch.setattr(watermark, "MIN_SNR_DB", watermark.TARGET_SNR_DB)
+    monkeypatch.setattr(watermark, "LOUD_MIN_Z", 0.0)
     y = embed(x, 16_000, 0x4321, KEY)
     monkeypatch.undo()
     found = detect(y, 16_000, KEY)
