@@ -381,3 +381,23 @@ def test_train_detector_front_end_overrides():
     for bad in ("n_filter=60", "n_filters"):
         with pytest.raises(SystemExit, match="FIELD=VALUE"):
             detector_config([bad])
+
+
+def test_train_detector_leaves_out_sources_channels_and_generators():
+    """`--leave-out` drops a real source with its resyntheses, a channel's crops, or a whole training
+    generator (benchmarks/detector_unseen.py's runs); flite and other test-only generators never train,
+    and an unknown name is refused by name."""
+    from tools.detector_data import Item
+    from tools.train_detector import allowed_rows, train_network
+
+    items = [Item("real_a", "", 0, "real", "arctic", "a", "train"), Item("real_c", "", 0, "real", "cathy", "c", "train"),
+             Item("codec_a", "", 1, "codec", "arctic", "a", "train"), Item("espeak_1", "", 1, "espeak", "", "e", "train"),
+             Item("festival_1", "", 1, "festival", "", "f", "train"), Item("flite_1", "", 1, "flite", "", "k", "test")]
+    bank = {"item": np.array([0, 1, 2, 3, 4, 5, 3]), "chain": np.array(["", "noise", "", "mp3", "", "", "noise+mp3"])}
+    assert allowed_rows(items, bank, ()).tolist() == [0, 1, 2, 3, 4, 6]
+    assert allowed_rows(items, bank, ("arctic",)).tolist() == [1, 3, 4, 6]
+    assert allowed_rows(items, bank, ("noise",)).tolist() == [0, 2, 3, 4]
+    assert allowed_rows(items, bank, ("espeak",)).tolist() == [0, 1, 2, 4]
+    assert allowed_rows(items, bank, ("espeak", "festival")).tolist() == [0, 1, 2]
+    with pytest.raises(SystemExit, match="flite: not a real source.*training generator"):
+        train_network(items, bank, ("flite",))

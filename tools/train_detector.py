@@ -18,7 +18,8 @@ averaged: single networks' highest scores on real speech through a channel vary 
 and their mean has a shorter tail, so real people pass at a lower threshold.
 
 ``--leave-out`` (repeatable) drops a real source (with the codec and vocoder resyntheses of its
-clips) or a channel (every crop that passed through it) from training.
+clips), a channel (every crop that passed through it) or a training generator (all of its clips)
+from training: ``benchmarks/detector_unseen.py`` leaves out one generator at a time.
 """
 from __future__ import annotations
 
@@ -168,13 +169,15 @@ class Sampler:
 
 
 def allowed_rows(items: list[Item], bank: dict[str, np.ndarray], leave_out: tuple[str, ...]) -> np.ndarray:
-    """Bank rows of training generators, without the left-out sources (and their resyntheses) and channels."""
+    """Bank rows of training generators, without the left-out sources (and their resyntheses),
+    channels and generators."""
     bad_sources = {x for x in leave_out if x in REAL_SOURCES}
     bad_channels = {x for x in leave_out if x in CHANNEL_ORDER}
+    bad_generators = {x for x in leave_out if x in TRAIN_GENERATORS}
     keep = []
     for r, (i, chain) in enumerate(zip(bank["item"], bank["chain"])):
         it = items[int(i)]
-        if it.generator not in ("real",) + TRAIN_GENERATORS or it.source in bad_sources:
+        if it.generator not in ("real",) + TRAIN_GENERATORS or it.source in bad_sources or it.generator in bad_generators:
             continue
         if bad_channels & set(str(chain).split("+")):
             continue
@@ -188,10 +191,10 @@ def train_network(items: list[Item], bank: dict[str, np.ndarray], leave_out: tup
     features must be its front end's) trained on the bank without ``leave_out``; returns (net, meta)."""
     from valle2.safety.detector import DetectorConfig, DetectorNet
 
-    unknown = [x for x in leave_out if x not in REAL_SOURCES + CHANNEL_ORDER]
+    unknown = [x for x in leave_out if x not in REAL_SOURCES + CHANNEL_ORDER + TRAIN_GENERATORS]
     if unknown:
-        raise SystemExit(f"--leave-out {unknown[0]}: not a real source ({', '.join(REAL_SOURCES)}) "
-                         f"or a channel ({', '.join(CHANNEL_ORDER)})")
+        raise SystemExit(f"--leave-out {unknown[0]}: not a real source ({', '.join(REAL_SOURCES)}), a channel "
+                         f"({', '.join(CHANNEL_ORDER)}) or a training generator ({', '.join(TRAIN_GENERATORS)})")
     torch.manual_seed(seed)
     cfg = cfg or DetectorConfig()
     sampler = Sampler(items, bank, allowed_rows(items, bank, leave_out), seed)
@@ -263,7 +266,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "valle2" / "assets" / "detector" / "detector.pt",
                    help="where the weights go (default: the shipped ones)")
     p.add_argument("--leave-out", action="append", default=[],
-                   help=f"a real source ({', '.join(REAL_SOURCES)}) or channel ({', '.join(CHANNEL_ORDER)}) to train without")
+                   help=f"a real source ({', '.join(REAL_SOURCES)}), channel ({', '.join(CHANNEL_ORDER)}) or "
+                        f"generator ({', '.join(TRAIN_GENERATORS)}) to train without (repeatable)")
     p.add_argument("--steps", type=int, default=1000, help="training steps of 32 crops")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch order of the first network")
     p.add_argument("--ensemble", type=int, default=ENSEMBLE, help="networks trained (seeds --seed, --seed + 1, ...) and averaged")
