@@ -11,9 +11,9 @@
   (``benchmarks/texts/harvard.txt``, IEEE 1969, public domain; not in the demo model's training
   text), spoken from the unseen speakers' prompts in turn.  Buckets: 1-3 words and 4-8 words (the
   first words of a sentence, ending on a content word), one sentence of 12+ words (two joined by
-  ", and"), three sentences.  ``VallE2.synthesize`` reads any text as one sequence (it does not
-  split sentences; the HTTP server does, one call a sentence with the same prompt), so the three
-  sentences are also spoken split that way, with the same prompts and joined ("3 sentences, split").
+  ", and"), three sentences.  ``VallE2.synthesize`` speaks the three sentence by sentence in one
+  call (one batch, joined by a pause); the HTTP server makes one call a sentence with the same
+  prompt and streams them, and the three are also spoken that way ("3 sentences, split").
   Per bucket: WER, the share of outputs whose last reference word is recognised in its place, the
   share with recognised words after it (babble; :func:`end_check`), the longest output against its
   expected length; the real ARCTIC recordings give the recogniser's own rates.

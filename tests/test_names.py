@@ -1,5 +1,6 @@
 """Names for shipped files (:mod:`valle2.names`): ``load_model("demo")``, ``--model demo`` and the
 demo voice by name, through the consent gate as any attested corpus file."""
+import numpy as np
 import pytest
 
 import valle2
@@ -51,3 +52,18 @@ def test_cli_takes_names_and_says_what_a_missing_prompt_needs(deployment, tmp_pa
     assert main(["synthesize", "--model", "base", "--voice", "demo", "--text", "Hi.", "--out", str(tmp_path / "x.wav")]) == 2
     assert "shipped model's name: demo" in capsys.readouterr().err
     assert main(["info", "--json"]) == 0 and str(DEMO / "model.pt") in capsys.readouterr().out
+
+
+def test_a_text_of_sentences_is_spoken_sentence_by_sentence_in_one_recording(demo_model, deployment):
+    from valle2.synthesis import SENTENCE_PAUSE_SECONDS
+
+    before = len(deployment.audit.entries())
+    one, sr = demo_model.synthesize("Good morning.", voice_id="demo")
+    two, _ = demo_model.synthesize("Good morning. The birch canoe slid on the smooth planks.", voice_id="demo")
+    assert len(two) > len(one) + SENTENCE_PAUSE_SECONDS * sr
+    hop = int(0.05 * sr)
+    rms = np.sqrt(np.convolve(two.astype(np.float64) ** 2, np.ones(hop) / hop, mode="valid"))
+    assert rms[len(one) // 2: -len(one) // 2].min() < 1e-3 * np.abs(two).max()   # the pause between them is silence
+    assert detect(two, sr, deployment.watermark_key).present                      # one recording, marked as one
+    events = deployment.audit.entries()[before:]
+    assert [e["event"] for e in events].count("synthesis") == 2

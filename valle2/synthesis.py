@@ -37,8 +37,10 @@ from .errors import AudioError, ConsentError, DecodingError, ModelError, TextErr
 from .memo import ContentMemo
 from .names import is_shipped_voice, model_file, shipped_voice
 from .safety import Authorization, ConsentGate
+from .text import split_sentences
 
 MODES = ("cross", "continuation")
+SENTENCE_PAUSE_SECONDS = 0.25  # the silence between the sentences of one text (VallE2.synthesize)
 
 
 @dataclass
@@ -277,12 +279,30 @@ class VallE2:
                    progress: bool = False) -> tuple[np.ndarray, int]:
         """Speak ``text`` in the prompt's voice; returns ``(watermarked wav float32 [samples], sample_rate)``.
 
+        In cross mode a text of several sentences (:func:`valle2.text.split_sentences`) is spoken
+        sentence by sentence, all from the same prompt (one voice, decoded in one batch), joined by
+        :data:`SENTENCE_PAUSE_SECONDS` of silence and watermarked as one recording.  Continuation
+        mode reads ``text`` as one sequence: it goes on from the prompt's own transcript.
         See :meth:`synthesize_batch` for the consent arguments, ``include_prompt`` and ``speed``.
         """
-        wav = self.synthesize_batch([text], prompt_wav, prompt_sr, prompt_text, voice_id=voice_id,
-                                    corpus_file=corpus_file, mode=mode, options=options,
-                                    include_prompt=include_prompt, speed=speed, progress=progress)[0][0]
-        return wav, self.sample_rate
+        sentences = split_sentences(text) if mode == "cross" and isinstance(text, str) else []
+        if len(sentences) <= 1:
+            wav = self.synthesize_batch([text], prompt_wav, prompt_sr, prompt_text, voice_id=voice_id,
+                                        corpus_file=corpus_file, mode=mode, options=options,
+                                        include_prompt=include_prompt, speed=speed, progress=progress)[0][0]
+            return wav, self.sample_rate
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise AudioError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
+        gen = self.generate_codes(sentences, prompt_wav, prompt_sr, prompt_text, voice_id=voice_id,
+                                  corpus_file=corpus_file, mode=mode, options=options, progress=progress)
+        pause = np.zeros(int(round(SENTENCE_PAUSE_SECONDS * self.sample_rate)), dtype=np.float32)
+        parts = []
+        for i, samples in enumerate(gen.codes):
+            c = torch.cat([gen.prompt_codes, samples[0]], dim=1) if include_prompt and i == 0 else samples[0]
+            parts += [pause] if parts else []
+            parts.append(self.codec.decode(c).numpy().astype(np.float32))
+        wav = change_speed(np.concatenate(parts), self.sample_rate, speed)
+        return self.gate.finalize(wav, self.sample_rate, gen.authorization, text), self.sample_rate
 
 
 def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
