@@ -17,9 +17,14 @@ and every output is watermarked before it is scored.
   checkpoint the run kept, drawn as WER against training steps (``--figure``), with the voices'
   own WER on the final run's trials as the reference line.
 
-Last line: ``wer_ratio=<> limit_hits=<%> train_hours=<>`` (and ``wer=``, ``wer_voice=``, ``loops=``, and the
-teacher-forced probe's ``acc_right_text=``, ``acc_wrong_text=``: codebook-0 accuracy with the right text and with
-another sentence's, equal when the AR does not read).
+- The table also shows, on the same trials, the WER of the voice's codec resynthesis and of
+  ``real 0 + NAR``: the target's own codebook 0 (a perfect AR) through the NAR and the codec as
+  synthesis decodes (``EvalOptions.oracle_code0``).  What the AR can reach is bounded by the latter.
+
+Last line: ``wer_ratio=<> limit_hits=<%> train_hours=<>`` (and ``wer=``, ``wer_voice=``, ``wer_oracle0=``
+(real codebook 0 + NAR), ``loops=``, and the teacher-forced probe's ``acc_right_text=``, ``acc_wrong_text=``: codebook-0 accuracy with the right text and with
+another sentence's, equal when the AR does not read; ``dtw_own=``, ``dtw_other=``, ``dtw_closer=``: free-running
+codebook 0's DTW distance to the voice's own codes of the same and of another sentence, :func:`code0_reading`).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +58,7 @@ def evaluate(model_path: Path, items, out: Path, limit: int | None, gate, refere
     """Run the benchmark's setting on ``items`` into ``out``; returns ``{row: summary}`` and, per
     speaker, ``{"by_voice": {speaker: {row: summary}}}``."""
     options = EvalOptions(setting="reference", min_seconds=0.0, max_seconds=60.0, limit=limit, references=references,
-                          dnsmos=False, decoding=DECODING)
+                          oracle_code0=references, dnsmos=False, decoding=DECODING)
     result = Evaluation(load_model(model_path, gate=gate), out, options, Scorer(load_asr("pocketsphinx"), load_speaker_encoder("resemblyzer")),
                         gate, model_id).run(items, progress=True)
     by_voice: dict[str, dict] = {}
@@ -111,6 +117,40 @@ def text_probe(model_path: Path, items, n: int) -> tuple[float, float]:
     return float(np.mean(hits[True])), float(np.mean(hits[False]))
 
 
+@torch.no_grad()
+def code0_reading(model_path: Path, items, n: int, gate) -> tuple[float, float, float]:
+    """The AR's reading with the NAR and the recogniser out of the question: for each of the first
+    ``n`` utterances (prompt: the one before it, cross mode, through the gate), codebook 0 is sampled
+    free-running as the benchmark samples it, and its DTW distance (:func:`librosa.sequence.dtw`,
+    Euclidean, per path step) over the codec's codebook-0 codeword vectors (``code0_vectors``; the
+    offline codec's: envelope mel-cepstra) to the voice's own codes of the same sentence and to those
+    of the next one is measured.  The voices are deterministic synthesizers, so an AR that reads
+    comes close to its own sentence.  Returns ``(mean to own, mean to next, share closer to own)``."""
+    import librosa
+
+    model = load_model(model_path, gate=gate)
+    vectors = model.codec.code0_vectors()
+    if vectors is None:
+        raise SystemExit(f"codec {model.bundle.codec['name']} has no codebook-0 vectors to measure distances in")
+    said = [model.codec.encode(*u.load())[0] for u in items[: n + 2]]
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+        a, b = a[a < len(vectors)], b[b < len(vectors)]
+        cost, path = librosa.sequence.dtw(X=vectors[a].numpy().T, Y=vectors[b].numpy().T)
+        return float(cost[-1, -1] / len(path))
+
+    own, other = [], []
+    for i in range(1, n + 1):
+        prompt, target = items[i - 1], items[i]
+        gen = model.generate_codes([target.text], *prompt.load(), prompt.text, corpus_file=prompt.path,
+                                   options=replace(DECODING, match_voice=False, seed=i))   # codebook 0 as the AR gave it
+        code0 = gen.codes[0][0][0]
+        own.append(distance(code0, said[i]))
+        other.append(distance(code0, said[i + 1]))
+    own_a, other_a = np.array(own), np.array(other)
+    return float(own_a.mean()), float(other_a.mean()), float(np.mean(own_a < other_a))
+
+
 def curve_figure(points: list[dict], wer_voice: float, title: str):
     """Free-running WER against training steps, with the voice's own WER and the 1.5x target."""
     from valle2.plots import _pyplot
@@ -164,13 +204,13 @@ def main(argv=None) -> int:
     if args.curve_only:
         return 0
     final = evaluate(model_path, items, bench / "final", args.limit, gate, True, file_sha256(model_path))
-    print(f"\n{'voice':<22} {'n':>4} {'voice WER %':>11} {'codec WER %':>11} {'valle2 WER %':>12} {'ratio':>6} "
-          f"{'limit hits':>10} {'loops':>5} {'SIM':>6}")
+    print(f"\n{'voice':<22} {'n':>4} {'voice WER %':>11} {'codec WER %':>11} {'real 0 + NAR WER %':>18} {'valle2 WER %':>12} "
+          f"{'ratio':>6} {'limit hits':>10} {'loops':>5} {'SIM':>6}")
     heldout = parse_voice(recipe["heldout_voice"]).speaker if recipe["heldout_voice"] else None
     for speaker, rows in sorted(final["by_voice"].items()):
-        v, gt, c = rows["valle2"], rows["ground_truth"], rows["codec"]
+        v, gt, c, o = rows["valle2"], rows["ground_truth"], rows["codec"], rows["code0_oracle"]
         tag = " (held out)" if speaker == heldout else ""
-        print(f"{speaker + tag:<22} {v['n']:>4} {100 * gt['wer']:>11.1f} {100 * c['wer']:>11.1f} {100 * v['wer']:>12.1f} "
+        print(f"{speaker + tag:<22} {v['n']:>4} {100 * gt['wer']:>11.1f} {100 * c['wer']:>11.1f} {100 * o['wer']:>18.1f} {100 * v['wer']:>12.1f} "
               f"{v['wer'] / max(gt['wer'], 1e-9):>6.2f} {v.get('hit_limit', 0):>10} {v['loops']:>5} {v['sim_prompt']:>6.3f}")
     v, gt = final["valle2"], final["ground_truth"]
     ratio = v["wer"] / max(gt["wer"], 1e-9)
@@ -178,6 +218,10 @@ def main(argv=None) -> int:
     print(f"\nteacher-forced codebook-0 accuracy on the target ({args.probe} pairs of {items[0].speaker}): "
           f"right text {100 * right:.1f} %, another sentence's text {100 * wrong:.1f} % (an AR that does not read scores "
           f"the same on both)")
+    own, other, closer = code0_reading(model_path, [u for u in items if u.speaker == items[0].speaker], args.probe, gate)
+    print(f"free-running codebook 0 ({args.probe} sentences of {items[0].speaker}), DTW distance over codebook-0 codewords: "
+          f"to the voice's own codes of the same sentence {own:.3f}, of the next sentence {other:.3f}; closer to its own "
+          f"sentence in {100 * closer:.0f} % (an AR that does not read: about 50 %, equal distances)")
     if args.curve:
         from valle2.plots import save_figure
 
@@ -186,8 +230,9 @@ def main(argv=None) -> int:
                     figure)
         print(f"wrote {figure}")
     hours = (torch.load(model_path, map_location="cpu", weights_only=False)["meta"].get("train_seconds") or 0.0) / 3600
-    print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} loops={v['loops']} "
+    print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} wer_oracle0={100 * final['code0_oracle']['wer']:.2f} loops={v['loops']} "
           f"acc_right_text={100 * right:.1f} acc_wrong_text={100 * wrong:.1f} "
+          f"dtw_own={own:.3f} dtw_other={other:.3f} dtw_closer={100 * closer:.0f} "
           f"wer_ratio={ratio:.2f} limit_hits={100 * v.get('hit_limit', 0) / max(1, v['n']):.1f} train_hours={hours:.2f}")
     return 0
 

@@ -350,3 +350,20 @@ def test_a_repetition_loop_is_a_run_of_words_said_three_times_more_than_the_refe
     assert repetition_loop("Open the door.", "open the door the door the door the door")
     assert not repetition_loop("The cat sat on the mat.", "the cat sat on the mat mat")     # twice is no loop
     assert not repetition_loop("Bye bye bye, my love.", "bye bye bye my love")           # the text says it so
+
+
+def test_the_code0_oracle_row_decodes_the_targets_own_codebook0_through_the_nar(tmp_path, libri, model, gate, scorer):
+    from valle2.audio import load_audio
+
+    items = load_test_utterances(libri)
+    opts = EvalOptions(setting="reference", limit=1, oracle_code0=True, dnsmos=False, decoding=DecodingOptions(seed=0), **SHORT)
+    out = tmp_path / "oracle"
+    result = Evaluation(model, out, opts, scorer, gate, "tiny").run(items, progress=False)
+    (rec,) = result.records
+    assert set(rec["rows"]) == {"valle2", "ground_truth", "codec", "code0_oracle"}
+    target, sr = load_audio(libri / "bdl" / "1" / "bdl-1-0000.flac")
+    frames = model.codec.encode(target, sr).shape[1]
+    oracle, out_sr = load_audio(out / "audio" / "bdl-1-0000.oracle.wav", allow_silent=True)
+    assert abs(len(oracle) / out_sr - frames / model.codec.frame_rate) < 0.05   # the target's own length: its codebook 0
+    assert detect(oracle, out_sr, gate.key).present                            # written only watermarked
+    assert 0 <= rec["rows"]["code0_oracle"]["wer"] and "Real codebook 0 + NAR" in results_table({"reference": result.summary})

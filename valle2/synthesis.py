@@ -32,7 +32,7 @@ from .audio import MAX_SPEED, MIN_SPEED, AudioFile, change_speed, validate_wavef
 from .checkpoint import ModelBundle, load_model_bundle
 from .code0.adapter import VoiceAdapter
 from .codec import Codec, load_codec
-from .decoding import DecodingOptions, frame_bounds
+from .decoding import DecodingOptions, frame_bounds, nar_generate
 from .errors import AudioError, ConsentError, DecodingError, ModelError, TextError
 from .memo import ContentMemo
 from .names import is_shipped_voice, model_file, shipped_voice
@@ -240,6 +240,23 @@ class VallE2:
         per_text = range(0, len(ids), n_samples)
         return Generation([codes[i:i + n_samples] for i in per_text], [gen.hit_limit[i:i + n_samples] for i in per_text],
                           gen.ar_seconds, gen.nar_seconds, prompt_codes, source, auth)
+
+    @torch.inference_mode()
+    def nar_codes(self, gen: Generation, text: str, prompt_text: str | None, code0: torch.Tensor,
+                  mode: str = "cross", options: DecodingOptions | None = None) -> torch.Tensor:
+        """The NAR's codes for a codebook 0 given from outside, e.g. a recording's own (what a
+        perfect AR would give): ``code0 [T]`` -> ``LongTensor [n_codebooks, T]``, completed and voice
+        matched as :meth:`generate_codes` does.  ``gen``, a generation of the same prompt, carries
+        the prompt's codes and the gate's authorization (decode and ``gate.finalize`` as for its
+        own codes); ``text``, ``prompt_text`` and ``mode`` as there.  For evaluation: how much of
+        an output's error the NAR and the codec make, with the AR taken out of the question."""
+        options = options or DecodingOptions()
+        ids, _, _ = self.text_ids(text, prompt_text, mode)
+        n = nar_codebooks(self.codec, self.bundle.dims, options.nar_codebooks)
+        codes = nar_generate(self.nar, [ids], [gen.prompt_codes.T], [code0.long()],
+                             ordinal=self.codec.ordinal_codebooks, n_codebooks=n)[0]
+        codes = self.codec.complete(codes)
+        return self.codec.match_voice(codes, gen.prompt_codes) if options.match_voice else codes
 
     def synthesize_batch(self, texts: list[str], prompt_wav=None, prompt_sr: int | None = None,
                          prompt_text: str | None = None, *,

@@ -21,7 +21,8 @@ PAPER_TABLE1: dict[tuple[str, str], dict[str, float | None]] = {
     (setting, row): {"wer": None, "sim": None, "dnsmos": None}
     for setting in ("prefix3", "reference") for row in ("ground_truth", "codec", "valle2")
 }
-ROW_NAMES = {"ground_truth": "Ground truth", "codec": "Codec resynthesis", "valle2": "valle2 (this model)"}
+ROW_NAMES = {"ground_truth": "Ground truth", "codec": "Codec resynthesis", "code0_oracle": "Real codebook 0 + NAR",
+             "valle2": "valle2 (this model)"}
 
 
 def _fmt(value, digits: int = 3, scale: float = 1.0) -> str:

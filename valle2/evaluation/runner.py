@@ -6,7 +6,9 @@ Layout of an output folder (one per setting)::
     records/<id>.json    one per trial, written atomically; a rerun skips trials that have one
     audio/<id>.wav       the chosen (watermarked) output
     audio/<id>.codec.wav the watermarked codec resynthesis of the target (reference row)
-    results.json         corpus summaries of the rows "valle2", "ground_truth", "codec"
+    audio/<id>.oracle.wav the watermarked decoding of the target's own codebook 0 through the NAR
+                         (with ``oracle_code0``)
+    results.json         corpus summaries of the rows "valle2", "ground_truth", "codec", "code0_oracle"
 
 Nothing unwatermarked that decodes to speech is written: no codes are kept (they would decode to
 the output without its watermark); the report's attention figure re-encodes the watermarked
@@ -35,7 +37,7 @@ from ..synthesis import VallE2
 from .scoring import Scorer, best_of, summarize
 from .testset import SETTINGS, EvalUtterance, Trial, build_trials, prompt_audio, select_test_set
 
-ROWS = ("ground_truth", "codec", "valle2")
+ROWS = ("ground_truth", "codec", "code0_oracle", "valle2")
 
 
 @dataclass
@@ -44,7 +46,9 @@ class EvalOptions:
 
     ``min_seconds``/``max_seconds`` is the test-set rule (the paper's 4-10 s); ``limit`` keeps
     the first trials only; ``references`` adds the ground-truth and codec-resynthesis rows;
-    ``dnsmos`` scores the final outputs with DNSMOS P.808 (slow on CPU)."""
+    ``oracle_code0`` adds the row "code0_oracle": the target's own codebook 0 (a perfect AR) through
+    the NAR and the codec as synthesis decodes (:meth:`VallE2.nar_codes`), the share of the error
+    that is not the AR's; ``dnsmos`` scores the final outputs with DNSMOS P.808 (slow on CPU)."""
 
     setting: str = "prefix3"
     n_samples: int = 1
@@ -53,6 +57,7 @@ class EvalOptions:
     prefix_seconds: float = 3.0
     limit: int | None = None
     references: bool = True
+    oracle_code0: bool = False
     dnsmos: bool = True
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
 
@@ -148,7 +153,8 @@ class Evaluation:
         if p_source == "asr":
             p_text = sc.asr.transcribe(p_wav, p_sr)
         dec = model.generate_codes([text], p_wav, p_sr, p_text, corpus_file=trial.prompt.path, mode=trial.mode,
-                                   options=o.decoding, n_samples=o.n_samples, n_outputs=1)  # only the best is kept
+                                   options=o.decoding, n_samples=o.n_samples,
+                                   n_outputs=2 if o.oracle_code0 else 1)  # only the best is kept (and the oracle's)
         target, t_sr = trial.target.load()
         p_emb, t_emb = sc.embed(p_wav, p_sr), sc.embed(target, t_sr)
         codes, hit_limit = dec.codes[0], dec.hit_limit[0]
@@ -170,9 +176,21 @@ class Evaluation:
         if o.references:
             rows["ground_truth"] = sc.score(target, t_sr, text, p_emb, None, with_mos=o.dnsmos).to_dict()
             rows["codec"] = self._codec_row(trial, target, t_sr, p_emb, t_emb)
+        if o.oracle_code0:
+            rows["code0_oracle"] = self._oracle_row(trial, dec, p_text, target, t_sr, p_emb, t_emb)
         return {"id": trial.id, "setting": trial.setting, "mode": trial.mode, "text": text, "prompt_id": trial.prompt.id,
                 "prompt_seconds": round(p_wav.size / p_sr, 3), "prompt_text": p_text, "prompt_text_source": p_source,
                 "best": best, "candidates": candidates, "hit_limit_all": hit_limit, "rows": rows}
+
+    def _oracle_row(self, trial: Trial, dec, p_text: str | None, target: np.ndarray, t_sr: int, p_emb, t_emb) -> dict:
+        """The "code0_oracle" row: the target's own codebook 0 through the NAR (:meth:`VallE2.nar_codes`),
+        decoded, watermarked under the trial's authorization and scored."""
+        model, text = self.model, trial.target.text
+        codes = model.nar_codes(dec, text, p_text, model.codec.encode(target, t_sr)[0], trial.mode, self.options.decoding)
+        wav = model.codec.decode(torch.cat([dec.prompt_codes, codes], 1) if trial.mode == "continuation" else codes).numpy()
+        wav = self.gate.finalize(wav, model.sample_rate, dec.authorization, text)
+        save_audio(self.out / "audio" / f"{trial.id}.oracle.wav", wav, model.sample_rate)
+        return self.scorer.score(wav, model.sample_rate, text, p_emb, t_emb, with_mos=self.options.dnsmos).to_dict()
 
     def _codec_row(self, trial: Trial, target: np.ndarray, t_sr: int, p_emb, t_emb) -> dict:
         """The codec-resynthesis reference row: encode and decode the target, watermark, score."""
