@@ -179,6 +179,8 @@ def main(argv=None) -> int:
     p.add_argument("--curve-only", action="store_true", help="only the curve's points (e.g. while training runs)")
     p.add_argument("--figure", type=Path, default=None, help="where the curve PNG goes (default RUN/bench/curve.png)")
     p.add_argument("--probe", type=int, default=30, help="pairs in the teacher-forced right-vs-wrong-text probe")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where the scored outputs go (default RUN/bench; one folder a model, since a rerun resumes)")
     p.add_argument("--home", type=Path, default=None, help="deployment whose gate the prompts pass (default: a temporary one)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -197,7 +199,7 @@ def main(argv=None) -> int:
 
     attest_test_voices(CutSet.from_file(heldout_cuts_path(args.run)), voices, home)
     gate = Deployment.open(home).gate()
-    bench = args.run / "bench"
+    bench = args.out or args.run / "bench"
     if args.curve:   # first, so that a run during training draws what the checkpoints so far show
         points = curve(args.run, items, bench / "curve", args.curve_limit, args.curve_every, gate)
         (bench / "curve.json").write_text(json.dumps(points, indent=1))
