@@ -76,14 +76,20 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's speech API range
 
 
+def check_speed(speed: float) -> None:
+    """AudioError unless ``speed`` is within ``MIN_SPEED .. MAX_SPEED`` (what :func:`change_speed`
+    takes; synthesis checks it before any decoding)."""
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise AudioError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
+
+
 def change_speed(wav: np.ndarray, sr: int, speed: float) -> np.ndarray:
     """Speak faster (``speed`` > 1) or slower without changing pitch or formants.
 
     Rubber Band (pylibrb) in offline mode, its finer R3 engine: float ``[samples]`` ->
     float32 ``[round(samples / speed)]``.  ``speed`` 1.0 returns the input unchanged.
     """
-    if not MIN_SPEED <= speed <= MAX_SPEED:
-        raise AudioError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
+    check_speed(speed)
     x = np.ascontiguousarray(wav, dtype=np.float32)
     if speed == 1.0 or len(x) == 0:
         return x

@@ -38,13 +38,17 @@ class GuidedAttention:
             raise ValueError("guided attention needs weight > 0, sigma > 0 and heads >= 1, "
                              f"got {self.weight}, {self.sigma}, {self.heads}")
 
+    def check(self, n_heads: int, n_blocks: int) -> None:
+        """ValueError unless an AR of ``n_blocks`` blocks of ``n_heads`` heads has the heads to guide
+        (the first block is left free)."""
+        if self.heads > n_heads or n_blocks < 2:
+            raise ValueError(f"guided attention guides {self.heads} heads of AR blocks 2..; "
+                             f"this AR has {n_heads} heads and {n_blocks} blocks")
+
     def penalty(self, weights: list[Tensor], seg: Tensor) -> Tensor:
-        """``weights``: the AR's attention ``[B, H, S, S]`` per block (``ARModel.loss(weights=[])``);
+        """``weights``: the AR's attention ``[B, H, S, S]`` per block (as ``ARModel.loss`` collects it);
         ``seg [B, S]``.  Returns the mean off-diagonal penalty in ``[0, 1)`` of the guided heads."""
-        if len(weights) < 2:
-            raise ValueError("guided attention needs an AR of at least 2 blocks (the first is left free)")
-        if self.heads > weights[0].shape[1]:
-            raise ValueError(f"guided attention asks for {self.heads} heads; the AR has {weights[0].shape[1]}")
+        self.check(weights[0].shape[1], len(weights))
         return diagonal_penalty([w[:, : self.heads] for w in weights[1:]], seg, self.sigma)
 
 

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import code0
-from .audio import MAX_SPEED, MIN_SPEED, AudioFile, change_speed, validate_waveform
+from .audio import AudioFile, change_speed, check_speed, validate_waveform
 from .checkpoint import ModelBundle, load_model_bundle
 from .code0.adapter import VoiceAdapter
 from .codec import Codec, load_codec
@@ -275,20 +275,24 @@ class VallE2:
         continuation setting).  ``speed`` (0.25-4) changes the tempo, pitch kept, before the
         watermark goes on, so that the mark is as strong at any speed.
         """
-        if not MIN_SPEED <= speed <= MAX_SPEED:
-            raise AudioError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
+        check_speed(speed)
         gen = self.generate_codes(texts, prompt_wav, prompt_sr, prompt_text, voice_id=voice_id, corpus_file=corpus_file,
                                   mode=mode, options=options, n_samples=n_samples, progress=progress)
         out = []
         for text, samples in zip(texts, gen.codes):
             wavs = []
             for c in samples:
-                if include_prompt:
-                    c = torch.cat([gen.prompt_codes, c], dim=1)
-                wav = change_speed(self.codec.decode(c).numpy(), self.sample_rate, speed)
+                wav = change_speed(self._waveform(gen, c, include_prompt), self.sample_rate, speed)
                 wavs.append(self.gate.finalize(wav, self.sample_rate, gen.authorization, text))
             out.append(wavs)
         return out
+
+    def _waveform(self, gen: Generation, codes: torch.Tensor, include_prompt: bool) -> np.ndarray:
+        """One output of ``gen`` decoded, before speed and watermark: ``codes [n_codebooks, T]``,
+        the prompt's own codes first with ``include_prompt`` -> float32 ``[samples]``."""
+        if include_prompt:
+            codes = torch.cat([gen.prompt_codes, codes], dim=1)
+        return self.codec.decode(codes).numpy().astype(np.float32, copy=False)
 
     def synthesize(self, text: str, prompt_wav=None, prompt_sr: int | None = None, prompt_text: str | None = None, *,
                    voice_id: str | None = None, corpus_file=None, mode: str = "cross",
@@ -308,17 +312,12 @@ class VallE2:
                                         corpus_file=corpus_file, mode=mode, options=options,
                                         include_prompt=include_prompt, speed=speed, progress=progress)[0][0]
             return wav, self.sample_rate
-        if not MIN_SPEED <= speed <= MAX_SPEED:
-            raise AudioError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
+        check_speed(speed)
         gen = self.generate_codes(sentences, prompt_wav, prompt_sr, prompt_text, voice_id=voice_id,
                                   corpus_file=corpus_file, mode=mode, options=options, progress=progress)
         pause = np.zeros(int(round(SENTENCE_PAUSE_SECONDS * self.sample_rate)), dtype=np.float32)
-        parts = []
-        for i, samples in enumerate(gen.codes):
-            c = torch.cat([gen.prompt_codes, samples[0]], dim=1) if include_prompt and i == 0 else samples[0]
-            parts += [pause] if parts else []
-            parts.append(self.codec.decode(c).numpy().astype(np.float32))
-        wav = change_speed(np.concatenate(parts), self.sample_rate, speed)
+        spoken = [self._waveform(gen, samples[0], include_prompt and i == 0) for i, samples in enumerate(gen.codes)]
+        wav = change_speed(np.concatenate([part for w in spoken for part in (pause, w)][1:]), self.sample_rate, speed)
         return self.gate.finalize(wav, self.sample_rate, gen.authorization, text), self.sample_rate
 
 

@@ -147,9 +147,10 @@ class Trainer:
         if cfg.guide is not None:
             if not cfg.train_ar:
                 raise ConfigError("optim.guided_attention trains the AR's attention; it does not apply with optim.train_ar=false")
-            if cfg.guide.heads > dims.n_heads or dims.n_ar_layers < 2:
-                raise ConfigError(f"optim.guided_attention guides {cfg.guide.heads} heads of AR blocks 2..; "
-                                  f"this AR has {dims.n_heads} heads and {dims.n_ar_layers} blocks")
+            try:
+                cfg.guide.check(dims.n_heads, dims.n_ar_layers)
+            except ValueError as exc:
+                raise ConfigError(f"optim.guided_attention: {exc}") from None
         torch.manual_seed(cfg.seed)
         self.ar, self.nar = ARModel(dims).to(self.device), NARModel(dims).to(self.device)
         self.code0 = Code0(dims).to(self.device) if dims.nar_code0 else None

@@ -173,30 +173,31 @@ class Evaluation:
         row.update(hit_limit=hit_limit[best], ar_seconds=dec.ar_seconds, nar_seconds=dec.nar_seconds,
                    frames=int(codes[best].shape[1]) * o.n_samples, seconds=final.size / sr)
         rows = {"valle2": row}
+        target_codes = model.codec.encode(target, t_sr) if o.references or o.oracle_code0 else None   # [n_q, T]
         if o.references:
             rows["ground_truth"] = sc.score(target, t_sr, text, p_emb, None, with_mos=o.dnsmos).to_dict()
-            rows["codec"] = self._codec_row(trial, target, t_sr, p_emb, t_emb)
+            rows["codec"] = self._codec_row(trial, target, t_sr, target_codes, p_emb, t_emb)
         if o.oracle_code0:
-            rows["code0_oracle"] = self._oracle_row(trial, dec, p_text, target, t_sr, p_emb, t_emb)
+            rows["code0_oracle"] = self._oracle_row(trial, dec, p_text, target_codes, p_emb, t_emb)
         return {"id": trial.id, "setting": trial.setting, "mode": trial.mode, "text": text, "prompt_id": trial.prompt.id,
                 "prompt_seconds": round(p_wav.size / p_sr, 3), "prompt_text": p_text, "prompt_text_source": p_source,
                 "best": best, "candidates": candidates, "hit_limit_all": hit_limit, "rows": rows}
 
-    def _oracle_row(self, trial: Trial, dec, p_text: str | None, target: np.ndarray, t_sr: int, p_emb, t_emb) -> dict:
-        """The "code0_oracle" row: the target's own codebook 0 through the NAR (:meth:`VallE2.nar_codes`),
-        decoded, watermarked under the trial's authorization and scored."""
+    def _oracle_row(self, trial: Trial, dec, p_text: str | None, target_codes: torch.Tensor, p_emb, t_emb) -> dict:
+        """The "code0_oracle" row: the target's own codebook 0 (of ``target_codes [n_q, T]``) through the
+        NAR (:meth:`VallE2.nar_codes`), decoded, watermarked under the trial's authorization and scored."""
         model, text = self.model, trial.target.text
-        codes = model.nar_codes(dec, text, p_text, model.codec.encode(target, t_sr)[0], trial.mode, self.options.decoding)
+        codes = model.nar_codes(dec, text, p_text, target_codes[0], trial.mode, self.options.decoding)
         wav = model.codec.decode(torch.cat([dec.prompt_codes, codes], 1) if trial.mode == "continuation" else codes).numpy()
         wav = self.gate.finalize(wav, model.sample_rate, dec.authorization, text)
         save_audio(self.out / "audio" / f"{trial.id}.oracle.wav", wav, model.sample_rate)
         return self.scorer.score(wav, model.sample_rate, text, p_emb, t_emb, with_mos=self.options.dnsmos).to_dict()
 
-    def _codec_row(self, trial: Trial, target: np.ndarray, t_sr: int, p_emb, t_emb) -> dict:
-        """The codec-resynthesis reference row: encode and decode the target, watermark, score."""
+    def _codec_row(self, trial: Trial, target: np.ndarray, t_sr: int, target_codes: torch.Tensor, p_emb, t_emb) -> dict:
+        """The codec-resynthesis reference row: the target's codes ``[n_q, T]`` decoded, watermarked, scored."""
         auth = self.gate.authorize(None, target, t_sr, corpus_file=trial.target.path)
         codec = self.model.codec
-        resyn = codec.decode(codec.encode(target, t_sr)).numpy()
+        resyn = codec.decode(target_codes).numpy()
         resyn = self.gate.finalize(resyn, codec.sample_rate, auth, trial.target.text)
         save_audio(self.out / "audio" / f"{trial.id}.codec.wav", resyn, codec.sample_rate)
         return self.scorer.score(resyn, codec.sample_rate, trial.target.text, p_emb, t_emb,
