@@ -36,7 +36,6 @@ def test_config_errors(tmp_path):
     ("optim: {lr: fast}\ndata: {train: x}\nrun: {out_dir: y}\n", "optim.lr must be a number"),
     ("model: {d_model: 64}\n", "data.train"),
     # training options that did not help are gone (docs/history/2026-12-07-training-options-removed.md)
-    ("optim: {guided_attention: -1.0}\ndata: {train: x}\n", "guided_attention must be >= 0"),
     ("optim: {ar_history_dropout: 0.5}\ndata: {train: x}\n", "unknown key.*ar_history_dropout"),
     ("optim: {ar_soft_targets: 0.5}\ndata: {train: x}\n", "unknown key.*ar_soft_targets"),
     ("optim: {nar_code0_share: 1.0}\ndata: {train: x}\n", "nar_code0_share must be in"),

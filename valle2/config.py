@@ -17,7 +17,6 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .guided import GuidedAttention
 from .model import ModelSize
 
 
@@ -38,25 +37,10 @@ class OptimConfig:
     seed: int = 0
     train_ar: bool = True  # false: the AR is frozen and its loss skipped (a NAR-only fine-tune, with run.init_from)
     nar_code0_share: float = 0.5  # model.nar_code0: the share of NAR examples drawn for codebook 0 (valle2.code0)
-    # A training aid that is not the paper's (valle2.guided): the weight of the AR's guided-attention
-    # loss, the width of its diagonal band and the heads of each block past the first it guides; 0 = off.
-    guided_attention: float = 0.0
-    guided_attention_sigma: float = 0.2
-    guided_attention_heads: int = 2
 
     def __post_init__(self):
         if not 0 < self.nar_code0_share < 1:
             raise ValueError(f"nar_code0_share must be in (0, 1), got {self.nar_code0_share}")
-        if self.guided_attention < 0:
-            raise ValueError(f"guided_attention must be >= 0 (0 = off), got {self.guided_attention}")
-        _ = self.guide  # builds the loss once, which checks sigma and heads
-
-    @property
-    def guide(self) -> GuidedAttention | None:
-        """The AR's guided-attention loss, or None when its weight is 0."""
-        if not self.guided_attention:
-            return None
-        return GuidedAttention(self.guided_attention, self.guided_attention_sigma, self.guided_attention_heads)
 
 
 @dataclass

@@ -413,15 +413,13 @@ class ARModel(nn.Module):
         return h[:, text.shape[1]:], tgt, seg, move
 
     def loss(self, text: Tensor, text_lens: Tensor, codes: list[Tensor],
-             alignments: list[Tensor] | None = None, guide=None) -> tuple[Tensor, dict]:
+             alignments: list[Tensor] | None = None) -> tuple[Tensor, dict]:
         """Teacher-forced loss (:meth:`teacher_forced`): sum over the G codes of each group of the
         mean NLL, plus (aligned AR) the mean NLL of the pointer's moves.  ``alignments`` as
-        :meth:`_teacher_forced_hidden`.  ``guide``: a training aid that is not the paper's,
-        :class:`valle2.guided.GuidedAttention`, whose weighted penalty on the attention is added.
-        Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_move", "ar_move_acc"][, "ar_guide"]})``.
+        :meth:`_teacher_forced_hidden`.
+        Returns ``(loss, {"ar_loss", "ar_acc", "ar_top10"[, "ar_move", "ar_move_acc"]})``.
         """
-        weights: list[Tensor] | None = [] if guide is not None else None
-        h, tgt, seg, move = self._teacher_forced_hidden(text, text_lens, codes, weights, alignments)
+        h, tgt, _, move = self._teacher_forced_hidden(text, text_lens, codes, None, alignments)
         logits = self.logits(h)
         flat_t = tgt.reshape(-1)
         keep = flat_t != -100
@@ -439,10 +437,6 @@ class ARModel(nn.Module):
             stats["ar_move"] = m_loss.item()
             stats["ar_move_acc"] = (m_logits.argmax(-1)[has] == move[has]).float().mean().item()
             loss = loss + m_loss
-        if guide is not None:
-            penalty = guide.penalty(weights, seg)
-            stats["ar_guide"] = penalty.item()
-            loss = loss + guide.weight * penalty
         return loss, stats
 
 

@@ -36,7 +36,6 @@ from .code0.durations import mean_token_frames
 from .config import Config, OptimConfig
 from .data.utterance import Utterance
 from .errors import ConfigError
-from .guided import GuidedAttention
 from .model import ARModel, ModelDims, NARModel
 
 
@@ -111,10 +110,9 @@ class VallE2Loss(nn.Module):
     """Both networks (and a :class:`~valle2.code0.Code0`, with ``model.nar_code0``) behind one
     ``forward`` so that DDP/FSDP see every parameter."""
 
-    def __init__(self, ar: ARModel, nar: NARModel, code0: Code0 | None = None, train_ar: bool = True,
-                 guide: GuidedAttention | None = None):
+    def __init__(self, ar: ARModel, nar: NARModel, code0: Code0 | None = None, train_ar: bool = True):
         super().__init__()
-        self.ar, self.nar, self.code0, self.train_ar, self.guide = ar, nar, code0, train_ar, guide
+        self.ar, self.nar, self.code0, self.train_ar = ar, nar, code0, train_ar
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict]:
         """Sum of the AR's loss (unless ``train_ar`` is off) and the NAR's.  An aligned AR's Viterbi
@@ -127,7 +125,7 @@ class VallE2Loss(nn.Module):
             index = [align(self.ar.log_emission, text[i, : int(lens[i])], c[0]) for i, c in enumerate(codes)]
         loss, stats = text.new_zeros((), dtype=torch.float32), {}
         if self.train_ar:
-            loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], alignments=index, guide=self.guide)
+            loss, stats = self.ar.loss(text, lens, [c[0] for c in codes], alignments=index)
         split, stage = batch.nar_split, batch.stage.to(device)
         inputs = head0 = None
         if self.code0 is not None:
@@ -144,18 +142,11 @@ class Trainer:
 
     def __init__(self, dims: ModelDims, cfg: OptimConfig, device: str = "cpu", distributed: bool = False, fsdp: bool = False):
         self.dims, self.cfg, self.device = dims, cfg, torch.device(device)
-        if cfg.guide is not None:
-            if not cfg.train_ar:
-                raise ConfigError("optim.guided_attention trains the AR's attention; it does not apply with optim.train_ar=false")
-            try:
-                cfg.guide.check(dims.n_heads, dims.n_ar_layers)
-            except ValueError as exc:
-                raise ConfigError(f"optim.guided_attention: {exc}") from None
         torch.manual_seed(cfg.seed)
         self.ar, self.nar = ARModel(dims).to(self.device), NARModel(dims).to(self.device)
         self.code0 = Code0(dims).to(self.device) if dims.nar_code0 else None
         self.ar.requires_grad_(cfg.train_ar)
-        self.module: nn.Module = VallE2Loss(self.ar, self.nar, self.code0, cfg.train_ar, cfg.guide)
+        self.module: nn.Module = VallE2Loss(self.ar, self.nar, self.code0, cfg.train_ar)
         if fsdp:
             from torch.distributed.fsdp import fully_shard
 
