@@ -118,26 +118,31 @@ def text_probe(model_path: Path, items, n: int) -> tuple[float, float]:
 
 
 @torch.no_grad()
+def code0_distance(vectors: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
+    """DTW distance between codebook-0 sequences ``a [T1]`` and ``b [T2]`` over the codewords
+    ``vectors [codebook_size, D]`` (Euclidean, :func:`librosa.sequence.dtw`), per step of the path;
+    ids past the codebook (end of speech, padding) are left out.  0 for a sequence and any
+    time-stretched copy of it."""
+    import librosa
+
+    a, b = a[a < len(vectors)], b[b < len(vectors)]
+    cost, path = librosa.sequence.dtw(X=vectors[a].numpy().T, Y=vectors[b].numpy().T)
+    return float(cost[-1, -1] / len(path))
+
+
 def code0_reading(model_path: Path, items, n: int, gate) -> tuple[float, float, float]:
     """The AR's reading with the NAR and the recogniser out of the question: for each of the first
     ``n`` utterances (prompt: the one before it, cross mode, through the gate), codebook 0 is sampled
     free-running as the benchmark samples it, and its DTW distance (:func:`librosa.sequence.dtw`,
     Euclidean, per path step) over the codec's codebook-0 codeword vectors (``code0_vectors``; the
     offline codec's: envelope mel-cepstra) to the voice's own codes of the same sentence and to those
-    of the next one is measured.  The voices are deterministic synthesizers, so an AR that reads
+    of the next one is measured (:func:`code0_distance`).  The voices are deterministic synthesizers, so an AR that reads
     comes close to its own sentence.  Returns ``(mean to own, mean to next, share closer to own)``."""
-    import librosa
-
     model = load_model(model_path, gate=gate)
     vectors = model.codec.code0_vectors()
     if vectors is None:
         raise SystemExit(f"codec {model.bundle.codec['name']} has no codebook-0 vectors to measure distances in")
     said = [model.codec.encode(*u.load())[0] for u in items[: n + 2]]
-
-    def distance(a: torch.Tensor, b: torch.Tensor) -> float:
-        a, b = a[a < len(vectors)], b[b < len(vectors)]
-        cost, path = librosa.sequence.dtw(X=vectors[a].numpy().T, Y=vectors[b].numpy().T)
-        return float(cost[-1, -1] / len(path))
 
     own, other = [], []
     for i in range(1, n + 1):
@@ -145,8 +150,8 @@ def code0_reading(model_path: Path, items, n: int, gate) -> tuple[float, float, 
         gen = model.generate_codes([target.text], *prompt.load(), prompt.text, corpus_file=prompt.path,
                                    options=replace(DECODING, match_voice=False, seed=i))   # codebook 0 as the AR gave it
         code0 = gen.codes[0][0][0]
-        own.append(distance(code0, said[i]))
-        other.append(distance(code0, said[i + 1]))
+        own.append(code0_distance(vectors, code0, said[i]))
+        other.append(code0_distance(vectors, code0, said[i + 1]))
     own_a, other_a = np.array(own), np.array(other)
     return float(own_a.mean()), float(other_a.mean()), float(np.mean(own_a < other_a))
 
