@@ -30,13 +30,13 @@ import torch
 from tqdm.auto import tqdm
 
 import valle2
-from tools import DEFAULT_DATA, run_main, speech_data
+from tools import DEFAULT_DATA, REAL_EXTRA_LICENCES, run_main, speech_data
 from valle2 import metrics
 from valle2.adapt import AdaptConfig, adapt_voice
 from valle2.audio import load_audio
 from valle2.evaluation.safeguards import open_research_gate
 
-LICENCE = "ODC-By-1.0 (VCC2016 training data; attribution: the Voice Conversion Challenge 2016 organisers)"
+LICENCE = REAL_EXTRA_LICENCES["vcc2016"]
 
 
 def vcc_clips(data: Path) -> dict[str, list[Path]]:

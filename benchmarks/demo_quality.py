@@ -51,8 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 import valle2
-from benchmarks.adapt_quality import LICENCE as VCC_LICENCE
-from tools import DEFAULT_DATA, run_main, speech_data
+from tools import DEFAULT_DATA, REAL_EXTRA_LICENCES, run_main, speech_data
 from valle2 import metrics
 from valle2.audio import load_audio, save_audio
 from valle2.commands.options import add_decoding_args, decoding_options
@@ -68,8 +67,8 @@ FUNCTION_WORDS = frozenset("a an the of to in on at by for from with and or but 
 BUCKETS = ("1-3 words", "4-8 words", "1 sentence, 12+ words", "3 sentences")
 SPLIT = "3 sentences, split"   # the "3 sentences" texts, one call a sentence (as the HTTP server speaks them)
 # real-extra/ sources: (name in the tables, corpus licence as attested here)
-SOURCES = {"commonvoice": ("Common Voice", "CC0 1.0 (Mozilla Common Voice English v6.1)"),
-           "vcc2016": ("VCC2016", VCC_LICENCE)}
+SOURCES = {"commonvoice": ("Common Voice", REAL_EXTRA_LICENCES["commonvoice"]),
+           "vcc2016": ("VCC2016", REAL_EXTRA_LICENCES["vcc2016"])}
 FRAME_SECONDS = 0.02   # pause_floor_db's frames
 FLITE_VOICE = "slt"    # the classic synthesizer whose reading of each bucket shows what the recogniser makes of its texts
 
@@ -240,10 +239,9 @@ def extra_prompts(data: Path, source: str, n: int) -> tuple[list[Prompt], list[P
             [data / "real-extra" / r["path"] for r in first.values()])
 
 
-def different_speaker_mean(files: list[Path]) -> float:
-    """Mean Resemblyzer cosine between the files, each another speaker's."""
-    emb = [metrics.speaker_embedding(*load_audio(f)) for f in files]
-    return float(np.mean([float(a @ b) for a, b in itertools.combinations(emb, 2)]))
+def different_speaker_mean(embeddings: list[np.ndarray]) -> float:
+    """Mean cosine between speaker embeddings (Resemblyzer's, unit length), each another speaker's."""
+    return float(np.mean([float(a @ b) for a, b in itertools.combinations(embeddings, 2)]))
 
 
 def end_rates(texts: list[str], heard: list[str]) -> tuple[float, float, float]:
@@ -356,10 +354,10 @@ def main() -> None:
     real_pairs = [(by_sentence[s][spk]["text"], args.data / by_sentence[s][spk]["path"]) for s in sentences for spk in by_sentence[s]]
     real = ([t for t, _ in real_pairs], [metrics.transcribe(*load_audio(f)) for _, f in tqdm(real_pairs, desc="ASR of real recordings")])
     wer_real = metrics.wer(*real)
-    halves = {r["speaker"]: [metrics.speaker_embedding(w[: len(w) // 2], sr), metrics.speaker_embedding(w[len(w) // 2:], sr)]
-              for r in unseen for w, sr in [load_audio(args.data / r["path"])]}
-    same = float(np.mean([float(a @ b) for a, b in halves.values()]))
-    diff = different_speaker_mean([args.data / r["path"] for r in unseen])   # one clip per LibriSpeech speaker
+    clips = [load_audio(args.data / r["path"]) for r in unseen]          # one clip per LibriSpeech speaker
+    same = float(np.mean([float(metrics.speaker_embedding(w[: len(w) // 2], sr) @ metrics.speaker_embedding(w[len(w) // 2:], sr))
+                          for w, sr in clips]))
+    diff = different_speaker_mean([metrics.speaker_embedding(w, sr) for w, sr in clips])
 
     def options():
         return decoding_options(args, seed=rng.randrange(2**31))
@@ -419,7 +417,8 @@ def main() -> None:
     if source_outs:
         print(f"\nother microphones: whole-clip prompts, held-out ARCTIC sentences; 'diff': the source's different-speaker "
               "mean; pause dB: pause_floor_db")
-        diffs = {"librispeech": diff, **{name: different_speaker_mean(files) for name, (_, files) in extra.items()}}
+        diffs = {"librispeech": diff, **{name: different_speaker_mean([metrics.speaker_embedding(*load_audio(f)) for f in files])
+                                          for name, (_, files) in extra.items()}}
         summary.update(source_table({"librispeech": results["unseen"], **source_outs}, diffs))
     if summary:
         print(" ".join(f"{k}={v:.3f}" if k != "pause_floor_db" else f"{k}={v:.1f}" for k, v in summary.items()))

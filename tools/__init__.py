@@ -14,6 +14,13 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 from the repository root).  Its README describes ``transcribed.tsv``, ``untranscribed.tsv`` and
 ``real-extra/``."""
 
+REAL_EXTRA_LICENCES = {
+    "commonvoice": "CC0 1.0 (Mozilla Common Voice English v6.1)",
+    "vcc2016": "ODC-By-1.0 (VCC2016 training data; attribution: the Voice Conversion Challenge 2016 organisers)",
+}
+"""The corpus licence of each ``real-extra/`` source that benchmarks attest as a research corpus
+(from that folder's README)."""
+
 
 def speech_data(folder: Path) -> Path:
     """``folder`` when it holds the data tables; otherwise exit with one line saying what to pass."""
