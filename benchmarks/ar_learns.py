@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from tools import run_main
-from valle2.checkpoint import save_model
+from valle2.checkpoint import load_model_bundle, save_model
 from valle2.decoding import DecodingOptions
 from valle2.evaluation.backends import load_asr, load_speaker_encoder
 from valle2.evaluation.runner import EvalOptions, Evaluation
@@ -54,12 +54,12 @@ from valle2.train import bundle_from_checkpoint
 DECODING = DecodingOptions(code0="ar", code_choice="sample", ras=True, top_p=0.8)
 
 
-def evaluate(model_path: Path, items, out: Path, limit: int | None, gate, references: bool, model_id: str) -> dict:
-    """Run the benchmark's setting on ``items`` into ``out``; returns ``{row: summary}`` and, per
+def evaluate(model, items, out: Path, limit: int | None, gate, references: bool, model_id: str) -> dict:
+    """Run the benchmark's setting with ``model`` (:class:`valle2.synthesis.VallE2`) on ``items`` into ``out``; returns ``{row: summary}`` and, per
     speaker, ``{"by_voice": {speaker: {row: summary}}}``."""
     options = EvalOptions(setting="reference", min_seconds=0.0, max_seconds=60.0, limit=limit, references=references,
                           oracle_code0=references, dnsmos=False, decoding=DECODING)
-    result = Evaluation(load_model(model_path, gate=gate), out, options, Scorer(load_asr("pocketsphinx"), load_speaker_encoder("resemblyzer")),
+    result = Evaluation(model, out, options, Scorer(load_asr("pocketsphinx"), load_speaker_encoder("resemblyzer")),
                         gate, model_id).run(items, progress=True)
     by_voice: dict[str, dict] = {}
     for record in result.records:
@@ -82,7 +82,8 @@ def curve(run: Path, items, out: Path, limit: int, every: int, gate) -> list[dic
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 model_path = save_model(Path(tmp) / "model.pt", bundle_from_checkpoint(ckpt), half=True)
-                s = evaluate(model_path, items, out / f"step-{step:08d}", limit, gate, False, str(ckpt))["valle2"]
+                s = evaluate(load_model(model_path, gate=gate), items, out / f"step-{step:08d}", limit, gate, False,
+                             str(ckpt))["valle2"]
         points.append({"step": step, "wer": s["wer"], "hit_limit": s.get("hit_limit", 0), "loops": s["loops"], "n": s["n"]})
         print(f"step {step}: WER {100 * s['wer']:.1f} %  limit hits {s.get('hit_limit', 0)}/{s['n']}  loops {s['loops']}",
               flush=True)
@@ -90,22 +91,19 @@ def curve(run: Path, items, out: Path, limit: int, every: int, gate) -> list[dic
 
 
 @torch.no_grad()
-def text_probe(model_path: Path, items, n: int) -> tuple[float, float]:
+def text_probe(bundle, items, said: list[torch.Tensor], n: int) -> tuple[float, float]:
     """Teacher-forced top-1 accuracy of codebook 0 over the target's frames, with the right text and
     with the target's text swapped for another test sentence's: ``(right, wrong)``.  Each of the
     first ``n`` utterances is the target after a prompt of the next one (cross mode, the prompt
     trimmed at the start to a multiple of G, as decoding does).  An AR that does not read scores
-    the same on both."""
-    from valle2.checkpoint import load_model_bundle
-    from valle2.codec import load_codec
-
-    bundle = load_model_bundle(model_path)
-    codec = load_codec(bundle.codec["name"], **bundle.codec.get("options", {}))
+    the same on both.  ``bundle``: the model's :class:`~valle2.checkpoint.ModelBundle` as trained
+    (fp32 weights, not synthesis's int8 ones); ``said``: the
+    codec's codebook 0 of the first ``n + 2`` utterances."""
     g = bundle.dims.group_size
-    said = [(torch.tensor(bundle.tokenizer.encode(u.text)), codec.encode(*u.load())[0]) for u in items[: n + 2]]
+    texts = [torch.tensor(bundle.tokenizer.encode(u.text)) for u in items[: n + 2]]
     hits = {True: [], False: []}
     for i in range(n):
-        (pt, pc), (tt, tc), (wt, _) = said[i + 1], said[i], said[i + 2]
+        (pt, pc), (tt, tc), wt = (texts[i + 1], said[i + 1]), (texts[i], said[i]), texts[i + 2]
         pc = pc[pc.shape[0] % g:]
         for right, text in ((True, tt), (False, wt)):
             ids = torch.cat([pt, text])
@@ -117,7 +115,6 @@ def text_probe(model_path: Path, items, n: int) -> tuple[float, float]:
     return float(np.mean(hits[True])), float(np.mean(hits[False]))
 
 
-@torch.no_grad()
 def code0_distance(vectors: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
     """DTW distance between codebook-0 sequences ``a [T1]`` and ``b [T2]`` over the codewords
     ``vectors [codebook_size, D]`` (Euclidean, :func:`librosa.sequence.dtw`), per step of the path;
@@ -130,20 +127,20 @@ def code0_distance(vectors: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> f
     return float(cost[-1, -1] / len(path))
 
 
-def code0_reading(model_path: Path, items, n: int, gate) -> tuple[float, float, float]:
+@torch.no_grad()
+def code0_reading(model, items, said: list[torch.Tensor], n: int) -> tuple[float, float, float]:
     """The AR's reading with the NAR and the recogniser out of the question: for each of the first
     ``n`` utterances (prompt: the one before it, cross mode, through the gate), codebook 0 is sampled
     free-running as the benchmark samples it, and its DTW distance (:func:`librosa.sequence.dtw`,
     Euclidean, per path step) over the codec's codebook-0 codeword vectors (``code0_vectors``; the
     offline codec's: envelope mel-cepstra) to the voice's own codes of the same sentence and to those
-    of the next one is measured (:func:`code0_distance`).  The voices are deterministic synthesizers, so an AR that reads
-    comes close to its own sentence.  Returns ``(mean to own, mean to next, share closer to own)``."""
-    model = load_model(model_path, gate=gate)
+    of the next one is measured (:func:`code0_distance`).  The voices are deterministic synthesizers,
+    so an AR that reads comes close to its own sentence.  ``model``: the loaded
+    :class:`~valle2.synthesis.VallE2`; ``said``: the codec's codebook 0 of the first ``n + 2``
+    utterances.  Returns ``(mean to own, mean to next, share closer to own)``."""
     vectors = model.codec.code0_vectors()
     if vectors is None:
         raise SystemExit(f"codec {model.bundle.codec['name']} has no codebook-0 vectors to measure distances in")
-    said = [model.codec.encode(*u.load())[0] for u in items[: n + 2]]
-
     own, other = [], []
     for i in range(1, n + 1):
         prompt, target = items[i - 1], items[i]
@@ -154,6 +151,11 @@ def code0_reading(model_path: Path, items, n: int, gate) -> tuple[float, float, 
         other.append(code0_distance(vectors, code0, said[i + 1]))
     own_a, other_a = np.array(own), np.array(other)
     return float(own_a.mean()), float(other_a.mean()), float(np.mean(own_a < other_a))
+
+
+def wer_ratio(valle2: dict, voice: dict) -> float:
+    """valle2's WER over the voice's own (inf where the voice's own is 0: a few trials, all recognised)."""
+    return valle2["wer"] / voice["wer"] if voice["wer"] > 0 else float("inf")
 
 
 def curve_figure(points: list[dict], wer_voice: float, title: str):
@@ -210,7 +212,8 @@ def main(argv=None) -> int:
         (bench / "curve.json").write_text(json.dumps(points, indent=1))
     if args.curve_only:
         return 0
-    final = evaluate(model_path, items, bench / "final", args.limit, gate, True, file_sha256(model_path))
+    model = load_model(model_path, gate=gate)
+    final = evaluate(model, items, bench / "final", args.limit, gate, True, file_sha256(model_path))
     print(f"\n{'voice':<22} {'n':>4} {'voice WER %':>11} {'codec WER %':>11} {'real 0 + NAR WER %':>18} {'valle2 WER %':>12} "
           f"{'ratio':>6} {'limit hits':>10} {'loops':>5} {'SIM':>6}")
     heldout = parse_voice(recipe["heldout_voice"]).speaker if recipe["heldout_voice"] else None
@@ -218,14 +221,16 @@ def main(argv=None) -> int:
         v, gt, c, o = rows["valle2"], rows["ground_truth"], rows["codec"], rows["code0_oracle"]
         tag = " (held out)" if speaker == heldout else ""
         print(f"{speaker + tag:<22} {v['n']:>4} {100 * gt['wer']:>11.1f} {100 * c['wer']:>11.1f} {100 * o['wer']:>18.1f} {100 * v['wer']:>12.1f} "
-              f"{v['wer'] / max(gt['wer'], 1e-9):>6.2f} {v.get('hit_limit', 0):>10} {v['loops']:>5} {v['sim_prompt']:>6.3f}")
+              f"{wer_ratio(v, gt):>6.2f} {v.get('hit_limit', 0):>10} {v['loops']:>5} {v['sim_prompt']:>6.3f}")
     v, gt = final["valle2"], final["ground_truth"]
-    ratio = v["wer"] / max(gt["wer"], 1e-9)
-    right, wrong = text_probe(model_path, [u for u in items if u.speaker == items[0].speaker], args.probe)
+    ratio = wer_ratio(v, gt)
+    voice = [u for u in items if u.speaker == items[0].speaker]
+    said = [model.codec.encode(*u.load())[0] for u in voice[: args.probe + 2]]   # codebook 0 of each, once
+    right, wrong = text_probe(load_model_bundle(model_path), voice, said, args.probe)   # fp32: synthesis runs int8
     print(f"\nteacher-forced codebook-0 accuracy on the target ({args.probe} pairs of {items[0].speaker}): "
           f"right text {100 * right:.1f} %, another sentence's text {100 * wrong:.1f} % (an AR that does not read scores "
           f"the same on both)")
-    own, other, closer = code0_reading(model_path, [u for u in items if u.speaker == items[0].speaker], args.probe, gate)
+    own, other, closer = code0_reading(model, voice, said, args.probe)
     print(f"free-running codebook 0 ({args.probe} sentences of {items[0].speaker}), DTW distance over codebook-0 codewords: "
           f"to the voice's own codes of the same sentence {own:.3f}, of the next sentence {other:.3f}; closer to its own "
           f"sentence in {100 * closer:.0f} % (an AR that does not read: about 50 %, equal distances)")
