@@ -241,7 +241,7 @@ def main(argv=None) -> int:
         save_figure(curve_figure(points, gt["wer"], f"synthetic task ({', '.join(recipe['voices'])}): held-out sentences"),
                     figure)
         print(f"wrote {figure}")
-    hours = (torch.load(model_path, map_location="cpu", weights_only=False)["meta"].get("train_seconds") or 0.0) / 3600
+    hours = (model.bundle.meta.get("train_seconds") or 0.0) / 3600
     print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} wer_oracle0={100 * final['code0_oracle']['wer']:.2f} loops={v['loops']} "
           f"acc_right_text={100 * right:.1f} acc_wrong_text={100 * wrong:.1f} "
           f"dtw_own={own:.3f} dtw_other={other:.3f} dtw_closer={100 * closer:.0f} "

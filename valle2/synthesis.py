@@ -282,14 +282,15 @@ class VallE2:
         for text, samples in zip(texts, gen.codes):
             wavs = []
             for c in samples:
-                wav = change_speed(self._waveform(gen, c, include_prompt), self.sample_rate, speed)
+                wav = change_speed(self.waveform(gen, c, include_prompt), self.sample_rate, speed)
                 wavs.append(self.gate.finalize(wav, self.sample_rate, gen.authorization, text))
             out.append(wavs)
         return out
 
-    def _waveform(self, gen: Generation, codes: torch.Tensor, include_prompt: bool) -> np.ndarray:
+    def waveform(self, gen: Generation, codes: torch.Tensor, include_prompt: bool) -> np.ndarray:
         """One output of ``gen`` decoded, before speed and watermark: ``codes [n_codebooks, T]``,
-        the prompt's own codes first with ``include_prompt`` -> float32 ``[samples]``."""
+        the prompt's own codes first with ``include_prompt`` (continuation) -> float32 ``[samples]``.
+        Not gated: write it out only through ``gate.finalize`` under ``gen.authorization``."""
         if include_prompt:
             codes = torch.cat([gen.prompt_codes, codes], dim=1)
         return self.codec.decode(codes).numpy().astype(np.float32, copy=False)
@@ -316,7 +317,7 @@ class VallE2:
         gen = self.generate_codes(sentences, prompt_wav, prompt_sr, prompt_text, voice_id=voice_id,
                                   corpus_file=corpus_file, mode=mode, options=options, progress=progress)
         pause = np.zeros(int(round(SENTENCE_PAUSE_SECONDS * self.sample_rate)), dtype=np.float32)
-        spoken = [self._waveform(gen, samples[0], include_prompt and i == 0) for i, samples in enumerate(gen.codes)]
+        spoken = [self.waveform(gen, samples[0], include_prompt and i == 0) for i, samples in enumerate(gen.codes)]
         wav = change_speed(np.concatenate([part for w in spoken for part in (pause, w)][1:]), self.sample_rate, speed)
         return self.gate.finalize(wav, self.sample_rate, gen.authorization, text), self.sample_rate
 

@@ -159,8 +159,7 @@ class Evaluation:
         p_emb, t_emb = sc.embed(p_wav, p_sr), sc.embed(target, t_sr)
         codes, hit_limit = dec.codes[0], dec.hit_limit[0]
         sr = model.sample_rate
-        wavs = [model.codec.decode(torch.cat([dec.prompt_codes, c], 1) if trial.mode == "continuation" else c).numpy()
-                for c in codes]
+        wavs = [model.waveform(dec, c, trial.mode == "continuation") for c in codes]
         candidates = []
         if o.n_samples > 1:
             for w in wavs:
@@ -188,8 +187,8 @@ class Evaluation:
         NAR (:meth:`VallE2.nar_codes`), decoded, watermarked under the trial's authorization and scored."""
         model, text = self.model, trial.target.text
         codes = model.nar_codes(dec, text, p_text, target_codes[0], trial.mode, self.options.decoding)
-        wav = model.codec.decode(torch.cat([dec.prompt_codes, codes], 1) if trial.mode == "continuation" else codes).numpy()
-        wav = self.gate.finalize(wav, model.sample_rate, dec.authorization, text)
+        wav = self.gate.finalize(model.waveform(dec, codes, trial.mode == "continuation"), model.sample_rate,
+                                 dec.authorization, text)
         save_audio(self.out / "audio" / f"{trial.id}.oracle.wav", wav, model.sample_rate)
         return self.scorer.score(wav, model.sample_rate, text, p_emb, t_emb, with_mos=self.options.dnsmos).to_dict()
 
