@@ -20,8 +20,11 @@ and every output is watermarked before it is scored.
 - The table also shows, on the same trials, the WER of the voice's codec resynthesis and of
   ``real 0 + NAR``: the target's own codebook 0 (a perfect AR) through the NAR and the codec as
   synthesis decodes (``EvalOptions.oracle_code0``).  What the AR can reach is bounded by the latter.
+  ``wer_voice_marked``: the voices' own renderings with valle2's watermark embedded (every valle2
+  output, the codec row's included, carries it; the voices' own renderings do not), the mark's
+  share of the ratio.
 
-Last line: ``wer_ratio=<> limit_hits=<%> train_hours=<>`` (and ``wer=``, ``wer_voice=``, ``wer_oracle0=``
+Last line: ``wer_ratio=<> limit_hits=<%> train_hours=<>`` (and ``wer=``, ``wer_voice=``, ``wer_voice_marked=``, ``wer_oracle0=``
 (real codebook 0 + NAR), ``loops=``, and the teacher-forced probe's ``acc_right_text=``, ``acc_wrong_text=``: codebook-0 accuracy with the right text and with
 another sentence's, equal when the AR does not read; ``dtw_own=``, ``dtw_other=``, ``dtw_closer=``: free-running
 codebook 0's DTW distance to the voice's own codes of the same and of another sentence, :func:`code0_reading`).
@@ -66,7 +69,24 @@ def evaluate(model, items, out: Path, limit: int | None, gate, references: bool,
         speaker = next(u.speaker for u in items if u.id == record["id"])
         for row, scores in record["rows"].items():
             by_voice.setdefault(speaker, {}).setdefault(row, []).append(scores)
-    return {**result.summary, "by_voice": {s: {row: summarize(v) for row, v in rows.items()} for s, rows in by_voice.items()}}
+    return {**result.summary, "by_voice": {s: {row: summarize(v) for row, v in rows.items()} for s, rows in by_voice.items()},
+            "ids": [record["id"] for record in result.records]}
+
+
+def marked_wer(items, ids: list[str]) -> float:
+    """Pocketsphinx WER of the utterances ``ids`` of ``items`` with valle2's watermark embedded (a
+    benchmark key: the mark's effect on the sound does not depend on the key)."""
+    from valle2 import metrics
+    from valle2.safety.watermark import embed
+
+    key = b"ar_learns: the watermark's share"
+    by_id = {u.id: u for u in items}
+    refs, hyps = [], []
+    for i in ids:
+        wav, sr = by_id[i].load()
+        refs.append(by_id[i].text)
+        hyps.append(metrics.transcribe(embed(wav, sr, 0, key), sr))
+    return metrics.wer(refs, hyps)
 
 
 def curve(run: Path, items, out: Path, limit: int, every: int, gate) -> list[dict]:
@@ -224,6 +244,9 @@ def main(argv=None) -> int:
               f"{wer_ratio(v, gt):>6.2f} {v.get('hit_limit', 0):>10} {v['loops']:>5} {v['sim_prompt']:>6.3f}")
     v, gt = final["valle2"], final["ground_truth"]
     ratio = wer_ratio(v, gt)
+    voice_marked = marked_wer(items, final["ids"])
+    print(f"the voices' own renderings of the same {len(final['ids'])} sentences, watermarked: WER {100 * voice_marked:.1f} % "
+          f"(unmarked {100 * gt['wer']:.1f} %; every valle2 output, the codec row's included, carries the mark)")
     voice = [u for u in items if u.speaker == items[0].speaker]
     said = [model.codec.encode(*u.load())[0] for u in voice[: args.probe + 2]]   # codebook 0 of each, once
     right, wrong = text_probe(load_model_bundle(model_path), voice, said, args.probe)   # fp32: synthesis runs int8
@@ -242,7 +265,7 @@ def main(argv=None) -> int:
                     figure)
         print(f"wrote {figure}")
     hours = (model.bundle.meta.get("train_seconds") or 0.0) / 3600
-    print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} wer_oracle0={100 * final['code0_oracle']['wer']:.2f} loops={v['loops']} "
+    print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} wer_voice_marked={100 * voice_marked:.2f} wer_oracle0={100 * final['code0_oracle']['wer']:.2f} loops={v['loops']} "
           f"acc_right_text={100 * right:.1f} acc_wrong_text={100 * wrong:.1f} "
           f"dtw_own={own:.3f} dtw_other={other:.3f} dtw_closer={100 * closer:.0f} "
           f"wer_ratio={ratio:.2f} limit_hits={100 * v.get('hit_limit', 0) / max(1, v['n']):.1f} train_hours={hours:.2f}")
