@@ -41,8 +41,8 @@ def test_round_trip_payload_and_snr(speech, sr):
 
 def test_mark_keeps_speech_quality(speech):
     """Wideband PESQ of the marked fixture against the unmarked one stays above 3.6 (measured 4.04;
-    3.77 with the loud layer's first, 36-band format; the one-layer mark of before 4.18; the benchmark's 20 clips: docs/watermark.md), and the mark
-    stays MIN_SNR_DB below the speech."""
+    3.77 with the loud layer's first, 36-band format; the one-layer mark of before 4.18; the
+    benchmark's 20 clips: docs/watermark.md), and the mark stays MIN_SNR_DB below the speech."""
     from pesq import pesq
 
     x = speech[0]
@@ -77,7 +77,8 @@ def test_channel_noise_at_10_db_is_found_on_a_short_clip(speech, slope):
     the shortest fixture clip (1.3 s, about one block): the mark is found with a margin of 0.5 (scores
     7.90 / 7.28 / 7.78 at slopes -2 / 0 / +1; 8.32 / 7.73 / 8.13 with the loud layer's 36-band format;
     without the boost of weak loud layers 6.39 / 5.69 / 5.95, and the detector before the whitening of
-    2026-12-07 gave 4.99 / 5.51 / 5.56, the first a miss), and the unmarked clip under the same noise is not flagged."""
+    2026-12-07 gave 4.99 / 5.51 / 5.56, the first a miss), and the unmarked clip under the same
+    noise is not flagged."""
     x = speech[1][0]
     y = embed(x, 16_000, 0x2222, KEY)
     noise = coloured(x, 10.0, slope, 7)

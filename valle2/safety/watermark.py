@@ -257,7 +257,8 @@ def _patterns(key: bytes) -> np.ndarray:
 
 def _loud_pattern(key: bytes) -> np.ndarray:
     """Keyed sync pattern of the loud layer ``[LOUD_BANDS, LOUD_PAIRS]`` of +-1, each column
-    balanced across bands (the key is checked by :func:`_patterns`)."""
+    balanced within the first LOUD_LOW_BANDS bands (the pattern of the layer's first format) and
+    within the LOUD_HIGH_BANDS above them (the key is checked by :func:`_patterns`)."""
     parts = []
     for tag, count in ((b"", LOUD_LOW_BANDS), (b"-high", LOUD_HIGH_BANDS)):
         seed = int.from_bytes(hashlib.sha256(b"valle2-watermark-loud" + tag + bytes(key)).digest()[:16], "big")
