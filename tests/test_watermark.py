@@ -182,12 +182,13 @@ SHORT_FALSE_ALARMS = [(5, 0, 0.55, 0.4), (23, 0, 0.55, 0.4), (25, 1, 0.9, 0.4), 
 
 def test_short_unmarked_crops_are_not_flagged(speech, monkeypatch):
     """On clips of about one block the loud layer's best offset has nothing chained to confirm it;
-    LOUD_SHORT_PRIOR keeps these crops, flagged without it, under the threshold."""
+    LOUD_MIN_SECONDS and LOUD_SHORT_PRIOR keep these crops, flagged without them, under the threshold."""
     _, clips = speech
     crops = [(f"short-clip-null-key-{k:02d}".encode(), clips[c][int(t * 16_000):int((t + n) * 16_000)])
              for k, c, t, n in SHORT_FALSE_ALARMS]
     assert not any(detect(y, 16_000, key).present for key, y in crops)
     monkeypatch.setattr(watermark, "LOUD_SHORT_PRIOR", 0.0)
+    monkeypatch.setattr(watermark, "LOUD_MIN_SECONDS", 0.0)
     assert all(detect(y, 16_000, key).present for key, y in crops)
 
 

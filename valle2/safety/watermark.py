@@ -172,14 +172,19 @@ LOUD_TARGET = 3.0               # per-block correlation target: above what the b
 LOUD_MAX_STEP = 1.5             # largest change of one loud pair's log-energy difference
 LOUD_LOCAL_SNR_DB = 12.0        # the loud layer's change stays this far below the signal in every 10 ms
 LOUD_PRIOR = 1.0                # handicap of the loud layer's pitch hypotheses
-LOUD_SHORT_SECONDS = 1.25       # clips shorter than this have their loud scans handicapped by LOUD_SHORT_PRIOR: with
-LOUD_SHORT_PRIOR = 1.5          # about one block, the score is the best of the block's offsets with nothing chained
-                                # to confirm it, and its tail on unmarked speech is heavier.  Unmarked real clips and
-                                # crops of the detector data (FSDD digits and 0.5-1.3 s crops of the other sources, 20
-                                # keys; 2026-12-07, session 32): loud score >= 5 for 40 of 15,208 under 1.25 s (highest
-                                # 6.29), 0 of 1,452 at 1.3-2.1 s (4.13).  With the handicap: 0 (4.79).  Its cost, 300
-                                # marked 0.3-2.0 s crops of training-split outputs (clips under 1.25 s): clean found
-                                # 94.3 -> 89.5 %, 20 dB white noise 77.1 -> 67.6 %, 5-8 dB coloured noise 62.9 -> 38.1 %
+LOUD_MIN_SECONDS = 0.5         # the loud layer is not read on clips shorter than this, and is handicapped by
+LOUD_SHORT_SECONDS = 1.25       # LOUD_SHORT_PRIOR on clips shorter than this: with about one block, its score is the
+LOUD_SHORT_PRIOR = 1.5          # best of the block's offsets with nothing chained to confirm it, and its tail on
+                                # unmarked speech is heavier.  Unmarked real clips and crops of the detector data (FSDD
+                                # digits and 0.25-1.3 s crops of the other sources, 20 keys; 2026-12-07, session 32):
+                                # loud score >= 5 for 40 of 15,208 under 1.25 s (highest 6.29; 6.74 under 0.5 s in
+                                # another 6 keys), 0 of 1,452 at 1.3-2.1 s (4.13).  With the handicap: 0 of 15,208
+                                # (4.79), but 0.25-0.5 s clips still reach 5.24, so the loud layer is not read there
+                                # (the fine layer's own tail: 0 of 3,900 >= 5 at 0.25-1.25 s, highest 4.55).  The
+                                # handicap's cost, 300 marked 0.3-2.0 s crops of training-split outputs (those under
+                                # 1.25 s): clean found 94.3 -> 89.5 %, 20 dB white noise 77.1 -> 67.6 %, 5-8 dB coloured
+                                # noise 62.9 -> 38.1 %; embedding them with the boost's criterion less the handicap
+                                # gained 1 point, so the embedder is unchanged
 LOUD_MIN_Z = 10.0               # a loud layer scoring below this clean (its detector scan, unchanged pitch) is
 LOUD_MAX_BOOST_DB = 4.0         # embedded again with LOUD_SNR_DB, LOUD_LOCAL_SNR_DB and MIN_SNR_DB lowered by
                                 # 20 log10(LOUD_MIN_Z / score) dB, at most this (2026-12-07, issue 30: short clips
@@ -713,8 +718,8 @@ def detect(wav, sr: int, key: bytes, always_decode: bool = False) -> Detection:
 
     Tries, for the fine layer, every (speed, tempo) pair of :data:`HYPOTHESES` and every pitch shift
     of :data:`PITCHES`, and for the loud layer unchanged timing and every pitch shift (handicapped
-    by :data:`LOUD_SHORT_PRIOR` on clips shorter than :data:`LOUD_SHORT_SECONDS`); keeps the best
-    sync score.  ``always_decode`` decodes a payload even when no mark is found
+    by :data:`LOUD_SHORT_PRIOR` on clips shorter than :data:`LOUD_SHORT_SECONDS`, not read under
+    :data:`LOUD_MIN_SECONDS`); keeps the best sync score.  ``always_decode`` decodes a payload even when no mark is found
     (for measuring bit accuracy)."""
     x = validate_waveform(wav, sr, allow_silent=True)
     base = _patterns(key)
@@ -741,8 +746,9 @@ def detect(wav, sr: int, key: bytes, always_decode: bool = False) -> Detection:
             found.score -= OFF_PRIOR
     fine = max(scans, key=lambda found: found.score)
     loud = _loud_pattern(key)
-    short = LOUD_SHORT_PRIOR if x.size / sr < LOUD_SHORT_SECONDS else 0.0
-    for pitch, weighted in [(0.0, False), (0.0, True)] + [(p, False) for p in PITCHES]:
+    seconds = x.size / sr
+    short = LOUD_SHORT_PRIOR if seconds < LOUD_SHORT_SECONDS else 0.0
+    for pitch, weighted in ([(0.0, False), (0.0, True)] + [(p, False) for p in PITCHES]) * (seconds >= LOUD_MIN_SECONDS):
         scans.append(_loud_scan(cum, loud, pitch, weighted))
         scans[-1].score -= (LOUD_PRIOR if pitch else 0.0) + short
     best = max(scans, key=lambda found: found.score)
