@@ -15,7 +15,9 @@ and every output is watermarked before it is scored.
   wall-clock hours over every resumed run (its ``train_seconds``; threads as the config says).
 - ``--curve``: the same on the first ``--curve-limit`` trials for every ``--curve-every``-th
   checkpoint the run kept, drawn as WER against training steps (``--figure``), with the voices'
-  own WER on the final run's trials as the reference line.
+  own WER on the final run's trials as the reference line.  ``--curve-stages`` names the training
+  folders under ``--run`` in the order they trained (default ``train``; e.g. ``train joint`` for a
+  run resumed into another folder): a later stage's steps continue the earlier one's.
 
 - The table also shows, on the same trials, the WER of the voice's codec resynthesis and of
   ``real 0 + NAR``: the target's own codebook 0 (a perfect AR) through the NAR and the codec as
@@ -89,24 +91,31 @@ def marked_wer(items, ids: list[str]) -> float:
     return metrics.wer(refs, hyps)
 
 
-def curve(run: Path, items, out: Path, limit: int, every: int, gate) -> list[dict]:
-    """``{"step", "wer", "hit_limit", "loops", "n"}`` for every ``every``-th kept checkpoint (a
-    checkpoint scored before is read back from its records)."""
-    ckpts = sorted((run / "train" / "checkpoints").glob("step-*.pt"))[every - 1::every]
-    points = []
-    for ckpt in ckpts:
-        step = int(ckpt.stem.split("-")[1])
-        done = out / f"step-{step:08d}" / "results.json"
-        if done.is_file() and json.loads(done.read_text())["summary"]["valle2"]["n"] == limit:
-            s = json.loads(done.read_text())["summary"]["valle2"]
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                model_path = save_model(Path(tmp) / "model.pt", bundle_from_checkpoint(ckpt), half=True)
-                s = evaluate(load_model(model_path, gate=gate), items, out / f"step-{step:08d}", limit, gate, False,
-                             str(ckpt))["valle2"]
-        points.append({"step": step, "wer": s["wer"], "hit_limit": s.get("hit_limit", 0), "loops": s["loops"], "n": s["n"]})
-        print(f"step {step}: WER {100 * s['wer']:.1f} %  limit hits {s.get('hit_limit', 0)}/{s['n']}  loops {s['loops']}",
-              flush=True)
+def curve(run: Path, items, out: Path, limit: int, every: int, gate, stages: tuple[str, ...] = ("train",)) -> list[dict]:
+    """``{"stage", "step", "wer", "hit_limit", "loops", "n"}`` for every ``every``-th kept checkpoint
+    of each of ``stages`` (folders under ``run``, in training order; a stage's steps continue from
+    the last kept step of the one before).  A checkpoint scored before is read back from its records."""
+    points, offset = [], 0
+    for stage in stages:
+        kept = sorted((run / stage / "checkpoints").glob("step-*.pt"))
+        if not kept:
+            raise SystemExit(f"no checkpoints in {run / stage / 'checkpoints'}: --curve-stages names training "
+                             f"folders under --run (e.g. train)")
+        for ckpt in kept[every - 1::every]:
+            step = int(ckpt.stem.split("-")[1])
+            done = out / stage / f"step-{step:08d}" / "results.json"
+            if done.is_file() and json.loads(done.read_text())["summary"]["valle2"]["n"] == limit:
+                s = json.loads(done.read_text())["summary"]["valle2"]
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    model_path = save_model(Path(tmp) / "model.pt", bundle_from_checkpoint(ckpt), half=True)
+                    s = evaluate(load_model(model_path, gate=gate), items, done.parent, limit, gate, False,
+                                 str(ckpt))["valle2"]
+            points.append({"stage": stage, "step": offset + step, "wer": s["wer"], "hit_limit": s.get("hit_limit", 0),
+                           "loops": s["loops"], "n": s["n"]})
+            print(f"{stage} step {step} (step {offset + step} in all): WER {100 * s['wer']:.1f} %  "
+                  f"limit hits {s.get('hit_limit', 0)}/{s['n']}  loops {s['loops']}", flush=True)
+        offset += int(kept[-1].stem.split("-")[1])
     return points
 
 
@@ -179,7 +188,8 @@ def wer_ratio(valle2: dict, voice: dict) -> float:
 
 
 def curve_figure(points: list[dict], wer_voice: float, title: str):
-    """Free-running WER against training steps, with the voice's own WER and the 1.5x target."""
+    """Free-running WER against training steps, with the voice's own WER and the 1.5x target; a
+    dotted line where each later training stage begins."""
     from valle2.plots import _pyplot
 
     plt = _pyplot()
@@ -187,6 +197,10 @@ def curve_figure(points: list[dict], wer_voice: float, title: str):
     ax.plot([p["step"] for p in points], [100 * p["wer"] for p in points], "o-", label="valle2, free-running AR (RAS)")
     ax.axhline(100 * wer_voice, color="gray", ls=":", label="the voice's own rendering")
     ax.axhline(150 * wer_voice, color="tab:red", ls="--", label="target: 1.5x the voice's own")
+    for before, p in zip(points, points[1:]):
+        if p["stage"] != before["stage"]:
+            ax.axvline(before["step"], color="black", ls=":", lw=0.8)
+            ax.annotate(f"{p['stage']} from here", (before["step"], 5), xytext=(4, 0), textcoords="offset points", fontsize=8)
     ax.set(xlabel="training step", ylabel="pocketsphinx WER %", title=title, ylim=(0, None))
     ax.grid(alpha=0.3)
     ax.legend()
@@ -203,6 +217,8 @@ def main(argv=None) -> int:
     p.add_argument("--curve", action="store_true", help="also draw WER against training steps from the kept checkpoints")
     p.add_argument("--curve-limit", type=int, default=40, help="trials per checkpoint on the curve")
     p.add_argument("--curve-every", type=int, default=4, help="use every N-th kept checkpoint")
+    p.add_argument("--curve-stages", nargs="+", default=["train"],
+                   help="training folders under --run whose checkpoints make the curve, in training order")
     p.add_argument("--curve-only", action="store_true", help="only the curve's points (e.g. while training runs)")
     p.add_argument("--figure", type=Path, default=None, help="where the curve PNG goes (default RUN/bench/curve.png)")
     p.add_argument("--probe", type=int, default=30, help="pairs in the teacher-forced right-vs-wrong-text probe")
@@ -228,7 +244,7 @@ def main(argv=None) -> int:
     gate = Deployment.open(home).gate()
     bench = args.out or args.run / "bench"
     if args.curve:   # first, so that a run during training draws what the checkpoints so far show
-        points = curve(args.run, items, bench / "curve", args.curve_limit, args.curve_every, gate)
+        points = curve(args.run, items, bench / "curve", args.curve_limit, args.curve_every, gate, tuple(args.curve_stages))
         (bench / "curve.json").write_text(json.dumps(points, indent=1))
     if args.curve_only:
         return 0

@@ -52,3 +52,38 @@ def test_code0_distance_ignores_pace_and_end_of_speech_and_tells_sentences_apart
     other = torch.randint(0, 64, (40,), generator=gen)
     assert code0_distance(vectors, slower, said) == pytest.approx(0.0, abs=1e-6)
     assert code0_distance(vectors, other, said) > 2.0     # two random codewords: about sqrt(2 * 8) = 4 apart
+
+
+def test_the_learning_curve_continues_steps_across_training_stages(tmp_path, monkeypatch):
+    """``ar_learns --curve-stages train joint``: the joint run's step 250 is step 1,000 in all when
+    the first stage kept checkpoints to 750; every other checkpoint with ``every=2``; a checkpoint
+    scored before is read back, not decoded again; a stage with no checkpoints is named."""
+    import json
+
+    from benchmarks import ar_learns
+
+    for stage, steps in (("train", (250, 500, 750)), ("joint", (250, 500))):
+        (tmp_path / stage / "checkpoints").mkdir(parents=True)
+        for s in steps:
+            (tmp_path / stage / "checkpoints" / f"step-{s:08d}.pt").write_bytes(b"")
+    decoded = []
+
+    def evaluate(model, items, out, limit, gate, references, model_id):
+        decoded.append(model_id)
+        summary = {"valle2": {"wer": 1.0 / len(decoded), "hit_limit": 0, "loops": 0, "n": limit}}
+        out.mkdir(parents=True)
+        (out / "results.json").write_text(json.dumps({"summary": summary}))
+        return summary
+
+    monkeypatch.setattr(ar_learns, "evaluate", evaluate)
+    monkeypatch.setattr(ar_learns, "bundle_from_checkpoint", lambda path: path)
+    monkeypatch.setattr(ar_learns, "save_model", lambda path, bundle, half: path)
+    monkeypatch.setattr(ar_learns, "load_model", lambda path, gate: path)
+    points = ar_learns.curve(tmp_path, [], tmp_path / "bench", 4, 1, None, ("train", "joint"))
+    assert [(p["stage"], p["step"]) for p in points] == [("train", 250), ("train", 500), ("train", 750),
+                                                          ("joint", 1000), ("joint", 1250)]
+    assert len(decoded) == 5
+    again = ar_learns.curve(tmp_path, [], tmp_path / "bench", 4, 2, None, ("train", "joint"))
+    assert [(p["step"], p["wer"]) for p in again] == [(500, 0.5), (1250, 0.2)] and len(decoded) == 5
+    with pytest.raises(SystemExit, match="no checkpoints in .*nar/checkpoints"):
+        ar_learns.curve(tmp_path, [], tmp_path / "bench", 4, 1, None, ("train", "nar"))
