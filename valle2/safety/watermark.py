@@ -52,6 +52,9 @@ The loud layer, embedded first (the fine layer then measures it as part of the h
 - Where the loud layer is weak (its clean score under :data:`LOUD_MIN_Z`: short clips, little loud
   speech), it is embedded again with its budgets lowered by up to :data:`LOUD_MAX_BOOST_DB`, so that
   short outputs survive 5-8 dB noise (2026-12-07); the detector is unchanged by this.
+- On clips of about one block the loud layer's best offset stands alone, and its scores on
+  unmarked speech run higher: it is read with a handicap under :data:`LOUD_SHORT_SECONDS` and not
+  at all under :data:`LOUD_MIN_SECONDS` (2026-12-07, session 32).
 
 Detection whitens both layers' features (2026-12-07, for the channels of ``valle2.data.channels``):
 each row (a fine group, a loud band) less part of the mean of its neighbour rows (:data:`WHITEN`),
@@ -172,7 +175,7 @@ LOUD_TARGET = 3.0               # per-block correlation target: above what the b
 LOUD_MAX_STEP = 1.5             # largest change of one loud pair's log-energy difference
 LOUD_LOCAL_SNR_DB = 12.0        # the loud layer's change stays this far below the signal in every 10 ms
 LOUD_PRIOR = 1.0                # handicap of the loud layer's pitch hypotheses
-LOUD_MIN_SECONDS = 0.5         # the loud layer is not read on clips shorter than this, and is handicapped by
+LOUD_MIN_SECONDS = 0.5          # the loud layer is not read on clips shorter than this, and is handicapped by
 LOUD_SHORT_SECONDS = 1.25       # LOUD_SHORT_PRIOR on clips shorter than this: with about one block, its score is the
 LOUD_SHORT_PRIOR = 1.5          # best of the block's offsets with nothing chained to confirm it, and its tail on
                                 # unmarked speech is heavier.  Unmarked real clips and crops of the detector data (FSDD
@@ -719,8 +722,8 @@ def detect(wav, sr: int, key: bytes, always_decode: bool = False) -> Detection:
     Tries, for the fine layer, every (speed, tempo) pair of :data:`HYPOTHESES` and every pitch shift
     of :data:`PITCHES`, and for the loud layer unchanged timing and every pitch shift (handicapped
     by :data:`LOUD_SHORT_PRIOR` on clips shorter than :data:`LOUD_SHORT_SECONDS`, not read under
-    :data:`LOUD_MIN_SECONDS`); keeps the best sync score.  ``always_decode`` decodes a payload even when no mark is found
-    (for measuring bit accuracy)."""
+    :data:`LOUD_MIN_SECONDS`); keeps the best sync score.  ``always_decode`` decodes a payload even
+    when no mark is found (for measuring bit accuracy)."""
     x = validate_waveform(wav, sr, allow_silent=True)
     base = _patterns(key)
     x16 = resample(x, sr, RATE).astype(np.float64)
@@ -747,10 +750,11 @@ def detect(wav, sr: int, key: bytes, always_decode: bool = False) -> Detection:
     fine = max(scans, key=lambda found: found.score)
     loud = _loud_pattern(key)
     seconds = x.size / sr
-    short = LOUD_SHORT_PRIOR if seconds < LOUD_SHORT_SECONDS else 0.0
-    for pitch, weighted in ([(0.0, False), (0.0, True)] + [(p, False) for p in PITCHES]) * (seconds >= LOUD_MIN_SECONDS):
-        scans.append(_loud_scan(cum, loud, pitch, weighted))
-        scans[-1].score -= (LOUD_PRIOR if pitch else 0.0) + short
+    if seconds >= LOUD_MIN_SECONDS:
+        short = LOUD_SHORT_PRIOR if seconds < LOUD_SHORT_SECONDS else 0.0
+        for pitch, weighted in [(0.0, False), (0.0, True)] + [(p, False) for p in PITCHES]:
+            scans.append(_loud_scan(cum, loud, pitch, weighted))
+            scans[-1].score -= (LOUD_PRIOR if pitch else 0.0) + short
     best = max(scans, key=lambda found: found.score)
     hypothesis = (best.speed, best.tempo, best.pitch, best.layer)
     expected = base if fine.pitch == 0.0 else smeared
