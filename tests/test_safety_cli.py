@@ -46,7 +46,11 @@ def test_detect_reports_watermark(tmp_path, clips, capsys, deployment):
     out = capsys.readouterr().out
     assert "PRESENT" in out and "payload 4660" in out
     assert main(["detect", str(clips[1].path)]) == 0
-    assert "absent" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "absent" in out and "note:" not in out
+    sf.write(tmp_path / "short.wav", wav[: int(0.8 * sr)], sr)    # 0.8 s: the watermark's reach is named
+    assert main(["detect", str(tmp_path / "short.wav")]) == 0
+    assert "note: the clip is 0.80 s, under 1.25 s: the watermark is read less surely" in capsys.readouterr().out
 
 
 def test_a_prompt_in_no_attested_corpus_is_refused_with_what_to_do(tmp_path, clips, capsys, tiny_model):

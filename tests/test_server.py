@@ -420,6 +420,10 @@ def test_research_voice_in_every_format(client, clips):
 def test_detect_reports_watermark(client, clips, server_deployment):
     plain = client.post("/v1/detect", files={"file": ("clip.flac", clips[0].path.read_bytes())})
     assert plain.status_code == 200 and plain.json()["watermark"]["present"] is False
+    assert plain.json()["watermark"]["note"] is None
+    wav, sr = load_audio(clips[0].path)
+    short = client.post("/v1/detect", files={"file": ("short.wav", encode_audio(wav[: sr // 2], sr, "wav"))}).json()
+    assert not short["watermark"]["present"] and "under 1.25 s" in short["watermark"]["note"]
     # 4 s: with a random deployment key, a 2.2 s clip decoded a wrong payload for 3 keys in 150
     # after the wav round trip, 4 s for none in 150
     wav, sr = load_audio(clips[1].path)

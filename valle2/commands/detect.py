@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 def _detect(args: argparse.Namespace) -> int:
     from ..audio import load_audio
     from ..safety.detector import load_detector
-    from ..safety.report import classifier_report, provenance_report, verdict
+    from ..safety.report import classifier_report, provenance_report, verdict, watermark_note
     from ..safety.watermark import detect
 
     try:
@@ -57,7 +57,8 @@ def _detect(args: argparse.Namespace) -> int:
     found = detect(wav, sr, dep.watermark_key)
     classifier = classifier_report(wav, sr, args.detector)
     report = {"file": str(args.file), "watermark": {"present": found.present, "score": round(found.score, 2),
-              "payload": found.payload, "marked_seconds": [[round(a, 2), round(b, 2)] for a, b in found.marked_seconds]},
+              "payload": found.payload, "marked_seconds": [[round(a, 2), round(b, 2)] for a, b in found.marked_seconds],
+              "note": watermark_note(found.present, wav.size / sr)},
               "classifier": classifier, "provenance": provenance_report(args.file),
               "verdict": verdict(found.present, classifier)}
     if args.json:
@@ -66,6 +67,8 @@ def _detect(args: argparse.Namespace) -> int:
         w = report["watermark"]
         print(f"{args.file}: {report['verdict']}")
         print(f"  watermark {'PRESENT' if w['present'] else 'absent'} (score {w['score']})")
+        if w["note"]:
+            print(f"  note: {w['note']}")
         if w["present"]:
             if w["payload"] is None:
                 print("  payload unreadable (the mark was found in its loud layer only, which carries none)")

@@ -30,6 +30,18 @@ def verdict(watermark_present: bool, classifier: dict) -> str:
     return "no sign of synthesis: no valle2 watermark, and the classifier calls it real"
 
 
+def watermark_note(present: bool, seconds: float) -> str | None:
+    """What an absent mark means on a short clip: under LOUD_SHORT_SECONDS the watermark's loud
+    layer is read with a handicap (not at all under LOUD_MIN_SECONDS), so that real speech is not
+    flagged; a valle2 output that short may then go unfound, most of all through noise."""
+    from .watermark import LOUD_SHORT_SECONDS
+
+    if present or seconds >= LOUD_SHORT_SECONDS:
+        return None
+    return (f"the clip is {seconds:.2f} s, under {LOUD_SHORT_SECONDS} s: the watermark is read less surely there, "
+            "so an absent mark says little; check a longer stretch of the recording if there is one")
+
+
 def provenance_report(path: Path) -> dict | None:
     """The file's C2PA manifest (:func:`valle2.safety.provenance.read_provenance`): ``None`` when it
     has none or its format cannot hold one, ``{"error": ...}`` when it cannot be read."""

@@ -75,12 +75,14 @@ class RevokeResponse(BaseModel):
 
 
 class WatermarkReport(BaseModel):
-    """What the watermark detector found: ``payload`` is model id << 8 | consent id hash."""
+    """What the watermark detector found: ``payload`` is model id << 8 | consent id hash; ``note``
+    says when an absent mark means little (a clip too short to read surely)."""
 
     present: bool
     score: float
     payload: int | None
     marked_seconds: list[tuple[float, float]]
+    note: str | None = None
 
 
 class ClassifierReport(BaseModel):
