@@ -4,7 +4,8 @@ Reads a ``valle2 recipe synthetic`` output folder (``--run``; it names the one c
 it when missing).  Test set: the recipe's held-out sentences (never trained on), spoken by each
 training voice and by the held-out voice when the recipe has one; setting ``reference`` (each
 sentence synthesized from the same voice's rendering of another held-out sentence, in cross mode).
-Codebook 0 comes from the AR, sampled with RAS (top-p 0.8), one sample, no reranking; every
+Codebook 0 comes from the AR, sampled with RAS (top-p 0.8), one sample, no reranking (``--samples 5``:
+the paper's best-of-5, each trial's outputs ranked as ``valle2.evaluation.runner`` ranks them); every
 prompt passes the consent gate (the test files are attested as a proved synthetic-voice corpus)
 and every output is watermarked before it is scored.
 
@@ -59,11 +60,12 @@ from valle2.train import bundle_from_checkpoint
 DECODING = DecodingOptions(code0="ar", code_choice="sample", ras=True, top_p=0.8)
 
 
-def evaluate(model, items, out: Path, limit: int | None, gate, references: bool, model_id: str) -> dict:
-    """Run the benchmark's setting with ``model`` (:class:`valle2.synthesis.VallE2`) on ``items`` into ``out``; returns ``{row: summary}`` and, per
-    speaker, ``{"by_voice": {speaker: {row: summary}}}``."""
+def evaluate(model, items, out: Path, limit: int | None, gate, references: bool, model_id: str, samples: int = 1) -> dict:
+    """Run the benchmark's setting with ``model`` (:class:`valle2.synthesis.VallE2`) on ``items`` into ``out``,
+    the best of ``samples`` outputs a trial (:class:`~valle2.evaluation.runner.EvalOptions`' ``n_samples``);
+    returns ``{row: summary}`` and, per speaker, ``{"by_voice": {speaker: {row: summary}}}``."""
     options = EvalOptions(setting="reference", min_seconds=0.0, max_seconds=60.0, limit=limit, references=references,
-                          oracle_code0=references, dnsmos=False, decoding=DECODING)
+                          oracle_code0=references, dnsmos=False, decoding=DECODING, n_samples=samples)
     result = Evaluation(model, out, options, Scorer(load_asr("pocketsphinx"), load_speaker_encoder("resemblyzer")),
                         gate, model_id).run(items, progress=True)
     by_voice: dict[str, dict] = {}
@@ -221,6 +223,8 @@ def main(argv=None) -> int:
                    help="training folders under --run whose checkpoints make the curve, in training order")
     p.add_argument("--curve-only", action="store_true", help="only the curve's points (e.g. while training runs)")
     p.add_argument("--figure", type=Path, default=None, help="where the curve PNG goes (default RUN/bench/curve.png)")
+    p.add_argument("--samples", type=int, default=1,
+                   help="outputs a trial, the best kept (the paper's best-of-5 reranking: 5); the curve samples once")
     p.add_argument("--probe", type=int, default=30, help="pairs in the teacher-forced right-vs-wrong-text probe")
     p.add_argument("--out", type=Path, default=None,
                    help="where the scored outputs go (default RUN/bench; one folder a model, since a rerun resumes)")
@@ -249,7 +253,7 @@ def main(argv=None) -> int:
     if args.curve_only:
         return 0
     model = load_model(model_path, gate=gate)
-    final = evaluate(model, items, bench / "final", args.limit, gate, True, file_sha256(model_path))
+    final = evaluate(model, items, bench / "final", args.limit, gate, True, file_sha256(model_path), args.samples)
     print(f"\n{'voice':<22} {'n':>4} {'voice WER %':>11} {'codec WER %':>11} {'real 0 + NAR WER %':>18} {'valle2 WER %':>12} "
           f"{'ratio':>6} {'limit hits':>10} {'loops':>5} {'SIM':>6}")
     heldout = parse_voice(recipe["heldout_voice"]).speaker if recipe["heldout_voice"] else None
@@ -281,7 +285,7 @@ def main(argv=None) -> int:
                     figure)
         print(f"wrote {figure}")
     hours = (model.bundle.meta.get("train_seconds") or 0.0) / 3600
-    print(f"\nwer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} wer_voice_marked={100 * voice_marked:.2f} wer_oracle0={100 * final['code0_oracle']['wer']:.2f} loops={v['loops']} "
+    print(f"\nsamples={args.samples} wer={100 * v['wer']:.2f} wer_voice={100 * gt['wer']:.2f} wer_voice_marked={100 * voice_marked:.2f} wer_oracle0={100 * final['code0_oracle']['wer']:.2f} loops={v['loops']} "
           f"acc_right_text={100 * right:.1f} acc_wrong_text={100 * wrong:.1f} "
           f"dtw_own={own:.3f} dtw_other={other:.3f} dtw_closer={100 * closer:.0f} "
           f"wer_ratio={ratio:.2f} limit_hits={100 * v.get('hit_limit', 0) / max(1, v['n']):.1f} train_hours={hours:.2f}")
