@@ -106,9 +106,8 @@ def curve(run: Path, items, out: Path, limit: int, every: int, gate, stages: tup
         for ckpt in kept[every - 1::every]:
             step = int(ckpt.stem.split("-")[1])
             done = out / stage / f"step-{step:08d}" / "results.json"
-            if done.is_file() and json.loads(done.read_text())["summary"]["valle2"]["n"] == limit:
-                s = json.loads(done.read_text())["summary"]["valle2"]
-            else:
+            s = json.loads(done.read_text())["summary"]["valle2"] if done.is_file() else None
+            if s is None or s["n"] != limit:
                 with tempfile.TemporaryDirectory() as tmp:
                     model_path = save_model(Path(tmp) / "model.pt", bundle_from_checkpoint(ckpt), half=True)
                     s = evaluate(load_model(model_path, gate=gate), items, done.parent, limit, gate, False,

@@ -183,13 +183,21 @@ def held_out_clips(data: Path, n: int) -> list[tuple[str, str, Path]]:
     for table, source, k in (("untranscribed.tsv", "librispeech", n // 3), ("transcribed.tsv", "arctic", n // 3)):
         pool = [r for i, r in enumerate(rows(data, table)) if i % TUNED_ROWS[table] != 1]
         picked += [(source, r["id"], data / r["path"]) for r in spread(pool, k)]
+    extra = extra_clips(data)
+    if not extra:
+        raise SystemExit(f"--channel-clips needs {data / 'real-extra' / 'clips.tsv'} (see ../shared/data/README.md, real-extra/)")
+    picked += spread([c for c in extra if c[0] in EXTRA_SOURCES], n - 2 * (n // 3))
+    return picked
+
+
+def extra_clips(data: Path) -> list[tuple[str, str, Path]]:
+    """Every clip (source, id, path) of ``data``'s ``real-extra/clips.tsv``; none when it is missing."""
     extra = data / "real-extra" / "clips.tsv"
     if not extra.is_file():
-        raise SystemExit(f"--channel-clips needs {extra} (see ../shared/data/README.md, real-extra/)")
+        return []
     with open(extra) as f:
-        pool = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["source"] in EXTRA_SOURCES]
-    picked += [(r["source"], r["path"], data / "real-extra" / r["path"]) for r in spread(pool, n - 2 * (n // 3))]
-    return picked
+        return [(r["source"], r["path"], data / "real-extra" / r["path"])
+                for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
 
 
 def channel_rates(clips: list[tuple[str, np.ndarray, np.ndarray]], sources: list[str] | None = None) -> tuple[float, float]:
@@ -227,26 +235,21 @@ SHORT_SECONDS = 2.0   # real clips shorter than this are also scored under SHORT
 SHORT_KEYS = 8        # the null's tail is heaviest on clips of about one block (wm.LOUD_SHORT_SECONDS)
 
 
-def false_positive_pass(data: Path, table_rows: list[dict], every: int) -> int:
-    """The detector on every ``every``-th real clip of ``table_rows`` (LibriSpeech, ARCTIC) and of
-    ``real-extra/`` (all its sources, the 0.3-0.8 s FSDD digits too), unmarked, under KEY; clips
+def false_positive_pass(data: Path, tables: dict[str, list[dict]], every: int) -> int:
+    """The detector on every ``every``-th real clip of ``tables`` (source -> rows: LibriSpeech, ARCTIC)
+    and of ``real-extra/`` (all its sources, the 0.3-0.8 s FSDD digits too), unmarked, under KEY; clips
     shorter than SHORT_SECONDS also under SHORT_KEYS other keys.  Prints false positives per source
     and returns their count over all (clip, key) trials."""
-    clips = [("arctic" if r["id"].startswith("arctic") else "librispeech", r["id"], data / r["path"]) for r in table_rows]
-    extra = data / "real-extra" / "clips.tsv"
-    if extra.is_file():
-        with open(extra) as f:
-            clips += [(r["source"], r["path"], data / "real-extra" / r["path"])
-                      for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    clips = [(source, r["id"], data / r["path"]) for source, table in tables.items() for r in table] + extra_clips(data)
     keys = [KEY] + [hashlib.sha256(f"false-positive key {k}".encode()).digest() for k in range(SHORT_KEYS)]
     per_source: dict[str, list[int]] = {}
     worst, total = [], 0.0
     for source, clip_id, path in tqdm(clips[::every], desc="false-positive pass", unit="clip", mininterval=30):
         x, _ = load_audio(path, sr=SR)
         total += x.size / SR
+        counts = per_source.setdefault(source, [0, 0])
         for key in keys[: 1 + SHORT_KEYS * (x.size / SR < SHORT_SECONDS)]:
             found = wm.detect(x, SR, key)
-            counts = per_source.setdefault(source, [0, 0])
             counts[0] += int(found.present)
             counts[1] += 1
             worst.append((round(found.score, 2), clip_id, round(x.size / SR, 2)))
@@ -357,7 +360,7 @@ def main() -> None:
         channel_rates(marked_clips)
     fp = -1
     if not args.skip_fp:
-        fp = false_positive_pass(args.data, lib + arc, args.fp_every)
+        fp = false_positive_pass(args.data, {"librispeech": lib, "arctic": arc}, args.fp_every)
     print(f"mean_auc={np.mean(aucs):.4f} fp_real={fp} snr_db={np.mean(snr):.2f} pesq={np.median(quality):.3f}")
 
 

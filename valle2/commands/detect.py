@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 def _detect(args: argparse.Namespace) -> int:
     from ..audio import load_audio
     from ..safety.detector import load_detector
-    from ..safety.report import classifier_report, provenance_report, verdict, watermark_note
+    from ..safety.report import classifier_report, provenance_report, verdict, watermark_report
     from ..safety.watermark import detect
 
     try:
@@ -56,9 +56,7 @@ def _detect(args: argparse.Namespace) -> int:
     wav, sr = load_audio(args.file, allow_silent=True)
     found = detect(wav, sr, dep.watermark_key)
     classifier = classifier_report(wav, sr, args.detector)
-    report = {"file": str(args.file), "watermark": {"present": found.present, "score": round(found.score, 2),
-              "payload": found.payload, "marked_seconds": [[round(a, 2), round(b, 2)] for a, b in found.marked_seconds],
-              "note": watermark_note(found.present, wav.size / sr)},
+    report = {"file": str(args.file), "watermark": watermark_report(found, wav.size / sr),
               "classifier": classifier, "provenance": provenance_report(args.file),
               "verdict": verdict(found.present, classifier)}
     if args.json:

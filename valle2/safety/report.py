@@ -30,16 +30,21 @@ def verdict(watermark_present: bool, classifier: dict) -> str:
     return "no sign of synthesis: no valle2 watermark, and the classifier calls it real"
 
 
-def watermark_note(present: bool, seconds: float) -> str | None:
-    """What an absent mark means on a short clip: under LOUD_SHORT_SECONDS the watermark's loud
-    layer is read with a handicap (not at all under LOUD_MIN_SECONDS), so that real speech is not
-    flagged; a valle2 output that short may then go unfound, most of all through noise."""
+def watermark_report(found, seconds: float) -> dict:
+    """The watermark detector's result ``found`` (:class:`valle2.safety.watermark.Detection`) on a
+    clip of ``seconds``, as ``valle2 detect`` prints it and ``POST /v1/detect`` returns it:
+    present, score, payload, marked_seconds and ``note``, which says when an absent mark means
+    little.  Under LOUD_SHORT_SECONDS the watermark's loud layer is read with a handicap (not at all
+    under LOUD_MIN_SECONDS), so that real speech is not flagged; a valle2 output that short may then
+    go unfound, most of all through noise."""
     from .watermark import LOUD_SHORT_SECONDS
 
-    if present or seconds >= LOUD_SHORT_SECONDS:
-        return None
-    return (f"the clip is {seconds:.2f} s, under {LOUD_SHORT_SECONDS} s: the watermark is read less surely there, "
-            "so an absent mark says little; check a longer stretch of the recording if there is one")
+    note = None
+    if not found.present and seconds < LOUD_SHORT_SECONDS:
+        note = (f"the clip is {seconds:.2f} s, under {LOUD_SHORT_SECONDS} s: the watermark is read less surely there, "
+                "so an absent mark says little; check a longer stretch of the recording if there is one")
+    return {"present": found.present, "score": round(float(found.score), 2), "payload": found.payload,
+            "marked_seconds": [(round(a, 2), round(b, 2)) for a, b in found.marked_seconds], "note": note}
 
 
 def provenance_report(path: Path) -> dict | None:

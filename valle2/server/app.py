@@ -35,7 +35,7 @@ from ..audio import AudioFile, load_audio
 from ..errors import BadRequest, ConsentError, KeyStoreError, NotFound, PermissionDenied
 from ..names import shipped_voice
 from ..safety import detect, validate_name
-from ..safety.report import classifier_report, verdict, watermark_note
+from ..safety.report import classifier_report, verdict, watermark_report
 from ..safety.deployment import Deployment
 from ..synthesis import MAX_PROMPT_SECONDS, VallE2
 from ..text import split_sentences
@@ -323,11 +323,9 @@ def create_app(model: VallE2, deployment: Deployment, settings: ServerSettings |
             wav, sr = svc.load_upload(data, allow_silent=True)
             found = detect(wav, sr, deployment.watermark_key)
             classifier = classifier_report(wav, sr)
-            return DetectResponse(seconds=round(wav.size / sr, 3), sample_rate=sr, watermark=WatermarkReport(
-                present=found.present, score=round(float(found.score), 2), payload=found.payload,
-                marked_seconds=[(round(a, 2), round(b, 2)) for a, b in found.marked_seconds],
-                note=watermark_note(found.present, wav.size / sr)),
-                classifier=ClassifierReport(**classifier), verdict=verdict(found.present, classifier))
+            return DetectResponse(seconds=round(wav.size / sr, 3), sample_rate=sr,
+                                  watermark=WatermarkReport(**watermark_report(found, wav.size / sr)),
+                                  classifier=ClassifierReport(**classifier), verdict=verdict(found.present, classifier))
         async with svc.queue.acquire() as slot:
             return await slot.run(work)
 
